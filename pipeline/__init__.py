@@ -1,0 +1,1 @@
+"""The release controller: Bitbucket `develop` -> Heroku staging -> Product Owner approval -> production."""

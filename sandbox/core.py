@@ -1,0 +1,183 @@
+"""The sandbox: Bitbucket Cloud, the Heroku Platform API and the Heroku Data API on loopback.
+
+``Sandbox(state_dir).start()`` binds the three stand-ins (reusing the ports of the last run in
+that state dir where they are free), seeds them on first start (workspace ``whisper``, repository
+``claims`` holding the demo app, Heroku apps ``claims-staging`` and ``claims-production`` coupled
+in pipeline ``claims``, both running ``main``), and on later starts brings the apps' processes
+back up. ``stop()`` stops the servers and every process the sandbox started.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from sandbox.bitbucket import BitbucketCloud
+from sandbox.databases import Databases
+from sandbox.demo import demo_files
+from sandbox.faults import Faults
+from sandbox.heroku import HerokuPlatform
+from sandbox.heroku_data import HerokuData
+from sandbox.persist import JsonFile
+from sandbox.server import ServiceServer
+
+log = logging.getLogger("sandbox")
+
+WORKSPACE = "whisper"
+REPOSITORY = "claims"
+PIPELINE = "claims"
+APPS = {"staging": "claims-staging", "production": "claims-production"}
+SERVICES = ("bitbucket", "heroku", "heroku-data")
+
+
+class Sandbox:
+    def __init__(
+        self,
+        state_dir: Path | str,
+        *,
+        ports: dict[str, int] | None = None,
+        host: str = "127.0.0.1",
+        heroku_rate_limit: int = 4500,
+        deploy_main: bool = True,
+    ) -> None:
+        self.state_dir = Path(state_dir).resolve()
+        self.host = host
+        self.heroku_rate_limit = heroku_rate_limit
+        self.deploy_main = deploy_main
+        self._wanted_ports = dict(ports or {})
+        self.faults = Faults()
+        self._servers: dict[str, ServiceServer] = {}
+        self.databases: Databases | None = None
+        self._bitbucket: BitbucketCloud | None = None
+        self._heroku: HerokuPlatform | None = None
+        self._heroku_data: HerokuData | None = None
+
+    # -- the three stand-ins ---------------------------------------------------------------------
+
+    @property
+    def bitbucket(self) -> BitbucketCloud:
+        assert self._bitbucket is not None, "the sandbox is not started"
+        return self._bitbucket
+
+    @property
+    def heroku(self) -> HerokuPlatform:
+        assert self._heroku is not None, "the sandbox is not started"
+        return self._heroku
+
+    @property
+    def heroku_data(self) -> HerokuData:
+        assert self._heroku_data is not None, "the sandbox is not started"
+        return self._heroku_data
+
+    def url(self, service: str) -> str:
+        return self._servers[service].url
+
+    # -- life cycle ------------------------------------------------------------------------------
+
+    def start(self) -> Sandbox:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        ports_file = JsonFile(self.state_dir / "ports.json")
+        remembered: dict[str, int] = ports_file.load({})
+        try:
+            for service in SERVICES:
+                self._servers[service] = self._bind(service, remembered.get(service, 0))
+            ports_file.save({s: srv.port for s, srv in self._servers.items()})
+
+            self.databases = Databases(self.state_dir / "databases")
+            self._bitbucket = BitbucketCloud(self.state_dir / "bitbucket", self.url("bitbucket"))
+            self._heroku = HerokuPlatform(
+                self.state_dir / "heroku",
+                self.url("heroku"),
+                self.databases,
+                rate_limit=self.heroku_rate_limit,
+            )
+            self._heroku_data = HerokuData(
+                self.state_dir / "heroku-data", self.url("heroku-data"), self._heroku, self.databases
+            )
+            for service, stand_in in (
+                ("bitbucket", self._bitbucket),
+                ("heroku", self._heroku),
+                ("heroku-data", self._heroku_data),
+            ):
+                self._servers[service].start(stand_in.wsgi_app, stand_in.fault_response)
+            self._seed()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _bind(self, service: str, remembered: int) -> ServiceServer:
+        wanted = self._wanted_ports.get(service)
+        if wanted:  # asked for explicitly: that port or an error
+            return ServiceServer(service, self.faults, host=self.host, port=wanted)
+        if remembered:
+            try:
+                return ServiceServer(service, self.faults, host=self.host, port=remembered)
+            except OSError:
+                log.warning("port %s of the last %s stand-in is taken; using another", remembered, service)
+        return ServiceServer(service, self.faults, host=self.host, port=0)
+
+    def _seed(self) -> None:
+        marker = JsonFile(self.state_dir / "seeded.json")
+        seeded = marker.load({})
+        self.bitbucket.seed(demo_files(), workspace=WORKSPACE, repository=REPOSITORY)
+        self.heroku.seed(pipeline=PIPELINE, apps=APPS)
+        if self.deploy_main and not seeded.get("deployed_main"):
+            tarball, commit = self.bitbucket.archive(WORKSPACE, REPOSITORY, "main")
+            for app in APPS.values():
+                self.heroku.deploy(app, tarball, commit, description=f"Deploy {commit[:7]} (sandbox seed)")
+            seeded["deployed_main"] = commit
+            marker.save(seeded)
+        else:
+            self.heroku.start_runtime()
+
+    def stop(self) -> None:
+        for stand_in in (self._heroku_data, self._heroku, self._bitbucket):
+            if stand_in is not None:
+                try:
+                    stand_in.close()
+                except Exception:  # keep stopping the rest
+                    log.exception("stopping a stand-in failed")
+        for server in self._servers.values():
+            server.stop()
+        self._servers.clear()
+
+    def __enter__(self) -> Sandbox:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- what `pipeline sandbox up --json` prints ----------------------------------------------------
+
+    def info(self) -> dict[str, Any]:
+        tokens = self.bitbucket.tokens()
+        bitbucket_url = self.url("bitbucket")
+        return {
+            "bitbucket": {
+                "url": bitbucket_url,
+                "api": f"{bitbucket_url}/2.0",
+                "workspace": WORKSPACE,
+                "repository": REPOSITORY,
+                "users": tokens,
+            },
+            "heroku": {
+                "url": self.url("heroku"),
+                "data_url": self.url("heroku-data"),
+                "api_key": self.heroku.api_key,
+                "pipeline": PIPELINE,
+                "apps": dict(APPS),
+                "web_urls": {stage: self.heroku.web_url(app) for stage, app in APPS.items()},
+            },
+            "databases": self.databases.kind if self.databases else None,
+            "state_dir": str(self.state_dir),
+            "admin": {s: f"{srv.url}/_sandbox/faults" for s, srv in self._servers.items()},
+            "env": {
+                "BITBUCKET_URL": bitbucket_url,
+                "BITBUCKET_TOKEN": tokens["controller"],
+                "HEROKU_API_URL": self.url("heroku"),
+                "HEROKU_API_KEY": self.heroku.api_key,
+                "HEROKU_DATA_API_URL": self.url("heroku-data"),
+            },
+        }

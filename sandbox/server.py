@@ -1,0 +1,150 @@
+"""One stand-in on one loopback port: a threaded WSGI server with faults and an admin endpoint.
+
+``ServiceServer`` binds its port when it is made (so a stand-in knows its own base URL before
+it builds its app), then serves the app in a background thread. Before the app sees a request,
+the fault registry is consulted (``sandbox.faults``); requests under ``/_sandbox/`` go to the
+admin endpoint instead:
+
+    GET    /_sandbox/faults          the faults that apply to this stand-in
+    POST   /_sandbox/faults          add one: {"kind", "path", "method", "status", "delay", "times"}
+    DELETE /_sandbox/faults          remove this stand-in's faults
+    DELETE /_sandbox/faults/{id}     remove one
+    GET    /_sandbox/health          {"service": ..., "ok": true}
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+from werkzeug.wrappers import Request, Response
+
+from sandbox.faults import Fault, FaultError, Faults
+
+log = logging.getLogger("sandbox")
+
+WSGIApp = Callable[..., Iterable[bytes]]
+FaultResponder = Callable[[Fault], Response]
+
+
+class _DropConnection(ConnectionError):
+    """Raised after the socket was shut down on purpose: werkzeug treats it as a dropped client."""
+
+
+class _QuietHandler(WSGIRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        log.debug("%s %s -> %s", self.command, self.path, code)
+
+    def log_error(self, format: str, *args: Any) -> None:
+        log.debug(format, *args)
+
+    def connection_dropped(self, error: BaseException, environ: Any = None) -> None:
+        log.debug("connection dropped: %s", error)
+
+
+def _default_fault_response(fault: Fault) -> Response:
+    body = {"error": f"fault injected by the sandbox ({fault.kind})"}
+    return Response(json.dumps(body), status=fault.status or 503, mimetype="application/json")
+
+
+class ServiceServer:
+    """A stand-in's HTTP server. ``url`` is known from construction on."""
+
+    def __init__(self, service: str, faults: Faults, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.service = service
+        self.faults = faults
+        self._app: WSGIApp | None = None
+        self._fault_response: FaultResponder = _default_fault_response
+        self._server: BaseWSGIServer = make_server(
+            host, port, self._wsgi, threaded=True, request_handler=_QuietHandler
+        )
+        self._server.daemon_threads = True  # type: ignore[attr-defined]
+        self.host = host
+        self.port: int = self._server.server_address[1]
+        self.url = f"http://{host}:{self.port}"
+        self._thread: threading.Thread | None = None
+
+    def start(self, app: WSGIApp, fault_response: FaultResponder | None = None) -> None:
+        self._app = app
+        if fault_response is not None:
+            self._fault_response = fault_response
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, name=f"sandbox-{self.service}"
+        )
+        self._thread.daemon = True
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._server.shutdown()
+            self._thread.join(timeout=5)
+            self._thread = None
+        self._server.server_close()
+
+    # -- WSGI -----------------------------------------------------------------------------------
+
+    def _wsgi(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path.startswith("/_sandbox/"):
+            return self._admin(Request(environ))(environ, start_response)
+        fault = self.faults.take(self.service, environ.get("REQUEST_METHOD", "GET"), path)
+        if fault is not None:
+            if fault.kind == "slow":
+                time.sleep(fault.delay)
+            elif fault.kind == "drop":
+                sock = environ.get("werkzeug.socket")
+                if sock is not None:
+                    with contextlib.suppress(OSError):
+                        sock.shutdown(socket.SHUT_RDWR)
+                raise _DropConnection("dropped by a sandbox fault")
+            else:
+                return self._fault_response(fault)(environ, start_response)
+        assert self._app is not None, "ServiceServer.start() was not called"
+        return self._app(environ, start_response)
+
+    def _admin(self, request: Request) -> Response:
+        def answer(body: Any, status: int = 200) -> Response:
+            return Response(json.dumps(body), status=status, mimetype="application/json")
+
+        parts = request.path.strip("/").split("/")
+        if parts == ["_sandbox", "health"]:
+            return answer({"service": self.service, "ok": True})
+        if parts[:2] != ["_sandbox", "faults"]:
+            return answer({"error": f"no admin endpoint at {request.path}"}, 404)
+        if len(parts) == 2 and request.method == "GET":
+            return answer([f.to_dict() for f in self.faults.list(self.service)])
+        if len(parts) == 2 and request.method == "POST":
+            try:
+                spec = json.loads(request.get_data() or b"{}")
+            except ValueError:
+                return answer({"error": "the body is not JSON"}, 400)
+            if not isinstance(spec, dict):
+                return answer({"error": "the body must be a JSON object"}, 400)
+            allowed = {"kind", "path", "method", "status", "delay", "times"}
+            unknown = sorted(set(spec) - allowed)
+            if unknown:
+                return answer({"error": f"unknown field {unknown[0]!r}; fields: {sorted(allowed)}"}, 400)
+            if "kind" not in spec:
+                return answer({"error": "field 'kind' is required"}, 400)
+            try:
+                fault = self.faults.add(service=self.service, **spec)
+            except (FaultError, TypeError) as exc:
+                return answer({"error": str(exc)}, 400)
+            return answer(fault.to_dict(), 201)
+        if len(parts) == 2 and request.method == "DELETE":
+            self.faults.clear(self.service)
+            return answer({"cleared": True})
+        if len(parts) == 3 and request.method == "DELETE":
+            if not parts[2].isdigit() or not self.faults.remove(int(parts[2])):
+                return answer({"error": f"no fault {parts[2]}"}, 404)
+            return answer({"removed": int(parts[2])})
+        return answer({"error": f"{request.method} is not allowed on {request.path}"}, 405)

@@ -1,0 +1,126 @@
+"""`pipeline sandbox up`: the JSON contract, state kept across restarts, nothing left running."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from sandbox.databases import Databases
+
+PIPELINE = str(Path(sys.executable).with_name("pipeline"))
+
+
+class Running:
+    def __init__(self, state_dir: Path) -> None:
+        self.proc = subprocess.Popen(
+            [PIPELINE, "sandbox", "up", "--json", "--state-dir", str(state_dir)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            self.proc.wait(timeout=30)
+            raise AssertionError(f"sandbox up printed nothing; stderr: {self.proc.stderr.read()}")  # type: ignore[union-attr]
+        self.info = json.loads(line)
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        self.proc.send_signal(sig)
+        code = self.proc.wait(timeout=60)
+        return code
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path) -> Iterator[Path]:
+    yield tmp_path / "state"
+    # the apps' databases outlive the processes; drop them as a user would with `rm -rf` + dropdb
+    if (tmp_path / "state" / "databases").exists():
+        Databases(tmp_path / "state" / "databases").drop_all()
+
+
+def test_json_first_line_holds_the_contract_and_sigterm_stops_everything(state_dir: Path) -> None:
+    run = Running(state_dir)
+    try:
+        info = run.info
+        assert set(info["bitbucket"]["users"]) >= {"dev", "po", "ops", "controller", "readonly"}
+        assert info["bitbucket"]["workspace"] == "whisper" and info["bitbucket"]["repository"] == "claims"
+        assert info["heroku"]["apps"] == {"staging": "claims-staging", "production": "claims-production"}
+        assert info["heroku"]["pipeline"] == "claims"
+        env = info["env"]
+        assert env["BITBUCKET_URL"] == info["bitbucket"]["url"]
+        assert env["BITBUCKET_TOKEN"] == info["bitbucket"]["users"]["controller"]
+        assert env["HEROKU_API_URL"] == info["heroku"]["url"]
+        assert env["HEROKU_API_KEY"] == info["heroku"]["api_key"]
+        assert env["HEROKU_DATA_API_URL"] == info["heroku"]["data_url"]
+
+        # the real client works with nothing but the root URL it is given
+        from atlassian.bitbucket import Cloud
+
+        cloud = Cloud(url=info["bitbucket"]["url"], token=env["BITBUCKET_TOKEN"])
+        assert cloud.repositories.get("whisper", "claims").slug == "claims"
+        web_url = info["heroku"]["web_urls"]["production"]
+        assert requests.get(f"{web_url.rstrip('/')}/health", timeout=5).status_code == 200
+    finally:
+        code = run.stop()
+    assert code == 0
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"{web_url.rstrip('/')}/health", timeout=2)
+    with pytest.raises(requests.ConnectionError):
+        requests.get(info["heroku"]["url"], timeout=2)
+
+
+def test_state_and_ports_survive_a_restart(state_dir: Path) -> None:
+    first = Running(state_dir)
+    try:
+        repo = f"{first.info['bitbucket']['api']}/repositories/whisper/claims"
+        auth = {"Authorization": f"Bearer {first.info['bitbucket']['users']['dev']}"}
+        develop = requests.get(f"{repo}/refs/branches/develop", headers=auth).json()["target"]["hash"]
+        created = requests.post(
+            f"{repo}/refs/branches", headers=auth, json={"name": "kept", "target": {"hash": develop}}
+        )
+        assert created.status_code == 201, created.text
+    finally:
+        assert first.stop(signal.SIGINT) == 0
+
+    second = Running(state_dir)
+    try:
+        assert second.info["bitbucket"]["url"] == first.info["bitbucket"]["url"]
+        assert second.info["heroku"]["web_urls"] == first.info["heroku"]["web_urls"]
+        assert second.info["bitbucket"]["users"] == first.info["bitbucket"]["users"]
+        repo = f"{second.info['bitbucket']['api']}/repositories/whisper/claims"
+        auth = {"Authorization": f"Bearer {second.info['bitbucket']['users']['dev']}"}
+        kept = requests.get(f"{repo}/refs/branches/kept", headers=auth)
+        assert kept.status_code == 200 and kept.json()["target"]["hash"] == develop
+        # the apps run again after the restart, on the same web_url
+        web_url = second.info["heroku"]["web_urls"]["staging"]
+        assert requests.get(f"{web_url.rstrip('/')}/health", timeout=10).status_code == 200
+    finally:
+        assert second.stop() == 0
+
+
+def test_a_port_in_use_is_a_clear_error(state_dir: Path) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = subprocess.run(
+            [PIPELINE, "sandbox", "up", "--state-dir", str(state_dir), "--heroku-port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ},
+        )
+    assert result.returncode != 0
+    assert "could not start the sandbox" in result.stderr and str(port) in result.stderr
