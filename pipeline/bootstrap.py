@@ -7,7 +7,7 @@ below imports it lazily, only when someone asks for the sandbox.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from sandbox.core import Sandbox
@@ -18,3 +18,10 @@ def sandbox(state_dir: Path, ports: dict[str, int] | None = None) -> Sandbox:
     from sandbox.core import Sandbox
 
     return Sandbox(state_dir, ports=ports)
+
+
+def running_sandbox(state_dir: Path) -> dict[str, Any] | None:
+    """The description of the sandbox running on ``state_dir``, or None."""
+    from sandbox.core import running_info
+
+    return running_info(state_dir)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import signal
 import sys
 import threading
@@ -68,6 +69,34 @@ def sandbox_up(
         box.stop()
 
 
+@sandbox.command("env")
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=DEFAULT_SANDBOX_DIR,
+    show_default=True,
+    help="The state dir of the running sandbox.",
+)
+def sandbox_env(state_dir: Path) -> None:
+    """Print shell `export` lines pointing at the running sandbox.
+
+    BITBUCKET_URL, BITBUCKET_TOKEN (the controller's), HEROKU_API_URL, HEROKU_API_KEY and
+    HEROKU_DATA_API_URL, plus SANDBOX_TOKEN_<USER> for each seeded Bitbucket user. Use it as
+    `eval "$(pipeline sandbox env)"`.
+    """
+    info = bootstrap.running_sandbox(state_dir)
+    if info is None:
+        raise click.ClickException(
+            f"no sandbox is running with state dir {state_dir}: start one with `make run` "
+            f"or `pipeline sandbox up --state-dir {state_dir}`"
+        )
+    exports = dict(info["env"])
+    for user, token in info["bitbucket"]["users"].items():
+        exports[f"SANDBOX_TOKEN_{user.upper()}"] = token
+    for key, value in exports.items():
+        click.echo(f"export {key}={shlex.quote(value)}")
+
+
 def _describe(info: dict[str, Any], *, err: bool) -> None:
     bb, hk = info["bitbucket"], info["heroku"]
     lines = [
@@ -80,8 +109,8 @@ def _describe(info: dict[str, Any], *, err: bool) -> None:
         f"  state             {info['state_dir']}",
         "  users (Bitbucket API tokens):",
         *(f"    {user:<10} {token}" for user, token in bb["users"].items()),
-        "  Point the release controller at it with:",
-        *(f"    export {key}={value}" for key, value in info["env"].items()),
+        "  In another shell, point the release controller and curl at it with:",
+        f'    eval "$(pipeline sandbox env --state-dir {info["state_dir"]})"',
         "Ctrl-C stops it.",
     ]
     click.echo("\n".join(lines), err=err)

@@ -29,6 +29,13 @@ REPOSITORY = "claims"
 PIPELINE = "claims"
 APPS = {"staging": "claims-staging", "production": "claims-production"}
 SERVICES = ("bitbucket", "heroku", "heroku-data")
+RUNNING_FILE = "sandbox.json"  # the running sandbox's info(), for `pipeline sandbox env`
+
+
+def running_info(state_dir: Path | str) -> dict[str, Any] | None:
+    """What a sandbox running on ``state_dir`` describes itself as, or None if none runs there."""
+    info: dict[str, Any] | None = JsonFile(Path(state_dir) / RUNNING_FILE).load(None)
+    return info
 
 
 class Sandbox:
@@ -102,6 +109,7 @@ class Sandbox:
             ):
                 self._servers[service].start(stand_in.wsgi_app, stand_in.fault_response)
             self._seed()
+            JsonFile(self.state_dir / RUNNING_FILE).save(self.info())  # 0600, like every state file
         except BaseException:
             self.stop()
             raise
@@ -142,6 +150,7 @@ class Sandbox:
         for server in self._servers.values():
             server.stop()
         self._servers.clear()
+        (self.state_dir / RUNNING_FILE).unlink(missing_ok=True)
 
     def __enter__(self) -> Sandbox:
         return self.start()

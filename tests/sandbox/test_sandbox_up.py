@@ -70,9 +70,18 @@ def test_json_first_line_holds_the_contract_and_sigterm_stops_everything(state_d
         assert cloud.repositories.get("whisper", "claims").slug == "claims"
         web_url = info["heroku"]["web_urls"]["production"]
         assert requests.get(f"{web_url.rstrip('/')}/health", timeout=5).status_code == 200
+
+        exports = subprocess.run(
+            [PIPELINE, "sandbox", "env", "--state-dir", str(state_dir)], capture_output=True, text=True
+        )
+        assert exports.returncode == 0, exports.stderr
+        assert f"export HEROKU_API_KEY={env['HEROKU_API_KEY']}" in exports.stdout.splitlines()
+        assert f"export SANDBOX_TOKEN_PO={info['bitbucket']['users']['po']}" in exports.stdout.splitlines()
     finally:
         code = run.stop()
     assert code == 0
+    gone = subprocess.run([PIPELINE, "sandbox", "env", "--state-dir", str(state_dir)], capture_output=True, text=True)
+    assert gone.returncode == 1 and "no sandbox is running" in gone.stderr
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{web_url.rstrip('/')}/health", timeout=2)
     with pytest.raises(requests.ConnectionError):
