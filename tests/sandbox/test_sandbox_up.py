@@ -80,7 +80,9 @@ def test_json_first_line_holds_the_contract_and_sigterm_stops_everything(state_d
     finally:
         code = run.stop()
     assert code == 0
-    gone = subprocess.run([PIPELINE, "sandbox", "env", "--state-dir", str(state_dir)], capture_output=True, text=True)
+    gone = subprocess.run(
+        [PIPELINE, "sandbox", "env", "--state-dir", str(state_dir)], capture_output=True, text=True
+    )
     assert gone.returncode == 1 and "no sandbox is running" in gone.stderr
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{web_url.rstrip('/')}/health", timeout=2)
