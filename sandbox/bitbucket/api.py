@@ -1,7 +1,9 @@
 """The HTTP surface: the Flask app, authentication, rate limiting, errors, and request helpers.
 
 Every request must authenticate (Bearer token, or Basic with username/email and token): 401
-otherwise. Anything but GET/HEAD needs write access: 403 for ``readonly``. Requests under
+otherwise. Anything but GET/HEAD needs write access (403 for ``readonly``), except taking part in
+a review, which Bitbucket Cloud allows anyone who can read the repository: approving,
+unapproving, requesting changes and commenting on a pull request. Requests under
 ``/2.0/repositories/`` spend the user's rolling-hour budget and carry the ``X-RateLimit-*``
 headers. Unknown URLs, wrong methods, malformed JSON and crashes all answer with Bitbucket's
 error body. A trailing slash is accepted everywhere, as Bitbucket does.
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,6 +29,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("sandbox.bitbucket")
 READ_METHODS = ("GET", "HEAD", "OPTIONS")
+# What a reader may do: review a pull request (approve, request changes, comment).
+REVIEW_ACTION = re.compile(
+    r"^/2\.0/repositories/[^/]+/[^/]+/pullrequests/\d+/(approve|request-changes|comments)(/\d+)?/?$"
+)
 
 
 def current_user() -> User:
@@ -84,7 +91,7 @@ def create_app(bb: BitbucketCloud) -> flask.Flask:
                 resp = rate_limited()
                 resp.headers.update(flask.g.rate_headers)
                 return resp  # type: ignore[return-value]
-        if flask.request.method not in READ_METHODS:
+        if flask.request.method not in READ_METHODS and not REVIEW_ACTION.match(path):
             parts = path.strip("/").split("/")
             target = "/".join(parts[2:4]) if parts[:2] == ["2.0", "repositories"] else path
             require_write(flask.g.user, target)

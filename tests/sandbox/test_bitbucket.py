@@ -360,6 +360,17 @@ def test_auth_and_error_bodies(env: Env) -> None:
     assert forbidden.status_code == 403 and forbidden.json()["type"] == "error"
     assert env.call("GET", f"{R}/refs/branches", "readonly").status_code == 200
 
+    # A reader may review a pull request (Bitbucket Cloud lets anyone who can read approve and
+    # comment: the controller must be the one to ignore such approvals), but not merge it.
+    env.commit("feature/reader", {"reader.txt": "r"})
+    pr = env.cloud().repositories.get(WS, REPO).pullrequests.create("Reader", "feature/reader", "develop")
+    assert env.call("POST", f"{R}/pullrequests/{pr.id}/approve", "readonly").status_code == 200
+    comment = env.call(
+        "POST", f"{R}/pullrequests/{pr.id}/comments", "readonly", json={"content": {"raw": "ok"}}
+    )
+    assert comment.status_code == 201
+    assert env.call("POST", f"{R}/pullrequests/{pr.id}/merge", "readonly", json={}).status_code == 403
+
     for path, message in (
         (f"/2.0/repositories/{WS}/nope", "You may not have access"),
         (f"{R}/refs/branches/nope", "nope"),
