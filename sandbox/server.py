@@ -64,8 +64,10 @@ class ServiceServer:
         self.faults = faults
         self._app: WSGIApp | None = None
         self._fault_response: FaultResponder = _default_fault_response
+        # Bind first, ourselves: werkzeug exits the process when a port is taken; we raise OSError.
+        self._socket = socket.create_server((host, port))
         self._server: BaseWSGIServer = make_server(
-            host, port, self._wsgi, threaded=True, request_handler=_QuietHandler
+            host, port, self._wsgi, threaded=True, request_handler=_QuietHandler, fd=self._socket.fileno()
         )
         self._server.daemon_threads = True  # type: ignore[attr-defined]
         self.host = host
@@ -89,6 +91,7 @@ class ServiceServer:
             self._thread.join(timeout=5)
             self._thread = None
         self._server.server_close()
+        self._socket.close()
 
     # -- WSGI -----------------------------------------------------------------------------------
 

@@ -232,7 +232,7 @@ class HerokuData:
     # -- the app -----------------------------------------------------------------------------------
 
     def _build_app(self) -> flask.Flask:
-        app = flask.Flask("sandbox.heroku_data")
+        app = flask.Flask(__name__, root_path=str(Path(__file__).parent))
 
         @app.errorhandler(ApiError)
         def api_error(exc: ApiError) -> Response:
