@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check lint types sandbox clean
+.PHONY: run test check lint types clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -12,13 +12,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-## make run: the sandbox stand-ins for Bitbucket and Heroku (Ctrl-C stops them and every app process).
+## make run: the sandbox stand-ins for Bitbucket and Heroku, state in .pipeline/sandbox
+## (Ctrl-C stops them and every app process they started).
 run: $(STAMP)
-	$(BIN)/pipeline sandbox up --state-dir .sandbox
-
-## make sandbox: the same, printing the JSON description first.
-sandbox: $(STAMP)
-	$(BIN)/pipeline sandbox up --json --state-dir .sandbox
+	$(BIN)/pipeline sandbox up
 
 ## make test: the whole suite (PostgreSQL tests skip, saying why, where no server answers on 127.0.0.1:5432).
 test: $(STAMP)
@@ -35,4 +32,4 @@ types: $(STAMP)
 check: lint types test
 
 clean:
-	rm -rf $(VENV) .sandbox .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
