@@ -6,10 +6,12 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test check lint types clean
 
-$(STAMP): pyproject.toml
+# constraints.txt pins every package to the versions the suite last passed with
+# (refresh: `.venv/bin/pip freeze --exclude-editable > constraints.txt`).
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
 ## make run: the sandbox stand-ins for Bitbucket and Heroku, state in .pipeline/sandbox
