@@ -124,8 +124,12 @@ class Shapes:
                 members=self.link(self.api(f"workspaces/{ws['slug']}/members")),
                 hooks=self.link(self.api(f"workspaces/{ws['slug']}/hooks")),
             )
+            # never edited here, so last updated when created (the swagger types it a date-time, not null)
             body.update(
-                is_private=True, created_on=ws["created_on"], updated_on=None, forking_mode="internal_only"
+                is_private=True,
+                created_on=ws["created_on"],
+                updated_on=ws.get("updated_on", ws["created_on"]),
+                forking_mode="internal_only",
             )
         return body
 
