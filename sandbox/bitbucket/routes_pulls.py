@@ -47,13 +47,6 @@ def _branch_name(body: dict[str, Any], field: str) -> str | None:
 def register(app: flask.Flask, bb: BitbucketCloud) -> None:
     shapes = bb.shapes
 
-    def rule(path: str, methods: list[str]) -> Any:
-        def decorator(view: Any) -> Any:
-            app.add_url_rule(path, view.__name__, view, methods=methods)
-            return view
-
-        return decorator
-
     def render(repo: Record, pr: Record) -> Record:
         return shapes.pullrequest(repo, pr, pr["source_hash"], pr["dest_hash"])
 
@@ -147,7 +140,7 @@ def register(app: flask.Flask, bb: BitbucketCloud) -> None:
         "close_source_branch": lambda p: p["close_source_branch"],
     }
 
-    @rule(R, ["GET"])
+    @app.route(R, methods=["GET"])
     def pulls_list(workspace: str, slug: str) -> flask.Response:
         repo = bb.repo_or_404(workspace, slug)
         args = flask.request.args
@@ -168,7 +161,7 @@ def register(app: flask.Flask, bb: BitbucketCloud) -> None:
             values = [render(repo, p) for p in items]
         return answer(paging.page_of(values, req, base=shapes.repo_api(repo, "pullrequests"), args=args))
 
-    @rule(R, ["POST"])
+    @app.route(R, methods=["POST"])
     def pulls_create(workspace: str, slug: str) -> flask.Response:
         repo = bb.repo_or_404(workspace, slug)
         body = json_body()
@@ -245,13 +238,13 @@ def register(app: flask.Flask, bb: BitbucketCloud) -> None:
             )
         return resp
 
-    @rule(f"{R}/<int:pr_id>", ["GET"])
+    @app.route(f"{R}/<int:pr_id>", methods=["GET"])
     def pull_get(workspace: str, slug: str, pr_id: int) -> flask.Response:
         repo = bb.repo_or_404(workspace, slug)
         with bb.lock:
             return answer(render(repo, pr_or_404(repo, pr_id)))
 
-    @rule(f"{R}/<int:pr_id>", ["PUT"])
+    @app.route(f"{R}/<int:pr_id>", methods=["PUT"])
     def pull_update(workspace: str, slug: str, pr_id: int) -> flask.Response:
         repo = bb.repo_or_404(workspace, slug)
         body = json_body()
@@ -292,7 +285,7 @@ def register(app: flask.Flask, bb: BitbucketCloud) -> None:
 
     # -- approvals and change requests --------------------------------------------------------
 
-    @rule(f"{R}/<int:pr_id>/approve", ["POST"])
+    @app.route(f"{R}/<int:pr_id>/approve", methods=["POST"])
     def approve(workspace: str, slug: str, pr_id: int) -> flask.Response:
         repo = bb.repo_or_404(workspace, slug)
         me = current_user()["username"]
@@ -309,7 +302,7 @@ def register(app: flask.Flask, bb: BitbucketCloud) -> None:
                 events.pullrequest(bb, repo, pr, "pullrequest:approved", me, {"approval": approval})
             return answer(shapes.participant(p))
 
-    @rule(f"{R}/<int:pr_id>/approve", ["DELETE"])
+    @app.route(f"{R}/<int:pr_id>/approve", methods=["DELETE"])
     def unapprove(workspace: str, slug: str, pr_id: int) -> flask.Response:
         repo = bb.repo_or_404(workspace, slug)
         me = current_user()["username"]
@@ -326,7 +319,7 @@ def register(app: flask.Flask, bb: BitbucketCloud) -> None:
             events.pullrequest(bb, repo, pr, "pullrequest:unapproved", me, {"approval": approval})
         return flask.Response(status=204)
 
-    @rule(f"{R}/<int:pr_id>/request-changes", ["POST"])
+    @app.route(f"{R}/<int:pr_id>/request-changes", methods=["POST"])
     def request_changes(workspace: str, slug: str, pr_id: int) -> flask.Response:
         repo = bb.repo_or_404(workspace, slug)
         me = current_user()["username"]
@@ -343,7 +336,7 @@ def register(app: flask.Flask, bb: BitbucketCloud) -> None:
                 events.pullrequest(bb, repo, pr, "pullrequest:changes_request_created", me, extra)
             return answer(shapes.participant(p))
 
-    @rule(f"{R}/<int:pr_id>/request-changes", ["DELETE"])
+    @app.route(f"{R}/<int:pr_id>/request-changes", methods=["DELETE"])
     def unrequest_changes(workspace: str, slug: str, pr_id: int) -> flask.Response:
         repo = bb.repo_or_404(workspace, slug)
         me = current_user()["username"]
@@ -366,7 +359,7 @@ def register(app: flask.Flask, bb: BitbucketCloud) -> None:
         pr.update(state=state, closed_by=me, updated_on=stamp)
         pr["activity"].append({"kind": "update", "date": stamp, "user": me, "state": state})
 
-    @rule(f"{R}/<int:pr_id>/decline", ["POST"])
+    @app.route(f"{R}/<int:pr_id>/decline", methods=["POST"])
     def decline(workspace: str, slug: str, pr_id: int) -> flask.Response:
         repo = bb.repo_or_404(workspace, slug)
         body = json_body()
@@ -380,7 +373,7 @@ def register(app: flask.Flask, bb: BitbucketCloud) -> None:
             events.pullrequest(bb, repo, pr, "pullrequest:rejected", me)
             return answer(render(repo, pr))
 
-    @rule(f"{R}/<int:pr_id>/merge", ["POST"])
+    @app.route(f"{R}/<int:pr_id>/merge", methods=["POST"])
     def merge(workspace: str, slug: str, pr_id: int) -> flask.Response:
         repo = bb.repo_or_404(workspace, slug)
         body = json_body()
@@ -471,7 +464,7 @@ def register(app: flask.Flask, bb: BitbucketCloud) -> None:
         }
         return {"update": update, "pull_request": mini}
 
-    @rule(f"{R}/<int:pr_id>/activity", ["GET"])
+    @app.route(f"{R}/<int:pr_id>/activity", methods=["GET"])
     def activity(workspace: str, slug: str, pr_id: int) -> flask.Response:
         repo = bb.repo_or_404(workspace, slug)
         req = paging.page_request(flask.request.args, maximum=paging.PULLREQUEST_MAX_PAGELEN)
@@ -481,7 +474,7 @@ def register(app: flask.Flask, bb: BitbucketCloud) -> None:
         base = shapes.repo_api(repo, f"pullrequests/{pr_id}/activity")
         return answer(paging.page_of(values, req, base=base, args=flask.request.args, with_size=False))
 
-    @rule(f"{R}/<int:pr_id>/commits", ["GET"])
+    @app.route(f"{R}/<int:pr_id>/commits", methods=["GET"])
     def pull_commits(workspace: str, slug: str, pr_id: int) -> flask.Response:
         repo = bb.repo_or_404(workspace, slug)
         req = paging.page_request(flask.request.args)
@@ -493,7 +486,7 @@ def register(app: flask.Flask, bb: BitbucketCloud) -> None:
         base = shapes.repo_api(repo, f"pullrequests/{pr_id}/commits")
         return answer(paging.page_of(values, req, base=base, args=flask.request.args, with_size=False))
 
-    @rule(f"{R}/<int:pr_id>/statuses", ["GET"])
+    @app.route(f"{R}/<int:pr_id>/statuses", methods=["GET"])
     def pull_statuses(workspace: str, slug: str, pr_id: int) -> flask.Response:
         repo = bb.repo_or_404(workspace, slug)
         req = paging.page_request(flask.request.args)
@@ -508,7 +501,7 @@ def register(app: flask.Flask, bb: BitbucketCloud) -> None:
 
     # -- comments -----------------------------------------------------------------------------
 
-    @rule(f"{R}/<int:pr_id>/comments", ["GET"])
+    @app.route(f"{R}/<int:pr_id>/comments", methods=["GET"])
     def comments_list(workspace: str, slug: str, pr_id: int) -> flask.Response:
         repo = bb.repo_or_404(workspace, slug)
         req = paging.page_request(flask.request.args)
@@ -518,7 +511,7 @@ def register(app: flask.Flask, bb: BitbucketCloud) -> None:
         base = shapes.repo_api(repo, f"pullrequests/{pr_id}/comments")
         return answer(paging.page_of(values, req, base=base, args=flask.request.args))
 
-    @rule(f"{R}/<int:pr_id>/comments", ["POST"])
+    @app.route(f"{R}/<int:pr_id>/comments", methods=["POST"])
     def comments_create(workspace: str, slug: str, pr_id: int) -> flask.Response:
         repo = bb.repo_or_404(workspace, slug)
         body = json_body()
@@ -548,7 +541,7 @@ def register(app: flask.Flask, bb: BitbucketCloud) -> None:
             events.pullrequest(bb, repo, pr, "pullrequest:comment_created", me, {"comment": shaped})
             return answer(shaped, 201, {"Location": shaped["links"]["self"]["href"]})
 
-    @rule(f"{R}/<int:pr_id>/comments/<int:comment_id>", ["GET"])
+    @app.route(f"{R}/<int:pr_id>/comments/<int:comment_id>", methods=["GET"])
     def comment_get(workspace: str, slug: str, pr_id: int, comment_id: int) -> flask.Response:
         repo = bb.repo_or_404(workspace, slug)
         with bb.lock:

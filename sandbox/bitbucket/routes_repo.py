@@ -48,20 +48,13 @@ def resolve_commit(git: GitRepo, rev: str) -> str:
 def register(app: flask.Flask, bb: BitbucketCloud) -> None:
     shapes = bb.shapes
 
-    def rule(path: str, methods: list[str]) -> Any:
-        def decorator(view: Any) -> Any:
-            app.add_url_rule(path, view.__name__, view, methods=methods)
-            return view
-
-        return decorator
-
     # -- accounts and workspaces --------------------------------------------------------------
 
-    @rule("/2.0/user", ["GET"])
+    @app.route("/2.0/user", methods=["GET"])
     def user_me() -> flask.Response:
         return answer(shapes.user_full(current_user()["username"]))
 
-    @rule("/2.0/users/<selected>", ["GET"])
+    @app.route("/2.0/users/<selected>", methods=["GET"])
     def user_get(selected: str) -> flask.Response:
         with bb.lock:
             for name, u in bb.store.users.items():
@@ -69,7 +62,7 @@ def register(app: flask.Flask, bb: BitbucketCloud) -> None:
                     return answer(shapes.user_full(name))
         raise not_found(f"{selected} not found")
 
-    @rule("/2.0/workspaces/<workspace>", ["GET"])
+    @app.route("/2.0/workspaces/<workspace>", methods=["GET"])
     def workspace_get(workspace: str) -> flask.Response:
         ws = bb.store.workspaces.get(workspace)
         if ws is None:
@@ -81,7 +74,7 @@ def register(app: flask.Flask, bb: BitbucketCloud) -> None:
     def render_repo(repo: Record) -> Record:
         return shapes.repository(repo, bb.store.workspaces[repo["workspace"]], bb.git(repo).size())
 
-    @rule("/2.0/repositories/<workspace>", ["GET"])
+    @app.route("/2.0/repositories/<workspace>", methods=["GET"])
     def repositories_list(workspace: str) -> flask.Response:
         if workspace not in bb.store.workspaces:
             raise not_found(f"No workspace with identifier '{workspace}'.")
@@ -93,7 +86,7 @@ def register(app: flask.Flask, bb: BitbucketCloud) -> None:
             paging.page_of(values, req, base=shapes.api(f"repositories/{workspace}"), args=flask.request.args)
         )
 
-    @rule(R, ["GET"])
+    @app.route(R, methods=["GET"])
     def repository_get(workspace: str, slug: str) -> flask.Response:
         return answer(render_repo(bb.repo_or_404(workspace, slug)))
 
@@ -106,7 +99,7 @@ def register(app: flask.Flask, bb: BitbucketCloud) -> None:
         "target.message": lambda b: b["target"]["message"],
     }
 
-    @rule(f"{R}/refs/branches", ["GET"])
+    @app.route(f"{R}/refs/branches", methods=["GET"])
     def branches_list(workspace: str, slug: str) -> flask.Response:
         repo = bb.repo_or_404(workspace, slug)
         args = flask.request.args
@@ -119,7 +112,7 @@ def register(app: flask.Flask, bb: BitbucketCloud) -> None:
         values = query.sort(values, args.get("sort", "name"), branch_fields)
         return answer(paging.page_of(values, req, base=shapes.repo_api(repo, "refs/branches"), args=args))
 
-    @rule(f"{R}/refs/branches/<path:name>", ["GET"])
+    @app.route(f"{R}/refs/branches/<path:name>", methods=["GET"])
     def branch_get(workspace: str, slug: str, name: str) -> flask.Response:
         repo = bb.repo_or_404(workspace, slug)
         git = bb.git(repo)
@@ -128,7 +121,7 @@ def register(app: flask.Flask, bb: BitbucketCloud) -> None:
             raise not_found(f'Branch "{name}" doesn\'t exist')
         return answer(shapes.branch(repo, name, git.commit(sha)))
 
-    @rule(f"{R}/refs/branches", ["POST"])
+    @app.route(f"{R}/refs/branches", methods=["POST"])
     def branch_create(workspace: str, slug: str) -> flask.Response:
         repo = bb.repo_or_404(workspace, slug)
         body = json_body()
@@ -153,7 +146,7 @@ def register(app: flask.Flask, bb: BitbucketCloud) -> None:
                 raise ApiError(409, "The branch changed while it was being created", str(exc)) from None
         return answer(shapes.branch(repo, name, git.commit(sha)), 201)
 
-    @rule(f"{R}/refs/branches/<path:name>", ["DELETE"])
+    @app.route(f"{R}/refs/branches/<path:name>", methods=["DELETE"])
     def branch_delete(workspace: str, slug: str, name: str) -> flask.Response:
         repo = bb.repo_or_404(workspace, slug)
         git = bb.git(repo)
@@ -195,15 +188,15 @@ def register(app: flask.Flask, bb: BitbucketCloud) -> None:
             body["next"] = paging.next_url(base, source, req.page + 1)
         return answer(body)
 
-    @rule(f"{R}/commits", ["GET", "POST"])
+    @app.route(f"{R}/commits", methods=["GET", "POST"])
     def commits_all(workspace: str, slug: str) -> flask.Response:
         return commit_list(workspace, slug, None)
 
-    @rule(f"{R}/commits/<path:revision>", ["GET", "POST"])
+    @app.route(f"{R}/commits/<path:revision>", methods=["GET", "POST"])
     def commits_of(workspace: str, slug: str, revision: str) -> flask.Response:
         return commit_list(workspace, slug, revision)
 
-    @rule(f"{R}/commit/<rev>", ["GET"])
+    @app.route(f"{R}/commit/<rev>", methods=["GET"])
     def commit_get(workspace: str, slug: str, rev: str) -> flask.Response:
         repo = bb.repo_or_404(workspace, slug)
         git = bb.git(repo)
@@ -219,7 +212,7 @@ def register(app: flask.Flask, bb: BitbucketCloud) -> None:
             raise field_error("author", f"{raw!r} is not of the form 'Full Name <email>'.")
         return Identity(m["name"], m["email"], now())
 
-    @rule(f"{R}/src", ["POST"])
+    @app.route(f"{R}/src", methods=["POST"])
     def src_create(workspace: str, slug: str) -> flask.Response:
         repo = bb.repo_or_404(workspace, slug)
         mimetype = flask.request.mimetype
@@ -286,7 +279,7 @@ def register(app: flask.Flask, bb: BitbucketCloud) -> None:
         resp.headers["Location"] = location
         return resp
 
-    @rule(f"{R}/src/<rev>/<path:path>", ["GET"])
+    @app.route(f"{R}/src/<rev>/<path:path>", methods=["GET"])
     def src_file(workspace: str, slug: str, rev: str, path: str) -> flask.Response:
         repo = bb.repo_or_404(workspace, slug)
         git = bb.git(repo)
@@ -297,7 +290,7 @@ def register(app: flask.Flask, bb: BitbucketCloud) -> None:
 
     # -- archive ------------------------------------------------------------------------------
 
-    @rule("/<workspace>/<slug>/get/<path:filename>", ["GET"])
+    @app.route("/<workspace>/<slug>/get/<path:filename>", methods=["GET"])
     def archive(workspace: str, slug: str, filename: str) -> flask.Response:
         bb.repo_or_404(workspace, slug)
         if not filename.endswith(".tar.gz"):
@@ -330,7 +323,7 @@ def register(app: flask.Flask, bb: BitbucketCloud) -> None:
             raise field_error("key", "must be 1 to 255 characters.")
         return out
 
-    @rule(f"{R}/commit/<rev>/statuses", ["GET"])
+    @app.route(f"{R}/commit/<rev>/statuses", methods=["GET"])
     def statuses_list(workspace: str, slug: str, rev: str) -> flask.Response:
         repo = bb.repo_or_404(workspace, slug)
         sha = resolve_commit(bb.git(repo), rev)
@@ -344,7 +337,7 @@ def register(app: flask.Flask, bb: BitbucketCloud) -> None:
             )
         )
 
-    @rule(f"{R}/commit/<rev>/statuses/build", ["POST"])
+    @app.route(f"{R}/commit/<rev>/statuses/build", methods=["POST"])
     def status_post(workspace: str, slug: str, rev: str) -> flask.Response:
         repo = bb.repo_or_404(workspace, slug)
         sha = resolve_commit(bb.git(repo), rev)
@@ -379,14 +372,14 @@ def register(app: flask.Flask, bb: BitbucketCloud) -> None:
             raise not_found("Commit status not found", f"No status with key {key!r} on commit {sha}.")
         return status
 
-    @rule(f"{R}/commit/<rev>/statuses/build/<path:key>", ["GET"])
+    @app.route(f"{R}/commit/<rev>/statuses/build/<path:key>", methods=["GET"])
     def status_get(workspace: str, slug: str, rev: str, key: str) -> flask.Response:
         repo = bb.repo_or_404(workspace, slug)
         sha = resolve_commit(bb.git(repo), rev)
         with bb.lock:
             return answer(shapes.status(repo, status_or_404(repo, sha, key)))
 
-    @rule(f"{R}/commit/<rev>/statuses/build/<path:key>", ["PUT"])
+    @app.route(f"{R}/commit/<rev>/statuses/build/<path:key>", methods=["PUT"])
     def status_put(workspace: str, slug: str, rev: str, key: str) -> flask.Response:
         repo = bb.repo_or_404(workspace, slug)
         sha = resolve_commit(bb.git(repo), rev)
