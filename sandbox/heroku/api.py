@@ -377,6 +377,19 @@ def create_app(platform: HerokuPlatform) -> Flask:
         with store.lock:
             return json_response(shapes.build(store, urls, rec))
 
+    @app.post("/filters/apps")
+    def apps_filter() -> Response:
+        data = _body()
+        wanted = data.get("in", {}).get("id") if isinstance(data.get("in"), dict) else None
+        if wanted is None:
+            raise invalid("in.id", "is required")
+        if not isinstance(wanted, list) or not all(isinstance(i, str) for i in wanted):
+            raise invalid("in.id", "must be a list of app ids")
+        with store.lock:
+            found = [store.apps[i] for i in dict.fromkeys(wanted) if i in store.apps]
+            items = [shapes.team_app(store, urls, a) for a in found]
+        return listing(items, ["id", "name", "updated_at"])
+
     # -- slugs -----------------------------------------------------------------------------------
 
     @app.get("/apps/<ident>/slugs/<slug_id>")
@@ -428,6 +441,8 @@ def create_app(platform: HerokuPlatform) -> Flask:
                     raise invalid(
                         "release", f"v{target['version']} is {target['status']} and cannot be rolled back to"
                     )
+                if not shapes.eligible_for_rollback(target):
+                    raise invalid("release", f"v{target['version']} has no slug to roll back to")
                 config = dict(target["config_vars"])
                 store.apps[owning["id"]]["config_vars"] = dict(config)
             release_id = platform.releaser.create(
@@ -491,11 +506,16 @@ def create_app(platform: HerokuPlatform) -> Flask:
 
     # -- add-ons ---------------------------------------------------------------------------------
 
+    def expansion() -> frozenset[str]:
+        """The add-on parts ``Accept-Expansion`` asks to send whole (``addon_service``, ``plan``)."""
+        header = request.headers.get("Accept-Expansion", "")
+        return frozenset(part.strip() for part in header.split(",") if part.strip())
+
     @app.get("/apps/<ident>/addons")
     def addons_by_app(ident: str) -> Response:
         with store.lock:
             owning = find_app(ident)
-            items = [shapes.addon(store, a) for a in store.app_addons(owning["id"])]
+            items = [shapes.addon(store, a, expansion()) for a in store.app_addons(owning["id"])]
         return listing(items, ["id", "name"])
 
     @app.get("/apps/<ident>/addons/<addon_ident>")
@@ -505,12 +525,12 @@ def create_app(platform: HerokuPlatform) -> Flask:
             rec = store.find_addon(addon_ident)
             if rec is None or rec["app_id"] != owning["id"]:
                 raise not_found("add-on")
-            return json_response(shapes.addon(store, rec))
+            return json_response(shapes.addon(store, rec, expansion()))
 
     @app.get("/addons")
     def addons_list() -> Response:
         with store.lock:
-            items = [shapes.addon(store, a) for a in store.addons.values()]
+            items = [shapes.addon(store, a, expansion()) for a in store.addons.values()]
         return listing(items, ["id", "name"])
 
     @app.get("/addons/<addon_ident>")
@@ -519,7 +539,88 @@ def create_app(platform: HerokuPlatform) -> Flask:
             rec = store.find_addon(addon_ident)
             if rec is None:
                 raise not_found("add-on")
-            return json_response(shapes.addon(store, rec))
+            return json_response(shapes.addon(store, rec, expansion()))
+
+    # -- add-on attachments (one per add-on: DATABASE on its app) -------------------------------
+
+    def inclusion() -> frozenset[str]:
+        """What ``Accept-Inclusion`` asks to add to an attachment (``addon:plan``, ``config_vars``)."""
+        header = request.headers.get("Accept-Inclusion", "")
+        return frozenset(part.strip() for part in header.split(",") if part.strip())
+
+    def attachments(addons: list[Record]) -> Response:
+        items = [shapes.attachment(store, a, inclusion()) for a in addons]
+        return listing(items, ["id", "name"])
+
+    def find_attachment(ident: str, app_id: str | None = None) -> Record:
+        """The add-on whose attachment is ``ident`` (its id, or its name on ``app_id``)."""
+        for rec in store.addons.values():
+            named = ident == shapes.attachment_id(rec["id"]) or (ident == "DATABASE" and app_id is not None)
+            if named and (app_id is None or rec["app_id"] == app_id):
+                return rec
+        raise not_found("add-on attachment")
+
+    @app.get("/addon-attachments")
+    def attachments_list() -> Response:
+        with store.lock:
+            return attachments(list(store.addons.values()))
+
+    @app.get("/addon-attachments/<attachment_ident>")
+    def attachment_info(attachment_ident: str) -> Response:
+        with store.lock:
+            return json_response(shapes.attachment(store, find_attachment(attachment_ident), inclusion()))
+
+    @app.get("/apps/<ident>/addon-attachments")
+    def attachments_by_app(ident: str) -> Response:
+        with store.lock:
+            return attachments(store.app_addons(find_app(ident)["id"]))
+
+    @app.get("/apps/<ident>/addon-attachments/<attachment_ident>")
+    def attachment_by_app(ident: str, attachment_ident: str) -> Response:
+        with store.lock:
+            rec = find_attachment(attachment_ident, find_app(ident)["id"])
+            return json_response(shapes.attachment(store, rec, inclusion()))
+
+    @app.get("/addons/<addon_ident>/addon-attachments")
+    def attachments_by_addon(addon_ident: str) -> Response:
+        with store.lock:
+            rec = store.find_addon(addon_ident)
+            if rec is None:
+                raise not_found("add-on")
+            return attachments([rec])
+
+    @app.post("/actions/addon-attachments/resolve")
+    def attachment_resolve() -> Response:
+        """Attachments matching a name: the attachment's (``DATABASE``), its config var's
+        (``DATABASE_URL``), its id, or its add-on's name or id; ``app::NAME`` names the app too."""
+        data = _body()
+        name = data.get("addon_attachment")
+        if name is None:
+            raise invalid("addon_attachment", "is required")
+        if not isinstance(name, str) or not name:
+            raise invalid("addon_attachment", "must be a string")
+        app_ident = data.get("app")
+        if app_ident is not None and not isinstance(app_ident, str):
+            raise invalid("app", "must be an app name")
+        if "::" in name:
+            app_ident, _, name = name.partition("::")
+        service = data.get("addon_service")
+        with store.lock:
+            candidates = list(store.addons.values())
+            if app_ident:
+                owning = find_app(app_ident)
+                candidates = [a for a in candidates if a["app_id"] == owning["id"]]
+            if service is not None and service != shapes.POSTGRES_SERVICE["name"]:
+                candidates = []
+            found = [
+                a
+                for a in candidates
+                if name in ("DATABASE", "DATABASE_URL", shapes.attachment_id(a["id"]), a["id"], a["name"])
+            ]
+            if not found:
+                raise not_found("add-on attachment")
+            items = [shapes.attachment(store, a, inclusion()) for a in found]
+        return json_response(items)
 
     # -- formation and dynos ---------------------------------------------------------------------
 
@@ -649,8 +750,17 @@ def create_app(platform: HerokuPlatform) -> Flask:
 
     @app.get("/pipelines")
     def pipelines_list() -> Response:
+        # Heroku filters a list on ``eq[<field>]=<value>``; the CLI finds a pipeline by name so
+        wanted = {k[3:-1]: v for k, v in request.args.items() if k.startswith("eq[") and k.endswith("]")}
+        unknown = sorted(set(wanted) - {"id", "name"})
+        if unknown:
+            raise invalid(f"eq[{unknown[0]}]", "is not a field pipelines can be filtered on")
         with store.lock:
-            items = [shapes.pipeline(store, p) for p in store.pipelines.values()]
+            items = [
+                shapes.pipeline(store, p)
+                for p in store.pipelines.values()
+                if all(p[field] == value for field, value in wanted.items())
+            ]
         return listing(items, ["id", "name"])
 
     @app.get("/pipelines/<ident>")
@@ -666,13 +776,14 @@ def create_app(platform: HerokuPlatform) -> Flask:
         with store.lock:
             if pipeline_id not in store.pipelines:
                 raise not_found("pipeline")
-            items = [shapes.coupling(c) for c in store.couplings.values() if c["pipeline_id"] == pipeline_id]
+            coupled = [c for c in store.couplings.values() if c["pipeline_id"] == pipeline_id]
+            items = [shapes.coupling(store, c) for c in coupled]
         return listing(items, ["id"])
 
     @app.get("/pipeline-couplings")
     def couplings_list() -> Response:
         with store.lock:
-            items = [shapes.coupling(c) for c in store.couplings.values()]
+            items = [shapes.coupling(store, c) for c in store.couplings.values()]
         return listing(items, ["id"])
 
     @app.get("/pipeline-couplings/<coupling_id>")
@@ -681,7 +792,7 @@ def create_app(platform: HerokuPlatform) -> Flask:
             rec = store.couplings.get(coupling_id)
             if rec is None:
                 raise not_found("pipeline coupling")
-            return json_response(shapes.coupling(rec))
+            return json_response(shapes.coupling(store, rec))
 
     @app.get("/apps/<ident>/pipeline-couplings")
     def coupling_by_app(ident: str) -> Response:
@@ -689,7 +800,7 @@ def create_app(platform: HerokuPlatform) -> Flask:
             rec = store.app_coupling(find_app(ident)["id"])
             if rec is None:
                 raise not_found("pipeline coupling")
-            return json_response(shapes.coupling(rec))
+            return json_response(shapes.coupling(store, rec))
 
     # -- promotions ------------------------------------------------------------------------------
 

@@ -107,9 +107,12 @@ def app(store: Store, urls: Urls, rec: Record) -> dict[str, Any]:
     }
 
 
-def addon(store: Store, rec: Record) -> dict[str, Any]:
+def addon(store: Store, rec: Record, expansion: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """An add-on. ``expansion`` holds what ``Accept-Expansion`` asks for (the CLI's ``addons``
+    sends ``addon_service,plan``): Heroku then sends those two objects whole instead of
+    ``{id, name}``, the plan with its price (the CLI prints its unit)."""
     owning = store.apps[rec["app_id"]]
-    return {
+    body = {
         "actions": [],
         "addon_service": dict(POSTGRES_SERVICE),
         "billing_entity": {"id": owning["id"], "name": owning["name"], "type": "app"},
@@ -126,6 +129,59 @@ def addon(store: Store, rec: Record) -> dict[str, Any]:
         "updated_at": rec["updated_at"],
         "web_url": f"https://data.heroku.com/datastores/{rec['id']}",
     }
+    if "addon_service" in expansion:
+        body["addon_service"] = {**POSTGRES_SERVICE, "human_name": "Heroku Postgres", "state": "ga"}
+    if "plan" in expansion:
+        body["plan"] = {
+            **POSTGRES_PLAN,
+            "human_name": "Standard 0",
+            "description": "Heroku Postgres Standard 0",
+            "addon_service": dict(POSTGRES_SERVICE),
+            "price": {**POSTGRES_PRICE, "metered": False},
+            "state": "public",
+            "default": False,
+        }
+    return body
+
+
+def attachment_id(addon_id: str) -> str:
+    """The id of an add-on's one attachment (``DATABASE``); derived from the add-on's, so stable."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"heroku-addon-attachment:{addon_id}"))
+
+
+def attachment(store: Store, rec: Record, inclusion: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """The add-on's attachment to its app as ``DATABASE``, as Heroku attaches a first database.
+
+    ``inclusion`` holds what the client asked for in ``Accept-Inclusion`` (the CLI's pg commands
+    send ``addon:plan,config_vars``): Heroku then adds ``addon.plan`` and ``config_vars``, which
+    the schema's attachment does not list.
+    """
+    owning = store.apps[rec["app_id"]]
+    app_ref = {"id": owning["id"], "name": owning["name"]}
+    body: dict[str, Any] = {
+        "addon": {"id": rec["id"], "name": rec["name"], "app": dict(app_ref)},
+        "app": dict(app_ref),
+        "created_at": rec["created_at"],
+        "id": attachment_id(rec["id"]),
+        "name": "DATABASE",
+        "namespace": None,
+        "updated_at": rec["updated_at"],
+        "web_url": f"https://data.heroku.com/datastores/{rec['id']}",
+        "log_input_url": None,
+    }
+    if "addon:plan" in inclusion:
+        body["addon"]["plan"] = dict(POSTGRES_PLAN)
+    if "config_vars" in inclusion:
+        body["config_vars"] = ["DATABASE_URL"]
+    return body
+
+
+def team_app(store: Store, urls: Urls, rec: Record) -> dict[str, Any]:
+    """An app as ``POST /filters/apps`` lists it (the schema's ``team-app``)."""
+    body = app(store, urls, rec)
+    for key in ("acm", "generation", "organization"):
+        body.pop(key, None)
+    return {**body, "joined": False, "locked": False}
 
 
 def build(store: Store, urls: Urls, rec: Record) -> dict[str, Any]:
@@ -168,6 +224,12 @@ def slug(store: Store, urls: Urls, rec: Record) -> dict[str, Any]:
     }
 
 
+def eligible_for_rollback(rec: Record) -> bool:
+    """A release can be rolled back to when it succeeded and has code (a slug) to run again: the
+    first releases of an app (``Initial release``, ``Attach DATABASE``) have none."""
+    return rec["status"] == "succeeded" and bool(rec.get("slug_id"))
+
+
 def release(store: Store, urls: Urls, rec: Record) -> dict[str, Any]:
     owning = store.apps[rec["app_id"]]
     return {
@@ -184,7 +246,7 @@ def release(store: Store, urls: Urls, rec: Record) -> dict[str, Any]:
         "version": rec["version"],
         "current": owning.get("current_release_id") == rec["id"],
         "output_stream_url": urls.release_output(rec) if rec.get("release_command") else None,
-        "eligible_for_rollback": rec["status"] == "succeeded",
+        "eligible_for_rollback": eligible_for_rollback(rec),
     }
 
 
@@ -234,12 +296,15 @@ def pipeline(store: Store, rec: Record) -> dict[str, Any]:
     }
 
 
-def coupling(rec: Record) -> dict[str, Any]:
+def coupling(store: Store, rec: Record) -> dict[str, Any]:
+    """A pipeline coupling; like Heroku's, its ``pipeline`` carries the name beside the id (the
+    schema lists only the id, but the CLI's ``pipelines:promote`` and ``apps:info`` print it)."""
+    pipe = store.pipelines.get(rec["pipeline_id"])
     return {
         "app": {"id": rec["app_id"]},
         "created_at": rec["created_at"],
         "id": rec["id"],
-        "pipeline": {"id": rec["pipeline_id"]},
+        "pipeline": {"id": rec["pipeline_id"], "name": pipe["name"] if pipe else None},
         "stage": rec["stage"],
         "updated_at": rec["updated_at"],
     }

@@ -465,3 +465,73 @@ def test_restart_on_the_same_state_dir(tmp_path: Path) -> None:
         assert requests.get(again["output_stream_url"], timeout=10).text.startswith("migrating")
     finally:
         second.close()
+
+
+# -- what the heroku CLI relies on beyond the schema ------------------------------------------------
+
+
+def test_couplings_name_their_pipeline_and_pipelines_filter_by_name(stand: Stand) -> None:
+    coupling = stand.get("/apps/claims-staging/pipeline-couplings").json()
+    assert coupling["pipeline"]["name"] == "claims"  # `pipelines:promote` prints "Fetching apps from claims"
+    found = stand.get("/pipelines", params={"eq[name]": "claims"})
+    assert [p["name"] for p in found.json()] == ["claims"]
+    assert stand.get("/pipelines", params={"eq[name]": "other"}).json() == []
+    assert stand.get("/pipelines", params={"eq[color]": "red"}).status_code == 422
+
+
+def test_filters_apps_lists_the_apps_asked_for(stand: Stand) -> None:
+    staging = stand.app_id("claims-staging")
+    answer = stand.post("/filters/apps", {"in": {"id": [staging, "7f0b9c1e-0000-4000-8000-000000000000"]}})
+    assert answer.status_code == 200, answer.text
+    assert [a["name"] for a in answer.json()] == ["claims-staging"]
+    assert stand.post("/filters/apps", {}).status_code == 422
+
+
+def test_addon_attachments_and_their_resolver(stand: Stand) -> None:
+    [attachment] = stand.get("/apps/claims-production/addon-attachments").json()
+    assert attachment["name"] == "DATABASE" and attachment["app"]["name"] == "claims-production"
+    assert "config_vars" not in attachment and "plan" not in attachment["addon"]
+    assert stand.get(f"/addon-attachments/{attachment['id']}").json() == attachment
+    assert stand.get("/apps/claims-production/addon-attachments/DATABASE").json() == attachment
+    assert len(stand.get("/addon-attachments").json()) == 2
+
+    # the pg commands resolve DATABASE_URL to an attachment, asking for the plan and config vars
+    inclusion = {"Accept-Inclusion": "addon:plan,config_vars"}
+    resolved = stand.post(
+        "/actions/addon-attachments/resolve",
+        {"addon_attachment": "DATABASE_URL", "app": "claims-production"},
+        headers=inclusion,
+    )
+    assert resolved.status_code == 200, resolved.text
+    [found] = resolved.json()
+    assert found["id"] == attachment["id"]
+    assert found["config_vars"] == ["DATABASE_URL"]
+    assert found["addon"]["plan"]["name"] == "heroku-postgresql:standard-0"
+    by_addon = stand.post(
+        "/actions/addon-attachments/resolve", {"addon_attachment": attachment["addon"]["name"]}
+    )
+    assert [a["id"] for a in by_addon.json()] == [attachment["id"]]
+    missing = stand.post(
+        "/actions/addon-attachments/resolve", {"addon_attachment": "REDIS", "app": "claims-production"}
+    )
+    assert missing.status_code == 404 and missing.json()["id"] == "not_found"
+    assert stand.post("/actions/addon-attachments/resolve", {}).status_code == 422
+
+
+def test_addons_expand_service_and_plan_on_request(stand: Stand) -> None:
+    [plain] = stand.get("/apps/claims-staging/addons").json()
+    assert set(plain["plan"]) == {"id", "name"}
+    [expanded] = stand.get(
+        "/apps/claims-staging/addons", headers={"Accept-Expansion": "addon_service,plan"}
+    ).json()
+    assert expanded["plan"]["price"] == {"cents": 5000, "contract": False, "unit": "month", "metered": False}
+    assert expanded["addon_service"]["human_name"] == "Heroku Postgres"
+
+
+def test_releases_without_a_slug_are_not_eligible_for_rollback(stand: Stand) -> None:
+    first = stand.get("/apps/claims-production/releases/1").json()
+    assert first["description"] == "Initial release" and first["slug"] is None
+    assert first["eligible_for_rollback"] is False
+    refused = stand.post("/apps/claims-production/releases", {"release": first["id"]})
+    assert refused.status_code == 422
+    assert refused.json()["id"] == "invalid_params" and "release" in refused.json()["message"]

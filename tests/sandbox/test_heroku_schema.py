@@ -211,12 +211,21 @@ def test_release_path_responses_match_the_schema(
     addons = call("GET", "/apps/claims-staging/addons")
     call("GET", f"/apps/claims-staging/addons/{addons[0]['id']}")
     call("GET", f"/addons/{addons[0]['name']}")
+    # the CLI's pg commands reach the database through its attachment (DATABASE_URL -> DATABASE)
+    attachments = call("GET", "/apps/claims-staging/addon-attachments")
+    call("GET", "/addon-attachments")
+    call("GET", f"/addon-attachments/{attachments[0]['id']}")
+    call("GET", "/apps/claims-staging/addon-attachments/DATABASE")
+    call("GET", f"/addons/{addons[0]['id']}/addon-attachments")
+    resolve = {"addon_attachment": "DATABASE_URL", "app": "claims-staging"}
+    call("POST", "/actions/addon-attachments/resolve", resolve)
 
     pipeline = call("GET", "/pipelines/claims")
     call("GET", f"/pipelines/{pipeline['id']}")
     call("GET", f"/pipelines/{pipeline['id']}/pipeline-couplings")
     call("GET", "/pipeline-couplings")
     call("GET", "/apps/claims-production/pipeline-couplings")
+    call("POST", "/filters/apps", {"in": {"id": [staging["id"], production["id"]]}})
     promotion = call(
         "POST",
         "/pipeline-promotions",
@@ -243,9 +252,11 @@ def test_release_path_responses_match_the_schema(
         "formation",
         "dyno",
         "add-on",
+        "add-on-attachment",
         "pipeline",
         "pipeline-coupling",
         "pipeline-promotion",
         "pipeline-promotion-target",
+        "filter-apps",
     }
     assert checked == release_path
