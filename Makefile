@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check lint types clean
+.PHONY: run test check lint types fidelity clean
 
 # constraints.txt pins every package to the versions the suite last passed with
 # (refresh: `.venv/bin/pip freeze --exclude-editable > constraints.txt`).
@@ -22,6 +22,15 @@ run: $(STAMP)
 ## make test: the whole suite (PostgreSQL tests skip, saying why, where no server answers on 127.0.0.1:5432).
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+## make fidelity: the real heroku CLI (npm package, ~400 MB, into .venv/heroku-cli) against the sandbox.
+HEROKU_CLI_DIR := $(VENV)/heroku-cli
+$(HEROKU_CLI_DIR)/node_modules/.bin/heroku:
+	mkdir -p $(HEROKU_CLI_DIR)
+	cd $(HEROKU_CLI_DIR) && npm install --no-audit --no-fund --silent heroku@11
+
+fidelity: $(STAMP) $(HEROKU_CLI_DIR)/node_modules/.bin/heroku
+	HEROKU_CLI=$(abspath $(HEROKU_CLI_DIR))/node_modules/.bin/heroku $(BIN)/python -m pytest -q tests/sandbox/test_heroku_cli.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check pipeline sandbox tests
