@@ -51,6 +51,22 @@ class _QuietHandler(WSGIRequestHandler):
         log.debug("connection dropped: %s", error)
 
 
+def json_object(raw: bytes) -> dict[str, Any]:
+    """The JSON object a request body holds ({} for an empty body).
+
+    Raises ValueError saying what is wrong; each stand-in answers it in its own error shape.
+    """
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except ValueError as exc:
+        raise ValueError(f"The request body is not valid JSON: {exc}.") from None
+    if not isinstance(body, dict):
+        raise ValueError("The request body must be a JSON object.")
+    return body
+
+
 def _default_fault_response(fault: Fault) -> Response:
     body = {"error": f"fault injected by the sandbox ({fault.kind})"}
     return Response(json.dumps(body), status=fault.status or 503, mimetype="application/json")

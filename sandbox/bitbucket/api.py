@@ -23,6 +23,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
 from sandbox.bitbucket.errors import NO_API_DETAIL, ApiError, bad_request, rate_limited
 from sandbox.bitbucket.users import User, authenticate, require_write
+from sandbox.server import json_object
 
 if TYPE_CHECKING:
     from sandbox.bitbucket.service import BitbucketCloud
@@ -42,16 +43,10 @@ def current_user() -> User:
 
 def json_body() -> dict[str, Any]:
     """The request's JSON object ({} for an empty body); 400 when it is not a JSON object."""
-    raw = flask.request.get_data()
-    if not raw.strip():
-        return {}
     try:
-        body = json.loads(raw)
+        return json_object(flask.request.get_data())
     except ValueError as exc:
-        raise bad_request("Bad request", f"The request body is not valid JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise bad_request("Bad request", "The request body must be a JSON object.")
-    return body
+        raise bad_request("Bad request", str(exc)) from None
 
 
 def answer(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> flask.Response:

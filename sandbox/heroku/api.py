@@ -9,7 +9,6 @@ capability URLs carrying a token, as on Heroku.
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -36,6 +35,7 @@ from sandbox.heroku.wire import (
     request_id,
     token_from,
 )
+from sandbox.server import json_object
 
 if TYPE_CHECKING:
     from sandbox.heroku.platform import HerokuPlatform
@@ -65,16 +65,10 @@ def _s3_error(status: int, code: str, message: str) -> Response:
 
 
 def _body() -> dict[str, Any]:
-    raw = request.get_data()
-    if not raw.strip():
-        return {}
     try:
-        data = json.loads(raw)
+        return json_object(request.get_data())
     except ValueError as exc:
-        raise ApiError(400, "bad_request", f"Request body is not valid JSON: {exc}.") from exc
-    if not isinstance(data, dict):
-        raise ApiError(400, "bad_request", "Request body must be a JSON object.")
-    return data
+        raise ApiError(400, "bad_request", str(exc)) from None
 
 
 def _uuid_field(data: Any, path: str) -> str:

@@ -29,7 +29,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from sandbox.heroku.state import new_id, now
 
@@ -61,6 +61,19 @@ def extract_slug(slug_path: Path, dest: Path) -> None:
     dest.mkdir(parents=True)
     with tarfile.open(slug_path, "r:gz") as tar:
         tar.extractall(dest, filter="tar")
+
+
+def _spawn(command: str, directory: Path, env: dict[str, str], out: BinaryIO) -> subprocess.Popen[bytes]:
+    """Run a Procfile command as Heroku does (``sh -c``), in its own process group, output to ``out``."""
+    return subprocess.Popen(
+        ["/bin/sh", "-c", command],
+        cwd=directory,
+        env=env,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
 
 
 def _stop_group(proc: subprocess.Popen[bytes], grace: float) -> None:
@@ -137,15 +150,7 @@ class Runtime:
                 with self._lock:
                     if self._closed:
                         raise RuntimeError("the runtime is closed")
-                    proc = subprocess.Popen(
-                        ["/bin/sh", "-c", command],
-                        cwd=directory,
-                        env=full_env,
-                        stdout=out,
-                        stderr=subprocess.STDOUT,
-                        stdin=subprocess.DEVNULL,
-                        start_new_session=True,
-                    )
+                    proc = _spawn(command, directory, full_env, out)
                     self._one_off.add(proc)
                 try:
                     return proc.wait(timeout=timeout)
@@ -196,15 +201,7 @@ class Runtime:
             if self._closed:
                 raise RuntimeError("the runtime is closed")
             with log_path.open("ab") as out:
-                dyno.proc = subprocess.Popen(
-                    ["/bin/sh", "-c", command],
-                    cwd=directory,
-                    env=full_env,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                    start_new_session=True,
-                )
+                dyno.proc = _spawn(command, directory, full_env, out)
             self._others.add(dyno)
         threading.Thread(target=self._watch, args=(dyno,), daemon=True, name=f"dyno-{dyno_id[:8]}").start()
         self._wait_listening(dyno)

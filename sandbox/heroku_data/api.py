@@ -42,6 +42,7 @@ from sandbox.heroku_data.backups import BackupWorker
 from sandbox.heroku_data.database_info import database_info
 from sandbox.heroku_data.signed_urls import DEFAULT_TTL, MAX_TTL, Signer
 from sandbox.heroku_data.store import BackupStore, Schedule, Transfer, timestamp
+from sandbox.server import json_object
 
 ERROR_IDS = {
     400: "bad_request",
@@ -218,16 +219,10 @@ class HerokuData:
     @staticmethod
     def _body() -> dict[str, Any]:
         """The JSON object in the request body; an empty body is an empty object."""
-        raw = flask.request.get_data()
-        if not raw.strip():
-            return {}
         try:
-            body = json.loads(raw)
+            return json_object(flask.request.get_data())
         except ValueError as exc:
-            raise ApiError(400, f"Invalid JSON in the request body: {exc}") from exc
-        if not isinstance(body, dict):
-            raise ApiError(400, "The request body must be a JSON object.")
-        return body
+            raise ApiError(400, str(exc)) from None
 
     # -- the app -----------------------------------------------------------------------------------
 
