@@ -86,10 +86,11 @@ class Stand:
         self.state_dir = state_dir
         self.server = ServiceServer("heroku", Faults(), port=port)
         self.url = self.server.url
+        self.databases = Databases(state_dir / "databases")
         self.platform = HerokuPlatform(
             state_dir / "heroku",
             self.server.url,
-            Databases(state_dir / "databases"),
+            self.databases,
             rate_limit=rate_limit,
             boot_timeout=15.0,
             stop_grace=2.0,
@@ -150,9 +151,11 @@ class Stand:
             )
         )
 
-    def close(self) -> None:
+    def close(self, *, keep_databases: bool = False) -> None:
         self.platform.close()
         self.server.stop()
+        if not keep_databases:
+            self.databases.drop_all()
 
 
 @pytest.fixture(scope="module")
@@ -451,7 +454,7 @@ def test_restart_on_the_same_state_dir(tmp_path: Path) -> None:
         key = first.platform.api_key
         port = first.server.port
     finally:
-        first.close()
+        first.close(keep_databases=True)
     with pytest.raises(requests.ConnectionError):
         requests.get(web, timeout=2)
     second = Stand(tmp_path, port=port)

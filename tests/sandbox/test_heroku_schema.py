@@ -128,7 +128,8 @@ def contract() -> Contract:
 def heroku(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, HerokuPlatform]]:
     state = tmp_path_factory.mktemp("heroku-schema")
     server = ServiceServer("heroku", Faults())
-    platform = HerokuPlatform(state / "heroku", server.url, Databases(state / "databases"), stop_grace=2.0)
+    databases = Databases(state / "databases")
+    platform = HerokuPlatform(state / "heroku", server.url, databases, stop_grace=2.0)
     server.start(platform.wsgi_app, platform.fault_response)
     try:
         platform.seed(
@@ -139,6 +140,7 @@ def heroku(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Hero
     finally:
         platform.close()
         server.stop()
+        databases.drop_all()
 
 
 def test_release_path_responses_match_the_schema(
