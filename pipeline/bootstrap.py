@@ -13,11 +13,11 @@ if TYPE_CHECKING:
     from sandbox.core import Sandbox
 
 
-def sandbox(state_dir: Path, ports: dict[str, int] | None = None) -> Sandbox:
-    """A sandbox (not yet started) keeping its state in ``state_dir``."""
+def sandbox(state_dir: Path, ports: dict[str, int] | None = None, **options: Any) -> Sandbox:
+    """A sandbox (not yet started) keeping its state in ``state_dir``; ``options`` go to ``Sandbox``."""
     from sandbox.core import Sandbox
 
-    return Sandbox(state_dir, ports=ports)
+    return Sandbox(state_dir, ports=ports, **options)
 
 
 def running_sandbox(state_dir: Path) -> dict[str, Any] | None:

@@ -39,8 +39,28 @@ def sandbox() -> None:
 @click.option("--bitbucket-port", type=click.IntRange(0, 65535), default=0, help="0 = a free port.")
 @click.option("--heroku-port", type=click.IntRange(0, 65535), default=0, help="0 = a free port.")
 @click.option("--heroku-data-port", type=click.IntRange(0, 65535), default=0, help="0 = a free port.")
+@click.option(
+    "--heroku-rate-limit",
+    type=click.IntRange(1),
+    default=4500,
+    show_default=True,
+    help="Requests the Heroku account may make before 429 (refills ~75 a minute).",
+)
+@click.option(
+    "--bitbucket-rate-limit",
+    type=click.IntRange(1),
+    default=1000,
+    show_default=True,
+    help="Requests per user and rolling hour on /2.0/repositories/* before 429.",
+)
 def sandbox_up(
-    as_json: bool, state_dir: Path, bitbucket_port: int, heroku_port: int, heroku_data_port: int
+    as_json: bool,
+    state_dir: Path,
+    bitbucket_port: int,
+    heroku_port: int,
+    heroku_data_port: int,
+    heroku_rate_limit: int,
+    bitbucket_rate_limit: int,
 ) -> None:
     """Start the stand-ins and run until SIGINT or SIGTERM, then stop every process started."""
     ports = {"bitbucket": bitbucket_port, "heroku": heroku_port, "heroku-data": heroku_data_port}
@@ -52,7 +72,12 @@ def sandbox_up(
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
 
-    box = bootstrap.sandbox(state_dir, ports={k: v for k, v in ports.items() if v})
+    box = bootstrap.sandbox(
+        state_dir,
+        ports={k: v for k, v in ports.items() if v},
+        heroku_rate_limit=heroku_rate_limit,
+        bitbucket_rate_limit=bitbucket_rate_limit,
+    )
     try:
         box.start()
     except OSError as exc:

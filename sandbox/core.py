@@ -46,11 +46,13 @@ class Sandbox:
         ports: dict[str, int] | None = None,
         host: str = "127.0.0.1",
         heroku_rate_limit: int = 4500,
+        bitbucket_rate_limit: int = 1000,
         deploy_main: bool = True,
     ) -> None:
         self.state_dir = Path(state_dir).resolve()
         self.host = host
         self.heroku_rate_limit = heroku_rate_limit
+        self.bitbucket_rate_limit = bitbucket_rate_limit
         self.deploy_main = deploy_main
         self._wanted_ports = dict(ports or {})
         self.faults = Faults()
@@ -92,7 +94,9 @@ class Sandbox:
             ports_file.save({s: srv.port for s, srv in self._servers.items()})
 
             self.databases = Databases(self.state_dir / "databases")
-            self._bitbucket = BitbucketCloud(self.state_dir / "bitbucket", self.url("bitbucket"))
+            self._bitbucket = BitbucketCloud(
+                self.state_dir / "bitbucket", self.url("bitbucket"), rate_limit=self.bitbucket_rate_limit
+            )
             self._heroku = HerokuPlatform(
                 self.state_dir / "heroku",
                 self.url("heroku"),

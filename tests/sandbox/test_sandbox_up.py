@@ -135,3 +135,38 @@ def test_a_port_in_use_is_a_clear_error(state_dir: Path) -> None:
         )
     assert result.returncode != 0
     assert "could not start the sandbox" in result.stderr and str(port) in result.stderr
+
+
+def test_rate_limit_budgets_are_configurable(state_dir: Path) -> None:
+    proc = subprocess.Popen(
+        [PIPELINE, "sandbox", "up", "--json", "--state-dir", str(state_dir), "--heroku-rate-limit", "3"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert proc.stdout is not None
+        info = json.loads(proc.stdout.readline())
+        headers = {
+            "Authorization": f"Bearer {info['heroku']['api_key']}",
+            "Accept": "application/vnd.heroku+json; version=3",
+        }
+        answers = [
+            requests.get(f"{info['heroku']['url']}/apps", headers=headers, timeout=5) for _ in range(4)
+        ]
+        assert [a.status_code for a in answers][:3] == [200, 200, 200]
+        assert answers[3].status_code == 429 and answers[3].json()["id"] == "rate_limit"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+
+
+def test_bad_options_exit_2_naming_the_option(state_dir: Path) -> None:
+    result = subprocess.run(
+        [PIPELINE, "sandbox", "up", "--state-dir", str(state_dir), "--heroku-port", "http"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2 and "--heroku-port" in result.stderr
