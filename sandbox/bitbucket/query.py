@@ -105,14 +105,7 @@ def parse(q: str, fields: Mapping[str, Getter]) -> Predicate:
             return inner
         if kind != "word" or text in ("AND", "OR"):
             raise _invalid(q, f"expected a field name, got {text!r}")
-        if text not in fields:
-            raise ApiError(
-                400,
-                f"Invalid field name: {text}",
-                f"q can filter on: {', '.join(sorted(fields))}",
-                fields={"q": [f"unknown field {text!r}"]},
-            )
-        getter = fields[text]
+        getter = _field(fields, text, "q", "Invalid field name", "can filter on")
         op_kind, op = take()
         if op_kind != "op":
             raise _invalid(q, f"expected an operator after {text}, got {op!r}")
@@ -141,6 +134,18 @@ def parse(q: str, fields: Mapping[str, Getter]) -> Predicate:
     return predicate
 
 
+def _field(fields: Mapping[str, Getter], name: str, param: str, message: str, verb: str) -> Getter:
+    """The getter of a field a query parameter names; a 400 listing the known ones otherwise."""
+    if name not in fields:
+        raise ApiError(
+            400,
+            f"{message}: {name}",
+            f"{param} {verb}: {', '.join(sorted(fields))}",
+            fields={param: [f"unknown field {name!r}"]},
+        )
+    return fields[name]
+
+
 def mentions(q: str, field: str) -> bool:
     """Whether the query filters on ``field`` (e.g. whether it names ``state``)."""
     return any(kind == "word" and text == field for kind, text in _tokens(q))
@@ -150,14 +155,7 @@ def sort(items: Sequence[Any], spec: str, fields: Mapping[str, Getter]) -> list[
     """Sort by ``spec`` (``field`` or ``-field``); a 400 names an unknown field."""
     descending = spec.startswith("-")
     name = spec[1:] if descending else spec
-    if name not in fields:
-        raise ApiError(
-            400,
-            f"Invalid sort field: {name}",
-            f"sort can use: {', '.join(sorted(fields))}",
-            fields={"sort": [f"unknown field {name!r}"]},
-        )
-    getter = fields[name]
+    getter = _field(fields, name, "sort", "Invalid sort field", "can use")
     present = [i for i in items if getter(i) is not None]
     missing = [i for i in items if getter(i) is None]
     return sorted(present, key=getter, reverse=descending) + missing

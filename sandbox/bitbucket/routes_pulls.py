@@ -14,6 +14,8 @@ the merged tree, ``fast_forward`` moves the destination to the source tip or fai
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import flask
@@ -285,14 +287,21 @@ def register(app: flask.Flask, bb: BitbucketCloud) -> None:
 
     # -- approvals and change requests --------------------------------------------------------
 
-    @app.route(f"{R}/<int:pr_id>/approve", methods=["POST"])
-    def approve(workspace: str, slug: str, pr_id: int) -> flask.Response:
+    @contextmanager
+    def reviewing(
+        workspace: str, slug: str, pr_id: int, verb: str
+    ) -> Iterator[tuple[Record, Record, Record, str]]:
+        """(repo, pr, the caller's participant entry, the caller) under the lock, for an open PR."""
         repo = bb.repo_or_404(workspace, slug)
         me = current_user()["username"]
         with bb.lock:
             pr = pr_or_404(repo, pr_id)
-            require_open(pr, "approve")
-            p = participant(pr, me)
+            require_open(pr, verb)
+            yield repo, pr, participant(pr, me), me
+
+    @app.route(f"{R}/<int:pr_id>/approve", methods=["POST"])
+    def approve(workspace: str, slug: str, pr_id: int) -> flask.Response:
+        with reviewing(workspace, slug, pr_id, "approve") as (repo, pr, p, me):
             if not p["approved"]:
                 stamp = now()
                 p.update(approved=True, state="approved", participated_on=stamp)
@@ -304,29 +313,18 @@ def register(app: flask.Flask, bb: BitbucketCloud) -> None:
 
     @app.route(f"{R}/<int:pr_id>/approve", methods=["DELETE"])
     def unapprove(workspace: str, slug: str, pr_id: int) -> flask.Response:
-        repo = bb.repo_or_404(workspace, slug)
-        me = current_user()["username"]
-        with bb.lock:
-            pr = pr_or_404(repo, pr_id)
-            require_open(pr, "unapprove")
-            p = participant(pr, me)
+        with reviewing(workspace, slug, pr_id, "unapprove") as (repo, pr, p, me):
             if not p["approved"]:
                 raise not_found("You haven't approved this pull request.")
-            stamp = now()
             p.update(approved=False, state=None)
             bb.save(repo)
-            approval = {"date": stamp, "user": shapes.user(me)}
+            approval = {"date": now(), "user": shapes.user(me)}
             events.pullrequest(bb, repo, pr, "pullrequest:unapproved", me, {"approval": approval})
         return flask.Response(status=204)
 
     @app.route(f"{R}/<int:pr_id>/request-changes", methods=["POST"])
     def request_changes(workspace: str, slug: str, pr_id: int) -> flask.Response:
-        repo = bb.repo_or_404(workspace, slug)
-        me = current_user()["username"]
-        with bb.lock:
-            pr = pr_or_404(repo, pr_id)
-            require_open(pr, "request changes on")
-            p = participant(pr, me)
+        with reviewing(workspace, slug, pr_id, "request changes on") as (repo, pr, p, me):
             if p["state"] != "changes_requested":
                 stamp = now()
                 p.update(approved=False, state="changes_requested", participated_on=stamp)
@@ -338,12 +336,7 @@ def register(app: flask.Flask, bb: BitbucketCloud) -> None:
 
     @app.route(f"{R}/<int:pr_id>/request-changes", methods=["DELETE"])
     def unrequest_changes(workspace: str, slug: str, pr_id: int) -> flask.Response:
-        repo = bb.repo_or_404(workspace, slug)
-        me = current_user()["username"]
-        with bb.lock:
-            pr = pr_or_404(repo, pr_id)
-            require_open(pr, "remove a change request on")
-            p = participant(pr, me)
+        with reviewing(workspace, slug, pr_id, "remove a change request on") as (repo, pr, p, me):
             if p["state"] != "changes_requested":
                 raise not_found("You haven't requested changes on this pull request.")
             p["state"] = None

@@ -262,33 +262,27 @@ def create_app(platform: HerokuPlatform) -> Flask:
                 return
             time.sleep(0.1)
 
-    @app.get("/streams/builds/<build_id>")
-    def build_stream(build_id: str) -> Response:
+    def output_stream(records: dict[str, Record], record_id: str, log_path: Path) -> Response:
+        """A build's or release's log, followed until it stops being pending (capability URL)."""
         with store.lock:
-            rec = store.builds.get(build_id)
+            rec = records.get(record_id)
         if rec is None or request.args.get("token") != rec["token"]:
             return Response("Not found\n", status=404, content_type="text/plain")
 
         def finished() -> bool:
             with store.lock:
-                return bool(store.builds[build_id]["status"] != "pending")
+                return bool(records[record_id]["status"] != "pending")
 
-        stream = follow(platform.builder.log_path(build_id), finished)
+        stream = follow(log_path, finished)
         return Response(stream, content_type="text/plain; charset=utf-8", direct_passthrough=True)
+
+    @app.get("/streams/builds/<build_id>")
+    def build_stream(build_id: str) -> Response:
+        return output_stream(store.builds, build_id, platform.builder.log_path(build_id))
 
     @app.get("/streams/releases/<release_id>")
     def release_stream(release_id: str) -> Response:
-        with store.lock:
-            rec = store.releases.get(release_id)
-        if rec is None or request.args.get("token") != rec["token"]:
-            return Response("Not found\n", status=404, content_type="text/plain")
-
-        def finished() -> bool:
-            with store.lock:
-                return bool(store.releases[release_id]["status"] != "pending")
-
-        stream = follow(platform.releaser.log_path(release_id), finished)
-        return Response(stream, content_type="text/plain; charset=utf-8", direct_passthrough=True)
+        return output_stream(store.releases, release_id, platform.releaser.log_path(release_id))
 
     # -- builds ----------------------------------------------------------------------------------
 
