@@ -1,0 +1,298 @@
+"""The release controller's words, as plain frozen values: no I/O, no clock, no environment.
+
+``Release`` and ``Event`` are what the store keeps; the other values are what adapters report from
+Bitbucket and Heroku (``Commit``, ``PullRequest``, ``HerokuBuild``, ``Backup``...), in our words,
+so the decision code never sees a third-party object. ``pipeline.domain`` decides with them.
+
+Times are timezone-aware UTC ``datetime`` values everywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+
+class State(StrEnum):
+    """Where a release is. The path: detected -> ... -> backups_verified; the rest are ends."""
+
+    DETECTED = "detected"
+    GATED = "gated"
+    STAGING_DEPLOYING = "staging_deploying"
+    STAGING_VERIFYING = "staging_verifying"
+    AWAITING_APPROVAL = "awaiting_approval"
+    APPROVED = "approved"
+    BACKING_UP = "backing_up"
+    PROMOTING = "promoting"
+    PRODUCTION_VERIFYING = "production_verifying"
+    RELEASED = "released"
+    BACKUPS_VERIFIED = "backups_verified"
+    # Ends.
+    GATE_FAILED = "gate_failed"
+    STAGING_FAILED = "staging_failed"
+    REJECTED = "rejected"
+    SUPERSEDED = "superseded"
+    PROMOTION_FAILED = "promotion_failed"
+    ROLLED_BACK = "rolled_back"
+    BACKUPS_UNVERIFIED = "backups_unverified"
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_STATES
+
+    @property
+    def in_staging(self) -> bool:
+        """The release is using the staging app (deploying or verifying there)."""
+        return self in (State.STAGING_DEPLOYING, State.STAGING_VERIFYING)
+
+    @property
+    def in_production(self) -> bool:
+        """The release is changing production (backup, promotion, verification)."""
+        return self in (State.BACKING_UP, State.PROMOTING, State.PRODUCTION_VERIFYING)
+
+
+FINAL_STATES = frozenset(
+    {
+        State.BACKUPS_VERIFIED,
+        State.BACKUPS_UNVERIFIED,
+        State.GATE_FAILED,
+        State.STAGING_FAILED,
+        State.REJECTED,
+        State.SUPERSEDED,
+        State.PROMOTION_FAILED,
+        State.ROLLED_BACK,
+    }
+)
+
+
+# --- What Bitbucket reports -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Person:
+    """A Bitbucket account. ``username`` is the nickname people write in pipeline.yml."""
+
+    username: str
+    uuid: str = ""
+    account_id: str = ""
+    display_name: str = ""
+
+    def is_one_of(self, names: frozenset[str] | set[str] | tuple[str, ...]) -> bool:
+        """True when the username, uuid or account id is in ``names``."""
+        return any(ident and ident in names for ident in (self.username, self.uuid, self.account_id))
+
+    def same_as(self, other: Person | None) -> bool:
+        if other is None:
+            return False
+        if self.uuid and other.uuid:
+            return self.uuid == other.uuid
+        if self.account_id and other.account_id:
+            return self.account_id == other.account_id
+        return bool(self.username) and self.username == other.username
+
+
+@dataclass(frozen=True)
+class Commit:
+    """One commit. ``author`` is the linked Bitbucket account, or None when the e-mail is unlinked."""
+
+    hash: str
+    message: str
+    author_raw: str
+    author: Person | None
+    date: datetime
+
+
+@dataclass(frozen=True)
+class Change:
+    """A pull request merged into the watched branch: one line of the release notes."""
+
+    id: int
+    title: str
+    author: Person | None
+    url: str
+    merge_commit: str
+
+
+@dataclass(frozen=True)
+class Participant:
+    """A pull request participant. ``participated_on`` is, for an approver, the approval time."""
+
+    user: Person
+    role: str
+    approved: bool
+    state: str | None
+    participated_on: datetime | None
+
+
+@dataclass(frozen=True)
+class PullRequest:
+    id: int
+    title: str
+    url: str
+    state: str  # OPEN | MERGED | DECLINED | SUPERSEDED
+    source_branch: str
+    source_commit: str  # Bitbucket sends 12 characters here: compare by prefix
+    destination_branch: str
+    author: Person | None
+    participants: tuple[Participant, ...] = ()
+    closed_by: Person | None = None
+
+
+# --- What Heroku reports ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HerokuBuild:
+    id: str
+    status: str  # pending | succeeded | failed
+    version: str | None
+    release_id: str | None
+    slug_id: str | None
+    created_at: datetime
+    output_stream_url: str | None = None
+
+
+@dataclass(frozen=True)
+class HerokuRelease:
+    id: str
+    version: int
+    status: str  # pending | succeeded | failed | expired
+    slug_id: str | None
+    current: bool
+    description: str
+    created_at: datetime
+    output_stream_url: str | None = None
+
+
+@dataclass(frozen=True)
+class PromotionTarget:
+    app_id: str
+    release_id: str | None
+    status: str  # pending | succeeded | failed
+    error_message: str | None
+
+
+@dataclass(frozen=True)
+class Promotion:
+    id: str
+    status: str  # pending | completed
+    targets: tuple[PromotionTarget, ...]
+
+
+@dataclass(frozen=True)
+class Backup:
+    """A Heroku Postgres backup (a Data API transfer). ``name`` is what the CLI shows (b001...)."""
+
+    id: str  # the transfer uuid
+    num: int
+    name: str
+    status: str  # pending | running | completed | failed
+    created_at: datetime
+    finished_at: datetime | None
+    size_bytes: int
+    database: str
+    logs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One run of one check: ``passed``, ``failed`` (with the evidence) or ``error`` (could not run)."""
+
+    name: str
+    outcome: str  # passed | failed | error
+    detail: str
+
+    @property
+    def passed(self) -> bool:
+        return self.outcome == "passed"
+
+
+# --- What the controller keeps ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Approval:
+    """One approval seen on a release pull request, and the judgement on it."""
+
+    user: Person
+    at: datetime
+    counted: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class Release:
+    """One candidate commit of the watched branch on its way to production.
+
+    Every id of an external effect is recorded here before the controller waits on it, so a pass
+    that starts after a crash finds it and carries on rather than doing it again. ``pending_action``
+    and ``pending_since`` are the write-ahead mark of an effect whose id is not known yet.
+    """
+
+    pipeline: str
+    commit: str
+    branch: str
+    state: State
+    created_at: datetime
+    updated_at: datetime
+    id: int | None = None
+    # What is in it: commits since the production branch, pull requests merged since the last candidate.
+    commits: tuple[Commit, ...] = ()
+    changes: tuple[Change, ...] = ()
+    # Staging.
+    staging_app: str = ""
+    staging_build_id: str | None = None
+    staging_release_id: str | None = None
+    staging_release_version: int | None = None
+    staging_slug_id: str | None = None
+    staging_verified_at: datetime | None = None
+    # Approval.
+    release_branch: str | None = None
+    pull_request_id: int | None = None
+    pull_request_url: str | None = None
+    approvals: tuple[Approval, ...] = ()
+    approved_at: datetime | None = None
+    # Production.
+    production_app: str = ""
+    backup_id: str | None = None
+    backup_name: str | None = None
+    promotion_id: str | None = None
+    previous_release_id: str | None = None
+    previous_release_version: int | None = None
+    production_release_id: str | None = None
+    production_release_version: int | None = None
+    rollback_release_id: str | None = None
+    rollback_release_version: int | None = None
+    released_at: datetime | None = None
+    # Verification progress of the stage being verified (reset when verification starts).
+    verification_started_at: datetime | None = None
+    check_attempts: int = 0
+    # Write-ahead mark of an effect in flight, and the last word on why the release is where it is.
+    pending_action: str | None = None
+    pending_since: datetime | None = None
+    reason: str = ""
+    superseded_by: int | None = None
+
+    @property
+    def counted_approvals(self) -> tuple[Approval, ...]:
+        return tuple(a for a in self.approvals if a.counted)
+
+
+@dataclass(frozen=True)
+class Event:
+    """One entry of the append-only history: a transition or a decision, with its evidence.
+
+    ``kind`` is past tense (ReleaseDetected, StagingVerified, ApprovalIgnored...); ``refs`` holds
+    the ids of what it touched (build, release, pull_request, backup, promotion...).
+    """
+
+    release_id: int
+    at: datetime
+    kind: str
+    actor: str
+    reason: str
+    state_from: State | None = None
+    state_to: State | None = None
+    refs: dict[str, str] = field(default_factory=dict)
+    id: int | None = None

@@ -1,0 +1,216 @@
+"""What the controller needs from the outside world, as small Protocols.
+
+Adapters in ``pipeline.adapters`` implement them over real HTTP; the store in ``pipeline.store``
+implements ``ReleaseStore``. Every method either does what it says or raises
+``pipeline.errors.Temporary`` (try again later; nothing is assumed done) or ``Permanent`` (a person
+must act; ``NotFound`` for a missing thing). No method returns a third-party object.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Protocol
+
+from pipeline.model import (
+    Backup,
+    Change,
+    Commit,
+    Event,
+    HerokuBuild,
+    HerokuRelease,
+    Promotion,
+    PullRequest,
+    Release,
+    State,
+)
+
+
+class SourceControl(Protocol):
+    """One Bitbucket Cloud repository, seen with the controller's credentials."""
+
+    def check_access(self) -> str:
+        """Read the repository once; return the controller account's username. Permanent on bad
+        credentials or a missing repository (the message says which)."""
+        ...
+
+    def branch_head(self, branch: str) -> str | None:
+        """The 40-character commit a branch points at, or None when the branch does not exist."""
+        ...
+
+    def commits_between(self, include: str, exclude: str | None, limit: int = 200) -> list[Commit]:
+        """Commits reachable from ``include`` and not from ``exclude``, newest first, at most
+        ``limit`` of them."""
+        ...
+
+    def merged_pull_requests(self, into: str, commits: Sequence[str]) -> list[Change]:
+        """Pull requests merged into branch ``into`` whose merge commit is one of ``commits``
+        (full hashes; Bitbucket's 12-character merge hashes are matched by prefix), newest first."""
+        ...
+
+    def build_statuses(self, commit: str) -> dict[str, str]:
+        """Commit status key -> state (SUCCESSFUL, FAILED, INPROGRESS, STOPPED) for one commit."""
+        ...
+
+    def set_status(self, commit: str, key: str, state: str, name: str, description: str, url: str) -> None:
+        """Post a commit status. Idempotent: the same key overwrites the previous status."""
+        ...
+
+    def archive(self, commit: str) -> bytes:
+        """The commit's source as a gzipped tarball, downloaded with the controller's credentials."""
+        ...
+
+    def create_branch(self, name: str, commit: str) -> None:
+        """Create branch ``name`` at ``commit``. Idempotent when it already points there; Permanent
+        when it exists and points elsewhere."""
+        ...
+
+    def find_pull_request(self, source_branch: str, destination_branch: str) -> PullRequest | None:
+        """The newest pull request from ``source_branch`` into ``destination_branch``, any state."""
+        ...
+
+    def open_pull_request(
+        self, source_branch: str, destination_branch: str, title: str, description: str
+    ) -> PullRequest:
+        """Open a pull request. Idempotent: an open one for the same branches is returned as is."""
+        ...
+
+    def pull_request(self, pull_request_id: int) -> PullRequest:
+        """One pull request with its participants (approvals, changes requested)."""
+        ...
+
+    def update_pull_request(self, pull_request_id: int, description: str) -> None:
+        """Replace the description (the release notes and progress). Idempotent."""
+        ...
+
+    def comment(self, pull_request_id: int, text: str) -> None:
+        """Add a comment to a pull request."""
+        ...
+
+    def decline_pull_request(self, pull_request_id: int, comment: str) -> None:
+        """Comment, then decline. Idempotent: an already declined pull request is left as is."""
+        ...
+
+    def merge_pull_request(self, pull_request_id: int, message: str) -> str:
+        """Merge (merge commit strategy); return the merge commit hash. Idempotent: an already
+        merged pull request returns its merge commit. Permanent on conflicts."""
+        ...
+
+
+class Platform(Protocol):
+    """The Heroku Platform API, with one account's key."""
+
+    def check_access(self) -> str:
+        """Read the account; return its e-mail. Permanent on a bad key (heroku3 does not check)."""
+        ...
+
+    def upload_source(self, tarball: bytes) -> str:
+        """POST /sources, PUT the tarball to its put_url; return the get_url to build from."""
+        ...
+
+    def start_build(self, app: str, source_url: str, checksum: str, version: str) -> HerokuBuild:
+        """Start a build of ``source_url`` (checksum "SHA256:<hex>") labelled ``version``."""
+        ...
+
+    def build(self, app: str, build_id: str) -> HerokuBuild: ...
+
+    def builds(self, app: str, limit: int = 50) -> list[HerokuBuild]:
+        """The app's builds, newest first (to find one started before a crash)."""
+        ...
+
+    def release(self, app: str, id_or_version: str | int) -> HerokuRelease: ...
+
+    def releases(self, app: str, limit: int = 50) -> list[HerokuRelease]:
+        """The app's releases, newest first."""
+        ...
+
+    def current_release(self, app: str) -> HerokuRelease | None:
+        """The release the app runs now (the newest succeeded ``current`` one), or None."""
+        ...
+
+    def promote(self, pipeline: str, source_app: str, release_id: str, target_app: str) -> Promotion:
+        """Promote one release of ``source_app`` (its slug, never a rebuild) to ``target_app``."""
+        ...
+
+    def promotion(self, promotion_id: str) -> Promotion:
+        """The promotion with its targets."""
+        ...
+
+    def rollback(self, app: str, release_id: str) -> HerokuRelease:
+        """Create a new release of ``app`` running ``release_id``'s slug and config."""
+        ...
+
+    def web_url(self, app: str) -> str:
+        """Where the app answers HTTP."""
+        ...
+
+    def release_output(self, release: HerokuRelease) -> str:
+        """The release phase's output, or "" when it has none."""
+        ...
+
+
+class Backups(Protocol):
+    """Heroku Postgres backups of one app's primary database (the Heroku Data API)."""
+
+    def capture(self, app: str) -> Backup:
+        """Start a backup of the app's DATABASE; return it (pending)."""
+        ...
+
+    def backup(self, app: str, backup_id: str) -> Backup:
+        """One backup by uuid or number."""
+        ...
+
+    def backups(self, app: str) -> list[Backup]:
+        """Every backup of the app's databases, newest first."""
+        ...
+
+
+class ReleaseStore(Protocol):
+    """Releases and their append-only event log.
+
+    ``save`` is atomic: the release row and its new events land together or not at all. Events are
+    never updated or deleted.
+    """
+
+    def add(self, release: Release, event_kind: str, reason: str, actor: str) -> Release:
+        """Store a new release and its first event; return it with its id. Idempotent per
+        (pipeline, commit): a second add returns the stored release unchanged."""
+        ...
+
+    def save(self, release: Release, events: Sequence[Event]) -> Release:
+        """Write the release's new fields and append ``events`` (their release_id is set)."""
+        ...
+
+    def get(self, release_id: int) -> Release:
+        """One release; NotFound when there is none."""
+        ...
+
+    def by_commit(self, pipeline: str, commit: str) -> Release | None: ...
+
+    def active(self, pipeline: str) -> list[Release]:
+        """Releases not in a final state, newest first."""
+        ...
+
+    def history(self, pipeline: str | None = None, limit: int = 50) -> list[Release]:
+        """Releases newest first."""
+        ...
+
+    def latest(self, pipeline: str) -> Release | None:
+        """The newest release of a pipeline, whatever its state."""
+        ...
+
+    def last_in(self, pipeline: str, states: Sequence[State]) -> Release | None:
+        """The newest release of a pipeline in one of ``states``."""
+        ...
+
+    def events(self, release_id: int) -> list[Event]:
+        """Every event of a release, oldest first."""
+        ...
+
+    def acquire_lock(self, name: str, holder: str, now: datetime, ttl_seconds: float) -> bool:
+        """Take or renew a named lock for ``holder``; False when someone else holds a live one."""
+        ...
+
+    def release_lock(self, name: str, holder: str) -> None:
+        """Give a lock back (no-op when ``holder`` does not hold it)."""
+        ...
