@@ -2,13 +2,69 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
+import psycopg
 import pytest
+from psycopg import sql
 
 from sandbox.core import Sandbox
 from sandbox.databases import postgres_available
+
+POSTGRES_SERVER = "127.0.0.1:5432"
+POSTGRES_ADMIN_URL = f"postgresql://postgres@{POSTGRES_SERVER}/postgres"
+BACKENDS = ("sqlite", "postgresql")
+
+
+@functools.cache
+def postgres_unavailable() -> str | None:
+    """Why PostgreSQL tests cannot run here, or None when they can (asked once per session)."""
+    try:
+        with psycopg.connect(POSTGRES_ADMIN_URL, connect_timeout=2) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error as exc:
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        return f"PostgreSQL: no server usable as user postgres on {POSTGRES_SERVER} ({first_line})"
+    return None
+
+
+@contextmanager
+def fresh_database_url(kind: str, tmp_path: Path) -> Iterator[str]:
+    """The URL of a new, empty database of ``kind``; dropped (PostgreSQL) when the block ends.
+
+    SQLite: a file under ``tmp_path`` (not created: opening the store creates it). PostgreSQL:
+    ``CREATE DATABASE pipeline_test_<random>`` on the local server; ``pytest.skip`` saying why
+    when no server answers. The URL is ``postgresql://`` (the store picks the psycopg 3 driver).
+    """
+    if kind == "sqlite":
+        yield f"sqlite:///{tmp_path / 'store' / 'pipeline.sqlite3'}"
+        return
+    if kind != "postgresql":
+        raise ValueError(f"unknown database kind {kind!r}: sqlite or postgresql")
+    reason = postgres_unavailable()
+    if reason is not None:
+        pytest.skip(reason)
+    name = f"pipeline_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield f"postgresql://postgres@{POSTGRES_SERVER}/{name}"
+    finally:
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+FreshDatabase = Callable[[str, Path], AbstractContextManager[str]]
+
+
+@pytest.fixture
+def fresh_database() -> FreshDatabase:
+    """``fresh_database(kind, tmp_path)``: the context manager above, for tests in any directory."""
+    return fresh_database_url
 
 
 def pytest_report_header() -> str:

@@ -1,0 +1,317 @@
+"""``SqlStore``: ``ports.ReleaseStore`` over SQLAlchemy 2 Core, on SQLite or PostgreSQL.
+
+Newest first means highest id first: ids only grow (``AUTOINCREMENT`` on SQLite, a sequence on
+PostgreSQL), so they order releases by when they were added, whatever their timestamps say.
+
+Database errors are translated here: a database that cannot be reached or is busy raises
+``Temporary("store", ...)``, anything else the database refuses raises ``Permanent("store", ...)``.
+Messages name the error, never the URL's password.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, delete, event, insert, select, update
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import URL, make_url
+
+from pipeline.errors import NotFound, Permanent, PipelineError, Temporary
+from pipeline.model import FINAL_STATES, Event, Release, State
+from pipeline.store import codec
+from pipeline.store.tables import as_utc
+from pipeline.store.tables import events as event_table
+from pipeline.store.tables import locks as lock_table
+from pipeline.store.tables import releases as release_table
+
+SERVICE = "store"
+
+
+def normalise_url(url: str | URL) -> URL:
+    """The SQLAlchemy URL to use: ``postgres://`` and ``postgresql://`` go to the psycopg 3 driver."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgres", "postgresql"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def safe_url(url: str | URL) -> str:
+    """The URL as it may be shown or logged: the password, if any, is ``***``."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def sqlite_path(url: str | URL) -> Path | None:
+    """The file of a SQLite URL, or None for another database or an in-memory SQLite."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    database = parsed.database or ""
+    if database in ("", ":memory:") or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+def make_engine(url: str | URL) -> Engine:
+    """An engine for ``url``, set up for the store.
+
+    SQLite: a 30 s busy timeout, WAL journal (readers never wait for the writer, so the CLI can
+    read while ``pipeline serve`` writes) and foreign keys on, for every connection.
+    PostgreSQL: psycopg 3, connections checked before use (``pool_pre_ping``).
+    The SQLite file's directory must exist (``open_store`` creates it).
+    """
+    parsed = normalise_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        engine = create_engine(parsed, future=True, connect_args={"timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            try:
+                if sqlite_path(parsed) is not None:
+                    cursor.execute("PRAGMA journal_mode=WAL")
+                cursor.execute("PRAGMA foreign_keys=ON")
+            finally:
+                cursor.close()
+
+        return engine
+    return create_engine(parsed, future=True, pool_pre_ping=True)
+
+
+@contextmanager
+def translated_errors(engine: Engine, doing: str) -> Iterator[None]:
+    """Turn SQLAlchemy errors raised inside into ``Temporary`` / ``Permanent`` for ``service="store"``.
+
+    Our own errors (``PipelineError``) and programming errors (ValueError, TypeError...) pass through.
+    """
+    try:
+        yield
+    except PipelineError:
+        raise
+    except (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError) as exc:
+        raise Temporary(SERVICE, f"{doing}: database unavailable", evidence=_evidence(engine, exc)) from exc
+    except sa_exc.SQLAlchemyError as exc:
+        raise Permanent(
+            SERVICE, f"{doing}: refused by the database", evidence=_evidence(engine, exc)
+        ) from exc
+
+
+def _evidence(engine: Engine, exc: sa_exc.SQLAlchemyError) -> str:
+    """The driver's first line of complaint, without SQL, parameters or password."""
+    cause: BaseException = getattr(exc, "orig", None) or exc
+    lines = str(cause).strip().splitlines() or [""]
+    text = f"{type(cause).__name__}: {lines[0]}"[:300]
+    password = engine.url.password
+    if password:
+        text = text.replace(str(password), "***")
+    return text
+
+
+class SqlStore:
+    """Releases, their append-only events and named locks in one SQL database.
+
+    Build it with ``pipeline.store.open_store(url)``, which also migrates the schema; the
+    constructor takes an engine whose database is already at the head revision. Thread-safe (one
+    pooled connection per call). Every method implements ``ports.ReleaseStore``; see there.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @property
+    def url(self) -> str:
+        """The database URL with its password hidden: safe to show and log."""
+        return safe_url(self.engine.url)
+
+    def close(self) -> None:
+        """Close every pooled connection. The store opens new ones if used again."""
+        self.engine.dispose()
+
+    # --- Releases -----------------------------------------------------------------------------
+
+    def add(self, release: Release, event_kind: str, reason: str, actor: str) -> Release:
+        """Store a new release (its ``id`` is ignored) and its first event, in one transaction.
+
+        The event is ``event_kind`` at ``release.created_at``, from no state to ``release.state``,
+        with refs ``{"commit": release.commit}``. Idempotent per (pipeline, commit): when the
+        release is already stored (even by a concurrent add that won the race on the unique
+        constraint) the stored one is returned unchanged and no event is added.
+        """
+        row = codec.release_to_row(release)
+        with translated_errors(self.engine, f"add release {release.pipeline}@{release.commit}"):
+            existing = self.by_commit(release.pipeline, release.commit)
+            if existing is not None:
+                return existing
+            try:
+                with self.engine.begin() as conn:
+                    inserted = conn.execute(insert(release_table).values(row))
+                    key = inserted.inserted_primary_key
+                    if key is None:  # pragma: no cover - both dialects report it
+                        raise Permanent(SERVICE, "the database did not return the new release's id")
+                    release_id = int(key[0])
+                    first = Event(
+                        release_id=release_id,
+                        at=release.created_at,
+                        kind=event_kind,
+                        actor=actor,
+                        reason=reason,
+                        state_from=None,
+                        state_to=release.state,
+                        refs={"commit": release.commit},
+                    )
+                    conn.execute(insert(event_table).values(codec.event_to_row(first, release_id)))
+                    return self._get(conn, release_id)
+            except sa_exc.IntegrityError:
+                existing = self.by_commit(release.pipeline, release.commit)
+                if existing is None:  # refused for another reason than the (pipeline, commit) key
+                    raise
+                return existing
+
+    def save(self, release: Release, events: Sequence[Event]) -> Release:
+        """Write every field of ``release`` (found by its ``id``) and append ``events``, all in one
+        transaction: on any error, nothing is written. Each event is stored under ``release.id``
+        whatever its own ``release_id`` says; event ids are assigned by the store. Returns the
+        release as stored. ValueError when ``release.id`` is None; NotFound when no release has it.
+        """
+        if release.id is None:
+            raise ValueError("save needs a stored release (id is None): use add for a new one")
+        release_id = release.id
+        row = codec.release_to_row(release)
+        with translated_errors(self.engine, f"save release {release_id}"), self.engine.begin() as conn:
+            updated = conn.execute(update(release_table).where(release_table.c.id == release_id).values(row))
+            if updated.rowcount != 1:
+                raise NotFound(SERVICE, f"no release {release_id}")
+            for item in events:
+                conn.execute(insert(event_table).values(codec.event_to_row(item, release_id)))
+            return self._get(conn, release_id)
+
+    def get(self, release_id: int) -> Release:
+        """The release with ``release_id``; NotFound("store", "no release <id>") when there is none."""
+        with translated_errors(self.engine, f"read release {release_id}"), self.engine.connect() as conn:
+            return self._get(conn, release_id)
+
+    def by_commit(self, pipeline: str, commit: str) -> Release | None:
+        """The release of ``pipeline`` for ``commit`` (the full hash it was added with), or None."""
+        query = select(release_table).where(
+            release_table.c.pipeline == pipeline, release_table.c.commit == commit
+        )
+        return self._first(query, f"read release {pipeline}@{commit}")
+
+    def active(self, pipeline: str) -> list[Release]:
+        """The pipeline's releases not in a final state, newest first."""
+        query = (
+            select(release_table)
+            .where(
+                release_table.c.pipeline == pipeline,
+                release_table.c.state.not_in([s.value for s in FINAL_STATES]),
+            )
+            .order_by(release_table.c.id.desc())
+        )
+        return self._all(query, f"read active releases of {pipeline}")
+
+    def history(self, pipeline: str | None = None, limit: int = 50) -> list[Release]:
+        """At most ``limit`` releases, newest first: of ``pipeline``, or of every pipeline when None."""
+        query = select(release_table).order_by(release_table.c.id.desc()).limit(max(limit, 0))
+        if pipeline is not None:
+            query = query.where(release_table.c.pipeline == pipeline)
+        return self._all(query, "read release history")
+
+    def latest(self, pipeline: str) -> Release | None:
+        """The newest release of ``pipeline`` whatever its state, or None."""
+        query = (
+            select(release_table)
+            .where(release_table.c.pipeline == pipeline)
+            .order_by(release_table.c.id.desc())
+            .limit(1)
+        )
+        return self._first(query, f"read latest release of {pipeline}")
+
+    def last_in(self, pipeline: str, states: Sequence[State]) -> Release | None:
+        """The newest release of ``pipeline`` in one of ``states``, or None (always None for no states)."""
+        if not states:
+            return None
+        query = (
+            select(release_table)
+            .where(
+                release_table.c.pipeline == pipeline,
+                release_table.c.state.in_([State(s).value for s in states]),
+            )
+            .order_by(release_table.c.id.desc())
+            .limit(1)
+        )
+        return self._first(query, f"read last release of {pipeline} in {', '.join(states)}")
+
+    def events(self, release_id: int) -> list[Event]:
+        """Every event of the release, oldest first (by id: the order they were appended). An
+        unknown release has none."""
+        query = select(event_table).where(event_table.c.release_id == release_id).order_by(event_table.c.id)
+        with (
+            translated_errors(self.engine, f"read events of release {release_id}"),
+            self.engine.connect() as conn,
+        ):
+            return [codec.event_from_row(row) for row in conn.execute(query).mappings()]
+
+    # --- Locks --------------------------------------------------------------------------------
+
+    def acquire_lock(self, name: str, holder: str, now: datetime, ttl_seconds: float) -> bool:
+        """Take lock ``name`` for ``holder`` until ``now + ttl_seconds``; True when held afterwards.
+
+        Taken when nobody holds it, when its holder's lease has expired (``expires_at <= now``) or
+        when ``holder`` already holds it (renewed). False while another holder's lease is live.
+        Atomic on SQLite and PostgreSQL: a conditional UPDATE, then an INSERT that the primary key
+        refuses when someone else got there first.
+        """
+        expires_at = as_utc(now) + timedelta(seconds=ttl_seconds)
+        with translated_errors(self.engine, f"acquire lock {name}"):
+            with self.engine.begin() as conn:
+                taken = conn.execute(
+                    update(lock_table)
+                    .where(
+                        lock_table.c.name == name,
+                        (lock_table.c.holder == holder) | (lock_table.c.expires_at <= as_utc(now)),
+                    )
+                    .values(holder=holder, expires_at=expires_at)
+                )
+                if taken.rowcount == 1:
+                    return True
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(insert(lock_table).values(name=name, holder=holder, expires_at=expires_at))
+            except sa_exc.IntegrityError:
+                return False  # someone else holds a live lease
+            return True
+
+    def lock_holder(self, name: str, now: datetime) -> str | None:
+        """Who holds a live lease on lock ``name`` now, or None."""
+        with translated_errors(self.engine, f"read lock {name}"), self.engine.connect() as conn:
+            row = conn.execute(
+                select(lock_table.c.holder).where(
+                    lock_table.c.name == name, lock_table.c.expires_at > as_utc(now)
+                )
+            ).first()
+            return None if row is None else str(row[0])
+
+    def release_lock(self, name: str, holder: str) -> None:
+        """Give lock ``name`` back; a no-op unless ``holder`` holds it (expired or not)."""
+        with translated_errors(self.engine, f"release lock {name}"), self.engine.begin() as conn:
+            conn.execute(delete(lock_table).where(lock_table.c.name == name, lock_table.c.holder == holder))
+
+    # --- Helpers ------------------------------------------------------------------------------
+
+    def _get(self, conn: Connection, release_id: int) -> Release:
+        row = conn.execute(select(release_table).where(release_table.c.id == release_id)).mappings().first()
+        if row is None:
+            raise NotFound(SERVICE, f"no release {release_id}")
+        return codec.release_from_row(row)
+
+    def _first(self, query: Any, doing: str) -> Release | None:
+        with translated_errors(self.engine, doing), self.engine.connect() as conn:
+            row = conn.execute(query).mappings().first()
+            return None if row is None else codec.release_from_row(row)
+
+    def _all(self, query: Any, doing: str) -> list[Release]:
+        with translated_errors(self.engine, doing), self.engine.connect() as conn:
+            return [codec.release_from_row(row) for row in conn.execute(query).mappings()]

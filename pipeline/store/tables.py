@@ -1,0 +1,149 @@
+"""The store's tables, as SQLAlchemy Core metadata.
+
+This is the shape the code reads and writes; ``migrations/versions`` is how a database gets there.
+The two must agree: ``tests/integration/test_store.py`` compares them with Alembic's autogenerate
+and fails on any difference, and checks that ``releases`` has one column per ``Release`` field.
+
+- ``releases``: one column per scalar ``Release`` field. ``commits``, ``changes`` and ``approvals``
+  are JSON text (lists of plain dicts, see ``codec``); ``state`` is the ``State`` value.
+- ``events``: the append-only history. The store inserts rows here and never updates or deletes one.
+- ``locks``: named leases (``name`` -> ``holder`` until ``expires_at``).
+
+Every timestamp column is ``UtcDateTime``: it refuses naive datetimes, writes UTC and always reads
+back an aware UTC datetime (SQLite keeps no time zone, PostgreSQL answers in the session's).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.types import TypeDecorator
+
+# Alembic keeps its bookkeeping here rather than in ``alembic_version``, so the store can share a
+# PostgreSQL database with an application that uses Alembic itself.
+VERSION_TABLE = "pipeline_alembic_version"
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+def as_utc(value: datetime) -> datetime:
+    """``value`` in UTC. Raises ValueError on a naive datetime: the model's times are always aware."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"naive datetime {value.isoformat()}: the store keeps timezone-aware UTC times")
+    return value.astimezone(UTC)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """``DateTime(timezone=True)`` that takes aware datetimes only and returns aware UTC ones."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        utc = as_utc(value)
+        # SQLite's DateTime drops the offset when it writes: hand it the UTC wall time, so text
+        # comparison and ordering in SQL stay right.
+        return utc.replace(tzinfo=None) if dialect.name == "sqlite" else utc
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime):  # pragma: no cover - every supported driver parses it
+            value = datetime.fromisoformat(str(value))
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+releases = Table(
+    "releases",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("pipeline", Text, nullable=False),
+    Column("commit", Text, nullable=False),
+    Column("branch", Text, nullable=False),
+    Column("state", Text, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("commits", Text, nullable=False),
+    Column("changes", Text, nullable=False),
+    Column("staging_app", Text, nullable=False),
+    Column("staging_build_id", Text, nullable=True),
+    Column("staging_release_id", Text, nullable=True),
+    Column("staging_release_version", Integer, nullable=True),
+    Column("staging_slug_id", Text, nullable=True),
+    Column("staging_verified_at", UtcDateTime, nullable=True),
+    Column("release_branch", Text, nullable=True),
+    Column("pull_request_id", Integer, nullable=True),
+    Column("pull_request_url", Text, nullable=True),
+    Column("approvals", Text, nullable=False),
+    Column("approved_at", UtcDateTime, nullable=True),
+    Column("production_app", Text, nullable=False),
+    Column("backup_id", Text, nullable=True),
+    Column("backup_name", Text, nullable=True),
+    Column("promotion_id", Text, nullable=True),
+    Column("previous_release_id", Text, nullable=True),
+    Column("previous_release_version", Integer, nullable=True),
+    Column("production_release_id", Text, nullable=True),
+    Column("production_release_version", Integer, nullable=True),
+    Column("rollback_release_id", Text, nullable=True),
+    Column("rollback_release_version", Integer, nullable=True),
+    Column("released_at", UtcDateTime, nullable=True),
+    Column("verification_started_at", UtcDateTime, nullable=True),
+    Column("check_attempts", Integer, nullable=False),
+    Column("next_check_at", UtcDateTime, nullable=True),
+    Column("pending_action", Text, nullable=True),
+    Column("pending_since", UtcDateTime, nullable=True),
+    Column("reason", Text, nullable=False),
+    Column("superseded_by", Integer, nullable=True),
+    UniqueConstraint("pipeline", "commit"),
+    Index(None, "pipeline", "state"),
+    Index(None, "pipeline", "id"),
+    sqlite_autoincrement=True,
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("release_id", Integer, ForeignKey("releases.id"), nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("actor", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("state_from", Text, nullable=True),
+    Column("state_to", Text, nullable=True),
+    Column("refs", Text, nullable=False),
+    Index(None, "release_id", "id"),
+    sqlite_autoincrement=True,
+)
+
+locks = Table(
+    "locks",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("holder", Text, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+)

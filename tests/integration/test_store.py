@@ -1,0 +1,479 @@
+"""The release store, one suite for every backend (``store_url``: SQLite always, PostgreSQL when a
+server answers on 127.0.0.1:5432)."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable
+from dataclasses import fields, replace
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import select, text
+from sqlalchemy.engine import make_url
+
+from pipeline.errors import NotFound, Permanent, Temporary
+from pipeline.model import Approval, Change, Commit, Event, Person, Release, State
+from pipeline.store import SqlStore, migrate, open_store
+from pipeline.store.sql import normalise_url, safe_url
+from pipeline.store.tables import VERSION_TABLE, metadata, releases
+
+T0 = datetime(2026, 5, 4, 9, 30, 15, 123456, tzinfo=UTC)
+ALICE = Person(username="alice", uuid="{a1}", account_id="557058:a1", display_name="Alice Ops")
+BOB = Person(username="bob", uuid="{b2}", account_id="557058:b2", display_name="Bob Owner")
+PARIS = timezone(timedelta(hours=2))
+
+
+def at(minutes: float) -> datetime:
+    return T0 + timedelta(minutes=minutes)
+
+
+def new_release(
+    pipeline: str = "shop", commit: str = "a" * 40, state: State = State.DETECTED, **kw: Any
+) -> Release:
+    return Release(
+        pipeline=pipeline,
+        commit=commit,
+        branch="develop",
+        state=state,
+        created_at=kw.pop("created_at", T0),
+        updated_at=kw.pop("updated_at", T0),
+        **kw,
+    )
+
+
+def full_release() -> Release:
+    """A release with every field set to something other than its default."""
+    return Release(
+        pipeline="shop",
+        commit="f" * 40,
+        branch="develop",
+        state=State.PRODUCTION_VERIFYING,
+        created_at=at(0),
+        updated_at=at(90).astimezone(PARIS),  # any offset goes in; UTC comes out, equal
+        id=None,
+        commits=(
+            Commit("f" * 40, "Merge PR #7: pay by card\n\nbody", "Alice <a@example.com>", ALICE, at(-60)),
+            Commit("e" * 40, "fix: typo ✓", "ghost <g@example.com>", None, at(-61)),
+        ),
+        changes=(
+            Change(7, "Pay by card", ALICE, "https://bitbucket.org/acme/shop/pull-requests/7", "f" * 12),
+            Change(6, "Unlinked author", None, "https://bitbucket.org/acme/shop/pull-requests/6", "e" * 12),
+        ),
+        staging_app="shop-staging",
+        staging_build_id="build-1",
+        staging_release_id="rel-s-1",
+        staging_release_version=41,
+        staging_slug_id="slug-1",
+        staging_verified_at=at(10),
+        release_branch="release/ffffffffffff",
+        pull_request_id=12,
+        pull_request_url="https://bitbucket.org/acme/shop/pull-requests/12",
+        approvals=(
+            Approval(BOB, at(20), True, "allowed approver"),
+            Approval(Person(username="alice"), at(21), False, "author of a change"),
+        ),
+        approved_at=at(20),
+        production_app="shop-production",
+        backup_id="0d4c7c2e-backup",
+        backup_name="b042",
+        promotion_id="promo-1",
+        previous_release_id="rel-p-9",
+        previous_release_version=9,
+        production_release_id="rel-p-10",
+        production_release_version=10,
+        rollback_release_id="rel-p-11",
+        rollback_release_version=11,
+        released_at=at(40),
+        verification_started_at=at(41),
+        check_attempts=3,
+        next_check_at=at(42),
+        pending_action="promote",
+        pending_since=at(30),
+        reason="checking production",
+        superseded_by=99,
+    )
+
+
+R = TypeVar("R")
+
+
+def race(n: int, work: Callable[[int], R]) -> list[R]:
+    """Run ``work(i)`` in ``n`` threads released at the same moment; their results, in order."""
+    barrier = threading.Barrier(n)
+    results: list[Any] = [None] * n
+    errors: list[BaseException] = []
+
+    def run(i: int) -> None:
+        barrier.wait()
+        try:
+            results[i] = work(i)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return results
+
+
+# --- Schema ------------------------------------------------------------------------------------
+
+
+def test_releases_table_has_one_column_per_release_field() -> None:
+    assert set(releases.c.keys()) == {f.name for f in fields(Release)}
+
+
+def test_migrations_build_exactly_the_tables_the_code_uses(store: SqlStore) -> None:
+    with store.engine.connect() as conn:
+        context = MigrationContext.configure(
+            conn, opts={"version_table": VERSION_TABLE, "compare_type": True}
+        )
+        assert compare_metadata(context, metadata) == []
+
+
+def test_migrating_again_is_a_no_op(store_url: str) -> None:
+    first = open_store(store_url)
+    added = first.add(new_release(), "ReleaseDetected", "new", "controller")
+    second = open_store(store_url)
+    migrate(second.engine)
+    with second.engine.connect() as conn:
+        versions = conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all()
+    assert versions == ["0001"]
+    assert second.get(added.id or 0) == added
+    assert len(second.events(added.id or 0)) == 1
+    first.close()
+    second.close()
+
+
+def test_processes_opening_a_new_database_at_once_migrate_it_once(store_url: str) -> None:
+    stores = race(4, lambda _i: open_store(store_url))
+    try:
+        with stores[0].engine.connect() as conn:
+            assert conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all() == ["0001"]
+        assert stores[3].add(new_release(), "ReleaseDetected", "new", "controller").id is not None
+    finally:
+        for opened in stores:
+            opened.close()
+
+
+def test_opening_a_store_creates_the_sqlite_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # migrations are found from any working directory
+    path = tmp_path / "missing" / "deeper" / "pipeline.db"
+    store = open_store(f"sqlite:///{path}")
+    try:
+        assert path.is_file()
+        assert store.history() == []
+    finally:
+        store.close()
+
+
+def test_opening_a_store_by_relative_sqlite_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    store = open_store("sqlite:///.pipeline/pipeline.db")
+    try:
+        store.add(new_release(), "ReleaseDetected", "new", "controller")
+        assert (tmp_path / ".pipeline" / "pipeline.db").is_file()
+    finally:
+        store.close()
+
+
+# --- Releases ----------------------------------------------------------------------------------
+
+
+def test_a_fully_populated_release_round_trips(store: SqlStore) -> None:
+    release = full_release()
+    unset = [f.name for f in fields(Release) if f.name != "id" and getattr(release, f.name) == f.default]
+    assert unset == [], "full_release() must set every field with a default"
+
+    added = store.add(release, "ReleaseDetected", "new", "controller")
+    assert added.id is not None
+    assert added == replace(release, id=added.id)
+    assert store.get(added.id) == replace(release, id=added.id)
+
+    emptied = replace(
+        added,
+        commits=(),
+        changes=(),
+        approvals=(),
+        staging_build_id=None,
+        approved_at=None,
+        pending_action=None,
+        pending_since=None,
+        next_check_at=None,
+        superseded_by=None,
+    )
+    assert store.save(emptied, []) == emptied
+    assert store.get(added.id) == emptied
+    assert store.save(added, []) == added
+    assert store.by_commit("shop", "f" * 40) == added
+
+
+def test_times_come_back_aware_and_in_utc(store: SqlStore, store_url: str) -> None:
+    url = store_url
+    if make_url(url).get_backend_name() == "postgresql":  # a session in another time zone
+        url = make_url(url).update_query_dict({"options": "-c timezone=Asia/Tokyo"}).render_as_string(False)
+    tokyo = open_store(url)
+    try:
+        added = tokyo.add(full_release(), "ReleaseDetected", "new", "controller")
+        for stored in (tokyo.get(added.id or 0), store.get(added.id or 0)):
+            times = [stored.created_at, stored.updated_at, stored.released_at, stored.next_check_at]
+            times += [c.date for c in stored.commits] + [a.at for a in stored.approvals]
+            assert all(t is not None and t.utcoffset() == timedelta(0) for t in times), times
+            assert stored.updated_at == at(90)
+        assert all(
+            e.at.tzinfo is not None and e.at.utcoffset() == timedelta(0) for e in tokyo.events(added.id or 0)
+        )
+    finally:
+        tokyo.close()
+
+
+def test_naive_times_are_refused_before_anything_is_written(store: SqlStore) -> None:
+    with pytest.raises(ValueError, match="naive"):
+        store.add(new_release(created_at=datetime(2026, 1, 1)), "ReleaseDetected", "new", "controller")
+    assert store.history() == []
+    added = store.add(new_release(), "ReleaseDetected", "new", "controller")
+    naive_commit = Commit("b" * 40, "m", "x", None, datetime(2026, 1, 1))
+    with pytest.raises(ValueError, match="naive"):
+        store.save(replace(added, commits=(naive_commit,)), [])
+    assert store.get(added.id or 0) == added
+
+
+def test_add_is_idempotent_per_pipeline_and_commit(store: SqlStore) -> None:
+    first = store.add(new_release(), "ReleaseDetected", "new", "controller")
+    again = store.add(
+        new_release(state=State.GATED, reason="different"), "ReleaseDetected", "again", "someone"
+    )
+    assert again == first
+    assert [e.kind for e in store.events(first.id or 0)] == ["ReleaseDetected"]
+    other_pipeline = store.add(new_release(pipeline="blog"), "ReleaseDetected", "new", "controller")
+    assert other_pipeline.id != first.id
+
+
+def test_concurrent_adds_store_one_release_and_one_event(store: SqlStore) -> None:
+    results = race(6, lambda i: store.add(new_release(reason=f"from {i}"), "ReleaseDetected", "new", f"w{i}"))
+    assert len({r.id for r in results}) == 1
+    assert all(r == results[0] for r in results)
+    assert len(store.history()) == 1
+    assert len(store.events(results[0].id or 0)) == 1
+
+
+def test_add_records_the_first_event(store: SqlStore) -> None:
+    added = store.add(new_release(state=State.DETECTED), "ReleaseDetected", "develop moved", "controller")
+    [event] = store.events(added.id or 0)
+    assert event == Event(
+        id=event.id,
+        release_id=added.id or 0,
+        at=T0,
+        kind="ReleaseDetected",
+        actor="controller",
+        reason="develop moved",
+        state_from=None,
+        state_to=State.DETECTED,
+        refs={"commit": "a" * 40},
+    )
+
+
+def test_save_writes_the_release_and_appends_events(store: SqlStore) -> None:
+    added = store.add(new_release(), "ReleaseDetected", "new", "controller")
+    rid = added.id or 0
+    gated = replace(added, state=State.GATED, updated_at=at(1), reason="builds green")
+    stored = store.save(
+        gated,
+        [
+            Event(rid, at(1), "GateChecked", "controller", "2 statuses", refs={"build": "b1", "ci": "ok"}),
+            # The store files events under the saved release, whatever their release_id says.
+            Event(0, at(1), "ReleaseGated", "controller", "builds green", State.DETECTED, State.GATED),
+        ],
+    )
+    assert stored == gated
+    assert store.get(rid) == gated
+    history = store.events(rid)
+    assert [e.kind for e in history] == ["ReleaseDetected", "GateChecked", "ReleaseGated"]
+    assert all(e.release_id == rid for e in history)
+    assert history[1].refs == {"build": "b1", "ci": "ok"}
+    assert (history[2].state_from, history[2].state_to) == (State.DETECTED, State.GATED)
+    ids = [e.id or 0 for e in history]
+    assert ids == sorted(ids) and len(set(ids)) == 3
+
+
+def test_an_event_the_database_refuses_leaves_nothing_written(store: SqlStore) -> None:
+    added = store.add(new_release(), "ReleaseDetected", "new", "controller")
+    rid = added.id or 0
+    bad = Event(rid, at(2), None, "controller", "no kind")  # type: ignore[arg-type]  # NOT NULL
+    with pytest.raises(Permanent) as caught:
+        store.save(
+            replace(added, state=State.GATED, reason="changed"),
+            [Event(rid, at(2), "ReleaseGated", "controller", "ok"), bad],
+        )
+    assert caught.value.service == "store"
+    assert store.get(rid) == added
+    assert [e.kind for e in store.events(rid)] == ["ReleaseDetected"]
+
+
+def test_an_exception_mid_transaction_leaves_nothing_written(store: SqlStore) -> None:
+    added = store.add(new_release(), "ReleaseDetected", "new", "controller")
+    rid = added.id or 0
+    unencodable = Event(rid, at(2), "Odd", "controller", "refs", refs={"x": object()})  # type: ignore[dict-item]
+    with pytest.raises(TypeError):
+        store.save(
+            replace(added, state=State.GATED),
+            [Event(rid, at(2), "ReleaseGated", "controller", "ok"), unencodable],
+        )
+    assert store.get(rid) == added
+    assert [e.kind for e in store.events(rid)] == ["ReleaseDetected"]
+
+
+def test_save_needs_a_stored_release(store: SqlStore) -> None:
+    with pytest.raises(ValueError, match="id is None"):
+        store.save(new_release(), [])
+    with pytest.raises(NotFound, match="no release 4242"):
+        store.save(replace(new_release(), id=4242), [Event(4242, T0, "Lost", "controller", "")])
+    assert store.events(4242) == []
+
+
+def test_get_raises_not_found(store: SqlStore) -> None:
+    with pytest.raises(NotFound) as caught:
+        store.get(987)
+    assert caught.value.service == "store"
+    assert str(caught.value) == "store: no release 987"
+
+
+def test_queries_order_newest_first_and_filter(store: SqlStore) -> None:
+    def add(pipeline: str, commit: str, state: State, created: float) -> Release:
+        release = new_release(pipeline, commit * 40, state, created_at=at(created), updated_at=at(created))
+        return store.add(release, "ReleaseDetected", "new", "controller")
+
+    old_done = add("shop", "1", State.BACKUPS_VERIFIED, 0)
+    failed = add("shop", "2", State.STAGING_FAILED, 1)
+    waiting = add("shop", "3", State.AWAITING_APPROVAL, 2)
+    blog = add("blog", "4", State.GATED, 3)
+    # Added last but stamped earliest: ids, not timestamps, say what is newest.
+    newest = add("shop", "5", State.DETECTED, -100)
+
+    assert store.active("shop") == [newest, waiting]
+    assert store.active("blog") == [blog]
+    assert store.active("nothing") == []
+    assert store.history("shop") == [newest, waiting, failed, old_done]
+    assert store.history("shop", limit=2) == [newest, waiting]
+    assert store.history() == [newest, blog, waiting, failed, old_done]
+    assert store.history(limit=1) == [newest]
+    assert store.latest("shop") == newest
+    assert store.latest("blog") == blog
+    assert store.latest("nothing") is None
+    assert store.last_in("shop", [State.BACKUPS_VERIFIED, State.STAGING_FAILED]) == failed
+    assert store.last_in("shop", [State.BACKUPS_VERIFIED]) == old_done
+    assert store.last_in("shop", [State.GATED]) is None
+    assert store.last_in("blog", [State.GATED]) == blog
+    assert store.last_in("shop", []) is None
+    assert store.by_commit("shop", "3" * 40) == waiting
+    assert store.by_commit("blog", "3" * 40) is None
+
+    released = store.save(replace(waiting, state=State.REJECTED), [])
+    assert store.active("shop") == [newest]
+    assert store.last_in("shop", [State.REJECTED]) == released
+
+
+def test_events_come_oldest_first(store: SqlStore) -> None:
+    first = store.add(new_release(commit="1" * 40), "ReleaseDetected", "new", "controller")
+    second = store.add(new_release(commit="2" * 40), "ReleaseDetected", "new", "controller")
+    store.save(first, [Event(0, at(5), "A", "controller", "")])
+    store.save(second, [Event(0, at(5), "Other", "controller", "")])
+    # Appended later with an earlier time: the order is the order of appending.
+    store.save(first, [Event(0, at(1), "B", "ops", ""), Event(0, at(9), "C", "controller", "")])
+    assert [e.kind for e in store.events(first.id or 0)] == ["ReleaseDetected", "A", "B", "C"]
+    assert [e.kind for e in store.events(second.id or 0)] == ["ReleaseDetected", "Other"]
+    assert store.events(12345) == []
+
+
+def test_the_store_cannot_change_events() -> None:
+    public = {name for name in dir(SqlStore) if not name.startswith("_")}
+    assert not {n for n in public if "event" in n and n != "events"}
+    assert not {n for n in public if n.startswith(("delete", "remove", "update", "edit"))}
+
+
+# --- Locks -------------------------------------------------------------------------------------
+
+
+def test_locks_take_renew_refuse_expire_and_release(store: SqlStore) -> None:
+    assert store.acquire_lock("leader", "a", T0, 60)
+    assert not store.acquire_lock("leader", "b", at(0.5), 60)
+    assert store.acquire_lock("leader", "a", at(0.9), 60)  # renewed until 1.9 minutes
+    assert not store.acquire_lock("leader", "b", at(1.5), 60)  # alive thanks to the renewal
+    assert store.acquire_lock("other", "b", at(1.5), 60)  # names are independent
+    assert store.acquire_lock("leader", "b", at(2), 60)  # a's lease expired
+    assert not store.acquire_lock("leader", "a", at(2.1), 60)
+
+    store.release_lock("leader", "a")  # not a's to give back: no-op
+    assert not store.acquire_lock("leader", "c", at(2.2), 60)
+    store.release_lock("leader", "b")
+    assert store.acquire_lock("leader", "c", at(2.3), 60)
+    store.release_lock("never-taken", "c")
+
+
+def test_lock_expiry_ignores_time_zones(store: SqlStore) -> None:
+    assert store.acquire_lock("leader", "a", T0.astimezone(PARIS), 60)
+    assert not store.acquire_lock("leader", "b", at(0.9), 60)
+    assert store.acquire_lock("leader", "b", at(1).astimezone(timezone(timedelta(hours=-7))), 60)
+
+
+def test_one_of_many_concurrent_takers_gets_a_free_lock(store: SqlStore) -> None:
+    assert race(6, lambda i: store.acquire_lock("leader", f"h{i}", T0, 60)).count(True) == 1
+    store.release_lock("leader", "h0")
+    store.acquire_lock("expired", "old", T0, 1)
+    assert race(6, lambda i: store.acquire_lock("expired", f"h{i}", at(1), 60)).count(True) == 1
+
+
+# --- Backend specifics ---------------------------------------------------------------------------
+
+
+def test_sqlite_readers_do_not_wait_for_a_writer(tmp_path: Path) -> None:
+    path = tmp_path / "pipeline.db"
+    store = open_store(f"sqlite:///{path}")
+    added = store.add(new_release(), "ReleaseDetected", "new", "controller")
+    writer = sqlite3.connect(path, isolation_level=None)
+    try:
+        assert writer.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        writer.execute("BEGIN IMMEDIATE")
+        writer.execute("UPDATE releases SET reason = 'in flight'")
+        assert store.get(added.id or 0) == added  # reads the last committed state, at once
+        assert store.history() == [added]
+        writer.execute("COMMIT")
+        assert store.get(added.id or 0).reason == "in flight"
+    finally:
+        writer.close()
+        store.close()
+
+
+def test_an_unreachable_database_is_temporary_and_hides_the_password() -> None:
+    with pytest.raises(Temporary) as caught:
+        open_store("postgresql://deploy:s3cret-pw@127.0.0.1:1/pipeline")
+    assert caught.value.service == "store"
+    assert "s3cret-pw" not in str(caught.value)
+    assert "s3cret-pw" not in repr(caught.value.args)
+
+
+def test_urls() -> None:
+    assert normalise_url("postgres://u:p@h/db").drivername == "postgresql+psycopg"
+    assert normalise_url("postgresql://u:p@h/db").drivername == "postgresql+psycopg"
+    assert normalise_url("postgresql+psycopg://u:p@h/db").drivername == "postgresql+psycopg"
+    assert normalise_url("sqlite:///x.db").drivername == "sqlite"
+    assert safe_url("postgresql://u:p4ss@h/db") == "postgresql://u:***@h/db"
+
+
+def test_the_store_url_hides_the_password(store: SqlStore) -> None:
+    password = store.engine.url.password
+    assert password is None or str(password) not in store.url
+    with store.engine.connect() as conn:
+        assert conn.execute(select(releases.c.id)).all() == []
