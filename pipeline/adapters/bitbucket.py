@@ -1,0 +1,498 @@
+"""``ports.SourceControl`` for one Bitbucket Cloud repository, with atlassian-python-api 5.0.5.
+
+The library's ``atlassian.bitbucket.Cloud`` client owns the session, the Bearer token and the base
+URL. Its objects are used where one call returns what we need (the repository, a branch, a pull
+request and its comment/decline actions); everything else goes through the same client's own
+``get``/``post``/``put`` (commit lists with include/exclude, pull request lists with ``q=``,
+commit statuses, the archive, merges with a message and their 202/555 answers), reading the raw
+JSON: the library's ``Commit.author`` raises for an author without a linked account, and
+``.each()`` fetches every listed item again.
+
+The client is built with ``backoff_and_retry`` and ``retry_with_header`` off: retrying (merges
+are POSTs) is the controller's decision. Every failure becomes ``Temporary``/``Permanent`` through
+``pipeline.adapters.http.error_for``; no message carries the token.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import requests
+from atlassian.bitbucket import Cloud
+
+from pipeline.adapters import http
+from pipeline.errors import ExternalError, NotFound, Permanent, Temporary
+from pipeline.model import Change, Commit, Participant, Person, PullRequest
+
+SERVICE = "bitbucket"
+CREDENTIAL = "BITBUCKET_TOKEN"
+PR_STATES = ("OPEN", "MERGED", "DECLINED", "SUPERSEDED")
+STATUS_STATES = ("SUCCESSFUL", "FAILED", "INPROGRESS", "STOPPED")
+PR_PAGELEN = 50  # Bitbucket's maximum for pull request lists
+PAGELEN = 100  # and for the other lists
+MERGED_SCAN_LIMIT = 500  # merged pull requests read at most to match merge commits
+MERGE_POLLS = 10  # after a 202, how often the merge task is polled before giving up for now
+MERGE_POLL_SECONDS = 1.0
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def web_url(api_url: str) -> str:
+    """Bitbucket's web host for an API URL: bitbucket.org for api.bitbucket.org, else the same
+    scheme and host (a local stand-in serves both)."""
+    parts = urlsplit(api_url)
+    host = parts.netloc
+    if parts.hostname == "api.bitbucket.org":
+        host = "bitbucket.org"
+    return urlunsplit((parts.scheme or "https", host, "", "", ""))
+
+
+def bbql_string(value: str) -> str:
+    """A value as a BBQL string literal."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def same_commit(a: str, b: str) -> bool:
+    """True when two hashes name the same commit (one may be Bitbucket's 12-character form)."""
+    return bool(a) and bool(b) and (a.startswith(b) or b.startswith(a))
+
+
+def person(user: Mapping[str, Any] | None) -> Person | None:
+    """A Bitbucket account object as a Person (``nickname`` is the username), or None."""
+    if not user:
+        return None
+    return Person(
+        username=str(user.get("nickname") or user.get("username") or ""),
+        uuid=str(user.get("uuid") or ""),
+        account_id=str(user.get("account_id") or ""),
+        display_name=str(user.get("display_name") or ""),
+    )
+
+
+def commit(data: Mapping[str, Any]) -> Commit:
+    """A commit from its raw JSON; ``author`` is None when the e-mail has no linked account."""
+    author = data.get("author") or {}
+    return Commit(
+        hash=str(data["hash"]),
+        message=str(data.get("message") or ""),
+        author_raw=str(author.get("raw") or ""),
+        author=person(author.get("user")),
+        date=http.parse_time(data["date"]),
+    )
+
+
+def participants(items: Sequence[Mapping[str, Any]] | None) -> tuple[Participant, ...]:
+    """A pull request's participants; an entry without an account (a deleted user) is left out."""
+    found = []
+    for data in items or ():
+        user = person(data.get("user"))
+        if user is None:
+            continue
+        found.append(
+            Participant(
+                user=user,
+                role=str(data.get("role") or "PARTICIPANT"),
+                approved=bool(data.get("approved")),
+                state=data.get("state"),
+                participated_on=http.parse_optional_time(data.get("participated_on")),
+            )
+        )
+    return tuple(found)
+
+
+def html_link(data: Mapping[str, Any]) -> str:
+    links = data.get("links") or {}
+    return str((links.get("html") or {}).get("href") or (links.get("self") or {}).get("href") or "")
+
+
+def pull_request(data: Mapping[str, Any]) -> PullRequest:
+    """A pull request from its raw JSON (participants when the answer has them)."""
+    source = data["source"]
+    destination = data["destination"]
+    return PullRequest(
+        id=int(data["id"]),
+        title=str(data.get("title") or ""),
+        url=html_link(data),
+        state=str(data["state"]),
+        source_branch=str(source["branch"]["name"]),
+        source_commit=str((source.get("commit") or {}).get("hash") or ""),
+        destination_branch=str(destination["branch"]["name"]),
+        author=person(data.get("author")),
+        participants=participants(data.get("participants")),
+        closed_by=person(data.get("closed_by")),
+    )
+
+
+class BitbucketCloud:
+    """``ports.SourceControl`` for ``workspace/repository`` on Bitbucket Cloud (or a stand-in).
+
+    ``url`` is the API root (``https://api.bitbucket.org``; a trailing ``/2.0`` is accepted),
+    ``token`` an API or access token sent as Bearer. Every request waits at most ``timeout``
+    seconds to connect and between two bytes. Building one sends no request.
+    """
+
+    def __init__(self, url: str, token: str, workspace: str, repository: str, timeout: float = 30.0) -> None:
+        root = url.rstrip("/").removesuffix("/2.0")
+        self.workspace = workspace
+        self.repository = repository
+        self._token = token
+        self._web = web_url(root)
+        self._session = http.session(timeout)
+        self._cloud = Cloud(
+            url=root,
+            token=token,
+            timeout=max(1, math.ceil(timeout)),
+            session=self._session,
+            backoff_and_retry=False,
+            retry_with_header=False,
+        )
+        self._path = f"repositories/{quote(workspace, safe='')}/{quote(repository, safe='')}"
+        self._repo: Any = None  # the library's Repository object, read once
+
+    def __repr__(self) -> str:
+        return f"BitbucketCloud({self._web!r}, {self.workspace}/{self.repository})"
+
+    # -- plumbing --------------------------------------------------------------------------------
+
+    @contextmanager
+    def _calling(self, what: str) -> Iterator[None]:
+        """Translate what a call raises: HTTP failures through ``http.error_for``, odd shapes
+        (and the library's type checks) into Permanent."""
+        with http.reading(SERVICE, what):
+            try:
+                yield
+            except requests.RequestException as exc:
+                raise http.error_for(
+                    SERVICE, what, exc, credential=CREDENTIAL, secrets=(self._token,)
+                ) from exc
+
+    def _fail(self, what: str, response: requests.Response) -> ExternalError:
+        return http.error_for(SERVICE, what, response, credential=CREDENTIAL, secrets=(self._token,))
+
+    def _repository(self) -> Any:
+        """The library's Repository object (one GET, then kept)."""
+        if self._repo is None:
+            with self._calling(f"reading repository {self.workspace}/{self.repository}"):
+                self._repo = self._cloud.repositories.get(self.workspace, self.repository)
+        return self._repo
+
+    def _get(
+        self, path: str, what: str, params: Mapping[str, Any] | None = None, *, absolute: bool = False
+    ) -> dict[str, Any]:
+        """A JSON object from the client's own ``get`` (``path`` below /2.0, or an absolute URL)."""
+        with self._calling(what):
+            body = self._cloud.get(path, params=dict(params or {}), absolute=absolute)
+        if not isinstance(body, dict):
+            raise Permanent(SERVICE, f"unexpected answer while {what}: not a JSON object")
+        return body
+
+    def _pages(self, path: str, what: str, params: Mapping[str, Any], limit: int) -> Iterator[dict[str, Any]]:
+        """The values of a paged list, following ``next``, at most ``limit`` of them."""
+        body = self._get(f"{self._path}/{path}", what, params)
+        count = 0
+        while True:
+            with http.reading(SERVICE, what):
+                values = list(body.get("values") or ())
+                following = body.get("next")
+            for value in values:
+                if count >= limit:
+                    return
+                count += 1
+                yield value
+            if not following or count >= limit:
+                return
+            body = self._get(str(following), what, absolute=True)
+
+    def _full_hash(self, rev: str) -> str:
+        """The 40-character hash of a (possibly 12-character) commit reference."""
+        if len(rev) == 40:
+            return rev
+        data = self._get(f"{self._path}/commit/{quote(rev, safe='')}", f"reading commit {rev}")
+        with http.reading(SERVICE, f"reading commit {rev}"):
+            return str(data["hash"])
+
+    def _pr_object(self, pull_request_id: int) -> Any:
+        repo = self._repository()
+        with self._calling(f"reading pull request #{pull_request_id}"):
+            return repo.pullrequests.get(pull_request_id)
+
+    def _list_pull_requests(
+        self, what: str, query: str, states: Sequence[str], sort: str, limit: int
+    ) -> Iterator[dict[str, Any]]:
+        # ``state`` is given explicitly: without it Bitbucket lists OPEN pull requests only.
+        params = {"q": query, "state": list(states), "sort": sort, "pagelen": min(PR_PAGELEN, max(limit, 1))}
+        return self._pages("pullrequests", what, params, limit)
+
+    # -- ports.SourceControl ---------------------------------------------------------------------
+
+    def check_access(self) -> str:
+        """Read the token's account and the repository once; return the account's username
+        (nickname). Permanent naming BITBUCKET_TOKEN when the token is refused, or naming the
+        workspace/repository when it cannot be read."""
+        what = "reading the account BITBUCKET_TOKEN belongs to"
+        me = self._get("user", what)
+        with http.reading(SERVICE, what):
+            username = str(me.get("nickname") or me.get("username") or "")
+        if not username:
+            raise Permanent(SERVICE, f"unexpected answer while {what}: the account has no nickname")
+        try:
+            self._repo = None
+            self._repository()
+        except Permanent as exc:
+            message = (
+                f"repository {self.workspace}/{self.repository} cannot be read: check the workspace and "
+                f"repository names and that {CREDENTIAL} has read and write access to it"
+            )
+            raise type(exc)(SERVICE, message, status=exc.status, evidence=exc.evidence) from exc
+        return username
+
+    def branch_head(self, branch: str) -> str | None:
+        """The 40-character commit ``branch`` points at, or None when there is no such branch."""
+        repo = self._repository()
+        try:
+            with self._calling(f"reading branch {branch}"):
+                return str(repo.branches.get(quote(branch, safe="/")).hash)
+        except NotFound:
+            return None
+
+    def commits_between(self, include: str, exclude: str | None, limit: int = 200) -> list[Commit]:
+        """Commits reachable from ``include`` and not from ``exclude``, newest first (Bitbucket's
+        order), at most ``limit``."""
+        if limit <= 0:
+            return []
+        what = f"listing commits of {include}" + (f" not in {exclude}" if exclude else "")
+        params: dict[str, Any] = {"include": include, "pagelen": min(PAGELEN, limit)}
+        if exclude:
+            params["exclude"] = exclude
+        values = list(self._pages("commits", what, params, limit))
+        with http.reading(SERVICE, what):
+            return [commit(v) for v in values]
+
+    def merged_pull_requests(
+        self, into: str, commits: Sequence[str], since: datetime | None = None
+    ) -> list[Change]:
+        """Pull requests merged into ``into`` whose merge commit is one of ``commits``, in the order
+        of ``commits`` (newest first when they come from ``commits_between``).
+
+        One list call with ``q=`` (most recently updated first), read page by page until every
+        commit is matched, a pull request last updated before ``since`` (the oldest commit's date:
+        nothing older can have merged one of them) or ``MERGED_SCAN_LIMIT`` pull requests were seen.
+        ``merge_commit`` is the full hash from ``commits``.
+        """
+        wanted = [c for c in commits if c]
+        if not wanted:
+            return []
+        what = f"listing pull requests merged into {into}"
+        query = f'destination.branch.name = {bbql_string(into)} AND state = "MERGED"'
+        found: dict[str, Change] = {}
+        for data in self._list_pull_requests(what, query, ["MERGED"], "-updated_on", MERGED_SCAN_LIMIT):
+            with http.reading(SERVICE, what):
+                updated = data.get("updated_on")
+                if since is not None and updated and http.parse_time(str(updated)) < since:
+                    break
+                short = str((data.get("merge_commit") or {}).get("hash") or "")
+                full = next((c for c in wanted if same_commit(c, short)), None)
+                if full is None or full in found:
+                    continue
+                found[full] = Change(
+                    id=int(data["id"]),
+                    title=str(data.get("title") or ""),
+                    author=person(data.get("author")),
+                    url=html_link(data),
+                    merge_commit=full,
+                )
+            if len(found) == len(set(wanted)):
+                break
+        return [found[c] for c in dict.fromkeys(wanted) if c in found]
+
+    def build_statuses(self, commit: str) -> dict[str, str]:
+        """Commit status key -> state for one commit."""
+        what = f"reading the build statuses of {commit[:12]}"
+        values = self._pages(f"commit/{quote(commit, safe='')}/statuses", what, {"pagelen": PAGELEN}, 10_000)
+        with http.reading(SERVICE, what):
+            return {str(v["key"]): str(v["state"]) for v in values}
+
+    def set_status(self, commit: str, key: str, state: str, name: str, description: str, url: str) -> None:
+        """Post a commit status; the same key overwrites. Permanent for a state Bitbucket does not
+        know (SUCCESSFUL, FAILED, INPROGRESS, STOPPED)."""
+        if state not in STATUS_STATES:
+            raise Permanent(
+                SERVICE, f"commit status state {state!r} is not one of {', '.join(STATUS_STATES)}"
+            )
+        body = {"key": key, "state": state, "name": name, "description": description, "url": url}
+        with self._calling(f"setting status {key} on {commit[:12]}"):
+            self._cloud.post(f"{self._path}/commit/{quote(commit, safe='')}/statuses/build", data=body)
+
+    def archive(self, commit: str) -> bytes:
+        """The commit's source as a gzipped tarball from Bitbucket's web host
+        (``{web}/{workspace}/{repo}/get/{commit}.tar.gz``), with the controller's token."""
+        what = f"downloading the archive of {commit[:12]}"
+        url = (
+            f"{self._web}/{quote(self.workspace, safe='')}/{quote(self.repository, safe='')}"
+            f"/get/{quote(commit, safe='')}.tar.gz"
+        )
+        with self._calling(what):
+            content = self._cloud.get(
+                url, absolute=True, not_json_response=True, headers={"Accept": "application/x-tar, */*"}
+            )
+        if not isinstance(content, bytes) or not content.startswith(GZIP_MAGIC):
+            sample = content[:200].decode("utf-8", "replace") if isinstance(content, bytes) else ""
+            raise Permanent(
+                SERVICE,
+                f"the answer is not a gzipped tarball while {what}",
+                evidence=" ".join(http.redact(sample, (self._token,)).split()),
+            )
+        return content
+
+    def create_branch(self, name: str, commit: str) -> None:
+        """Create ``name`` at ``commit``. Idempotent when it already points there; Permanent when it
+        points elsewhere."""
+        repo = self._repository()
+        head = self.branch_head(name)
+        if head is None:
+            try:
+                with self._calling(f"creating branch {name} at {commit[:12]}"):
+                    repo.branches.create(name, commit)
+                return
+            except Permanent as exc:
+                if isinstance(exc, NotFound) or exc.status is None or exc.status >= 500:
+                    raise
+                head = self.branch_head(name)  # created meanwhile (a retried tick)?
+                if head is None:
+                    raise
+        if not same_commit(head, commit):
+            raise Permanent(
+                SERVICE,
+                f"branch {name} already exists at {head[:12]}, not at {commit[:12]}: "
+                "delete or rename it, or choose another release branch name",
+            )
+
+    def find_pull_request(self, source_branch: str, destination_branch: str) -> PullRequest | None:
+        """The newest pull request from ``source_branch`` into ``destination_branch``, any state."""
+        what = f"looking for a pull request from {source_branch} into {destination_branch}"
+        query = (
+            f"source.branch.name = {bbql_string(source_branch)} AND "
+            f"destination.branch.name = {bbql_string(destination_branch)}"
+        )
+        for data in self._list_pull_requests(what, query, PR_STATES, "-created_on", 1):
+            with http.reading(SERVICE, what):
+                return pull_request(data)
+        return None
+
+    def open_pull_request(
+        self, source_branch: str, destination_branch: str, title: str, description: str
+    ) -> PullRequest:
+        """Open a pull request; an open one for the same branches is returned as it is (Bitbucket
+        would otherwise overwrite its title and description)."""
+        what = f"looking for an open pull request from {source_branch} into {destination_branch}"
+        query = (
+            f"source.branch.name = {bbql_string(source_branch)} AND "
+            f"destination.branch.name = {bbql_string(destination_branch)}"
+        )
+        for data in self._list_pull_requests(what, query, ["OPEN"], "-created_on", 1):
+            with http.reading(SERVICE, what):
+                return pull_request(data)
+        repo = self._repository()
+        what = f"opening a pull request from {source_branch} into {destination_branch}"
+        with self._calling(what):
+            created = repo.pullrequests.create(
+                title=title,
+                source_branch=source_branch,
+                destination_branch=destination_branch,
+                description=description,
+                close_source_branch=False,
+            )
+            return pull_request(created.data)
+
+    def pull_request(self, pull_request_id: int) -> PullRequest:
+        """One pull request with its participants."""
+        pr = self._pr_object(pull_request_id)
+        with http.reading(SERVICE, f"reading pull request #{pull_request_id}"):
+            return pull_request(pr.data)
+
+    def update_pull_request(self, pull_request_id: int, description: str) -> None:
+        """Replace the description; nothing is sent when it is already that."""
+        pr = self._pr_object(pull_request_id)
+        what = f"updating the description of pull request #{pull_request_id}"
+        with http.reading(SERVICE, what):
+            data = pr.data
+            if data.get("description") == description:
+                return
+            body = {"title": data["title"], "description": description}
+        with self._calling(what):
+            self._cloud.put(f"{self._path}/pullrequests/{int(pull_request_id)}", data=body)
+
+    def comment(self, pull_request_id: int, text: str) -> None:
+        """Add a comment to a pull request."""
+        with self._calling(f"commenting on pull request #{pull_request_id}"):
+            self._cloud.post(
+                f"{self._path}/pullrequests/{int(pull_request_id)}/comments", data={"content": {"raw": text}}
+            )
+
+    def decline_pull_request(self, pull_request_id: int, comment: str) -> None:
+        """Comment, then decline. An already declined pull request is left as is; a merged or
+        superseded one is Permanent."""
+        pr = self._pr_object(pull_request_id)
+        with http.reading(SERVICE, f"reading pull request #{pull_request_id}"):
+            state = str(pr.data["state"])
+        if state == "DECLINED":
+            return
+        if state != "OPEN":
+            raise Permanent(SERVICE, f"pull request #{pull_request_id} is {state}; it cannot be declined")
+        with self._calling(f"commenting on pull request #{pull_request_id}"):
+            pr.comment(comment)
+        with self._calling(f"declining pull request #{pull_request_id}"):
+            pr.decline()
+
+    def merge_pull_request(self, pull_request_id: int, message: str) -> str:
+        """Merge with a merge commit; return the merge commit's full hash.
+
+        An already merged pull request returns its merge commit. A declined or superseded one,
+        conflicts and other refusals are Permanent; 555 (the merge timed out) is Temporary; a 202 is
+        polled for a while, then Temporary if the merge is still running.
+        """
+        pr = self._pr_object(pull_request_id)
+        what = f"merging pull request #{pull_request_id}"
+        with http.reading(SERVICE, f"reading pull request #{pull_request_id}"):
+            data = pr.data
+            state = str(data["state"])
+        if state != "OPEN":
+            return self._merged_commit(pull_request_id, data)
+        body = {"type": "pullrequest_merge_parameters", "message": message, "merge_strategy": "merge_commit"}
+        with self._calling(what):
+            answer = self._cloud.post(
+                f"{self._path}/pullrequests/{int(pull_request_id)}/merge", data=body, advanced_mode=True
+            )
+        if answer.status_code == 202:
+            return self._await_merge(pull_request_id, answer.headers.get("Location") or "")
+        if not answer.ok:
+            raise self._fail(what, answer)
+        with http.reading(SERVICE, what):
+            return self._merged_commit(pull_request_id, answer.json())
+
+    def _merged_commit(self, pull_request_id: int, data: Mapping[str, Any]) -> str:
+        state = str(data["state"])
+        if state != "MERGED":
+            raise Permanent(SERVICE, f"pull request #{pull_request_id} is {state}; it cannot be merged")
+        short = str((data.get("merge_commit") or {}).get("hash") or "")
+        if not short:
+            raise Permanent(SERVICE, f"pull request #{pull_request_id} is MERGED but names no merge commit")
+        return self._full_hash(short)
+
+    def _await_merge(self, pull_request_id: int, location: str) -> str:
+        """Poll a merge task (the 202's Location) until it succeeds, for a while."""
+        what = f"waiting for the merge of pull request #{pull_request_id}"
+        if not location:
+            raise Temporary(SERVICE, f"{what}: Bitbucket accepted the merge but sent no task URL", status=202)
+        for _ in range(MERGE_POLLS):
+            time.sleep(MERGE_POLL_SECONDS)
+            task = self._get(location, what, absolute=True)
+            with http.reading(SERVICE, what):
+                if task.get("task_status") == "SUCCESS":
+                    return self._merged_commit(pull_request_id, task["merge_result"])
+        raise Temporary(SERVICE, f"{what}: the merge is still running", status=202, retry_after=10.0)
