@@ -15,7 +15,7 @@ SKIPPED_DIRS = {"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache"}
 SKIPPED_SUFFIXES = (".pyc", ".pyo", ".sqlite3", ".swp")
 SKIPPED_NAMES = {".DS_Store"}
 
-HEALTH_MODES = ("ok", "fail", "fail-after", "crash-after", "slow")
+HEALTH_MODES = ("ok", "fail", "fail-after", "crash-after", "slow", "fail-on")
 TIMED_MODES = ("fail-after", "crash-after", "slow")
 
 GOOD_MIGRATION = """-- A note on each claim.
@@ -39,11 +39,19 @@ def demo_files() -> dict[str, bytes]:
     return files
 
 
-def health_file(mode: str = "ok", seconds: float | None = None) -> dict[str, bytes]:
-    """The HEALTH file for a mode: ``ok``, ``fail``, or ``fail-after``/``crash-after``/``slow``
-    with ``seconds``. Raises ValueError for anything the app would refuse."""
+def health_file(mode: str = "ok", seconds: float | None = None, app: str | None = None) -> dict[str, bytes]:
+    """The HEALTH file for a mode: ``ok``, ``fail``, ``fail-after``/``crash-after``/``slow`` with
+    ``seconds``, or ``fail-on`` with ``app`` (healthy everywhere but on the Heroku app of that
+    name: "works on staging, breaks on production"). Raises ValueError for anything the app would
+    refuse."""
     if mode not in HEALTH_MODES:
         raise ValueError(f"mode: {mode!r} is not one of {', '.join(HEALTH_MODES)}")
+    if mode == "fail-on":
+        if not app or any(c.isspace() for c in app):
+            raise ValueError("app: fail-on needs the name of a Heroku app")
+        return {"HEALTH": f"fail-on {app}\n".encode()}
+    if app is not None:
+        raise ValueError(f"app: {mode} takes no app")
     if mode in TIMED_MODES:
         if seconds is None or seconds < 0:
             raise ValueError(f"seconds: {mode} needs a number of seconds >= 0")
@@ -65,11 +73,14 @@ def migration_file(
     return {f"migrations/{number:03d}_{name}.sql": body.encode()}
 
 
-def breaking_change(mode: str = "fail", seconds: float | None = None) -> dict[str, bytes]:
+def breaking_change(
+    mode: str = "fail", seconds: float | None = None, app: str | None = None
+) -> dict[str, bytes]:
     """The files of a commit that breaks the app: a HEALTH mode (``fail``, ``fail-after``,
-    ``crash-after``, ``slow``) or ``migration`` (a migration that fails in the release phase)."""
+    ``crash-after``, ``slow``, ``fail-on``) or ``migration`` (a migration that fails in the release
+    phase)."""
     if mode == "migration":
         return migration_file("break_release", failing=True)
     if mode == "ok":
         raise ValueError("mode: 'ok' does not break anything; use health_file('ok') to repair")
-    return health_file(mode, seconds)
+    return health_file(mode, seconds, app)

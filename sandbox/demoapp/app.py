@@ -28,10 +28,11 @@ STARTED = time.monotonic()
 
 @dataclass(frozen=True)
 class Health:
-    """What the HEALTH file asks for: ok, fail, fail-after N, crash-after N or slow N."""
+    """What the HEALTH file asks for: ok, fail, fail-after N, crash-after N, slow N or fail-on APP."""
 
     mode: str = "ok"
     seconds: float = 0.0
+    app: str = ""
 
     @classmethod
     def read(cls, path: Path) -> Health:
@@ -42,13 +43,15 @@ class Health:
             return cls()
         if words == ["fail"]:
             return cls("fail")
+        if len(words) == 2 and words[0] == "fail-on":
+            return cls("fail-on", app=words[1])
         if len(words) == 2 and words[0] in ("fail-after", "crash-after", "slow"):
             try:
                 return cls(words[0], float(words[1]))
             except ValueError:
                 pass
         raise SystemExit(
-            f"app: HEALTH says {' '.join(words)!r}; expected ok, fail, fail-after N, crash-after N or slow N"
+            f"app: HEALTH says {' '.join(words)!r}; expected ok, fail, fail-after N, crash-after N, slow N or fail-on APP"
         )
 
     def failing(self) -> str | None:
@@ -57,6 +60,8 @@ class Health:
             return "HEALTH says fail"
         if self.mode == "fail-after" and time.monotonic() - STARTED >= self.seconds:
             return f"HEALTH says fail after {self.seconds:g} seconds"
+        if self.mode == "fail-on" and os.environ.get("HEROKU_APP_NAME") == self.app:
+            return f"HEALTH says fail on {self.app}"
         return None
 
 

@@ -51,10 +51,11 @@ def free_port() -> int:
 class WebProcess:
     """``python app.py`` as a web dyno runs it; stopped (and reaped) by ``stop``."""
 
-    def __init__(self, app_dir: Path, database_url: str) -> None:
+    def __init__(self, app_dir: Path, database_url: str, app_name: str = "claims-demo") -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {
+            "HEROKU_APP_NAME": app_name,
             "PATH": "/usr/bin:/bin",
             "PORT": str(self.port),
             "DATABASE_URL": database_url,
@@ -120,15 +121,15 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'claims.sqlite3'}"
 
 
-StartWeb = Callable[[Path, str], "WebProcess"]
+StartWeb = Callable[..., "WebProcess"]
 
 
 @pytest.fixture
 def start_web() -> Iterator[StartWeb]:
     started: list[WebProcess] = []
 
-    def start(app_dir: Path, url: str) -> WebProcess:
-        web = WebProcess(app_dir, url)
+    def start(app_dir: Path, url: str, app_name: str = "claims-demo") -> WebProcess:
+        web = WebProcess(app_dir, url, app_name)
         started.append(web)
         return web
 
@@ -159,6 +160,8 @@ def test_change_helpers_return_the_files_to_commit() -> None:
         lambda: health_file("sometimes"),
         lambda: health_file("fail-after"),
         lambda: breaking_change("ok"),
+        lambda: health_file("fail-on"),
+        lambda: health_file("fail", app="claims-production"),
     ):
         with pytest.raises(ValueError):
             bad()
@@ -231,6 +234,20 @@ def test_health_mode_fail(tmp_path: Path, sqlite_url: str, start_web: StartWeb) 
     web.wait_listening()
     health = web.health()
     assert health.status_code == 500 and "fail" in health.json()["reason"]
+
+
+def test_health_mode_fail_on_fails_only_on_the_named_app(
+    tmp_path: Path, sqlite_url: str, start_web: StartWeb
+) -> None:
+    app_dir = write_app(tmp_path / "app", breaking_change("fail-on", app="claims-production"))
+    assert release(app_dir, sqlite_url).returncode == 0
+    staging = start_web(app_dir, sqlite_url, "claims-staging")
+    production = start_web(app_dir, sqlite_url, "claims-production")
+    staging.wait_listening()
+    production.wait_listening()
+    assert staging.health().status_code == 200
+    failing = production.health()
+    assert failing.status_code == 500 and "claims-production" in failing.json()["reason"]
 
 
 def test_health_mode_fail_after(tmp_path: Path, sqlite_url: str, start_web: StartWeb) -> None:
