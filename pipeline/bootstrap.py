@@ -10,6 +10,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from pipeline.config import Settings
+    from pipeline.services import Services
+    from pipeline.store import SqlStore
     from sandbox.core import Sandbox
 
 
@@ -25,3 +28,44 @@ def running_sandbox(state_dir: Path) -> dict[str, Any] | None:
     from sandbox.core import running_info
 
     return running_info(state_dir)
+
+
+def settings(config_path: Path, *, require_secrets: bool = True) -> Settings:
+    """Read pipeline.yml, environments/ and the environment once (ConfigInvalid on any problem)."""
+    from pipeline import config
+
+    return config.load(config_path, require_secrets=require_secrets)
+
+
+def store(settings: Settings) -> SqlStore:
+    """The release store at ``settings.database_url``, migrated to the newest schema."""
+    from pipeline.store import open_store
+
+    return open_store(settings.database_url)
+
+
+def services(settings: Settings, *, connect: bool = True) -> Services:
+    """The services over the real adapters. ``connect=False`` gives the store-only services the
+    reading commands need (history, show); otherwise credentials are checked here, once, so a bad
+    token fails at start with a message naming it."""
+    from pipeline.adapters.bitbucket import BitbucketCloud
+    from pipeline.adapters.heroku import HerokuPlatform
+    from pipeline.adapters.heroku_data import HerokuBackups
+    from pipeline.controller import Controller
+    from pipeline.model import Person
+    from pipeline.services import Services
+
+    releases = store(settings)
+    if not connect:
+        return Services(settings, releases)
+    assert settings.bitbucket_token is not None and settings.heroku_api_key is not None
+    bitbucket_token = settings.bitbucket_token.get_secret_value()
+    heroku_key = settings.heroku_api_key.get_secret_value()
+    src = settings.source
+    source = BitbucketCloud(src.url, bitbucket_token, src.workspace, src.repository)
+    platform = HerokuPlatform(settings.heroku.api_url, heroku_key)
+    backups = HerokuBackups(settings.heroku.data_api_url, settings.heroku.api_url, heroku_key)
+    account = Person(username=source.check_access())
+    platform.check_access()
+    controller = Controller(settings, source, platform, backups, releases, controller_account=account)
+    return Services(settings, releases, controller=controller, platform=platform)

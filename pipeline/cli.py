@@ -3,23 +3,240 @@
 from __future__ import annotations
 
 import json
+import logging
 import shlex
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
+import yaml
 
 from pipeline import bootstrap
+from pipeline.config import Settings, describe, missing_secrets
+from pipeline.controller import PassReport
+from pipeline.errors import ConfigInvalid, ExternalError, NotFound
+from pipeline.scheduler import Scheduler
+from pipeline.services import Services
 
 DEFAULT_SANDBOX_DIR = Path(".pipeline") / "sandbox"
 
 
+CONFIG_OPTION = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("pipeline.yml"),
+    show_default=True,
+    help="pipeline.yml; environments/ is read from beside it.",
+)
+
+
 @click.group()
-def main() -> None:
+@click.option("-v", "--verbose", is_flag=True, help="Log every step (INFO) to stderr.")
+def main(verbose: bool) -> None:
     """Release controller: Bitbucket develop -> Heroku staging -> approval -> production."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def _settings(config_path: Path, *, require_secrets: bool = True) -> Settings:
+    """Settings, or exit 2 with one line per problem (file, key, what is expected)."""
+    try:
+        return bootstrap.settings(config_path, require_secrets=require_secrets)
+    except ConfigInvalid as exc:
+        for problem in exc.problems:
+            click.echo(f"error: {problem}", err=True)
+        sys.exit(2)
+
+
+def _services(config_path: Path, *, connect: bool = True) -> Services:
+    settings = _settings(config_path, require_secrets=connect)
+    try:
+        return bootstrap.services(settings, connect=connect)
+    except ExternalError as exc:
+        raise click.ClickException(f"cannot start: {exc}") from exc
+
+
+def _json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2))
+
+
+# --- Configuration ------------------------------------------------------------------------------
+
+
+@main.group()
+def config() -> None:
+    """The configuration: pipeline.yml, environments/*.yml and the environment."""
+
+
+@config.command("check")
+@CONFIG_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print the resolved plan as JSON.")
+def config_check(config_path: Path, as_json: bool) -> None:
+    """Validate everything and print the resolved plan (secrets redacted); exit 2 on any problem."""
+    settings = _settings(config_path, require_secrets=False)
+    plan = describe(settings)
+    missing = missing_secrets(settings)
+    if as_json:
+        _json(plan)
+    else:
+        click.echo(yaml.safe_dump(plan, sort_keys=False).rstrip())
+    if missing:
+        for problem in missing:
+            click.echo(f"error: {problem}", err=True)
+        sys.exit(2)
+    if not as_json:
+        click.echo("configuration OK", err=True)
+
+
+# --- Passes -------------------------------------------------------------------------------------
+
+
+@main.command()
+@CONFIG_OPTION
+@click.option("--settle", is_flag=True, help="Run passes until nothing moves without a person or the clock.")
+@click.option(
+    "--timeout", type=click.FloatRange(min=1), default=600, show_default=True, help="Seconds, with --settle."
+)
+def tick(config_path: Path, settle: bool, timeout: float) -> None:
+    """Run one pass (or, with --settle, passes until things settle) and exit."""
+    services = _services(config_path)
+    reports = services.settle(timeout, on_pass=_print_pass) if settle else [services.tick()]
+    if not settle:
+        _print_pass(reports[-1])
+
+
+def _print_pass(report: PassReport) -> None:
+    if report.skipped:
+        click.echo(f"pass skipped: {report.skipped}", err=True)
+    if report.detected is not None:
+        click.echo(f"release {report.detected} detected", err=True)
+    for r in report.releases:
+        wait = f" - {r.wait.detail}" if r.wait else ""
+        click.echo(f"release {r.release_id} {r.commit[:12]} {r.state}{wait}", err=True)
+
+
+@main.command()
+@CONFIG_OPTION
+def serve(config_path: Path) -> None:
+    """Run passes every schedule.poll_interval until SIGINT or SIGTERM."""
+    services = _services(config_path)
+    _serve(services)
+
+
+def _serve(services: Services, ready: Callable[[], None] | None = None) -> None:
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    interval = services.settings.schedule.poll_interval
+    click.echo(
+        f"Serving pipeline {services.settings.name}: a pass every {interval.total_seconds():g}s; "
+        "SIGINT or SIGTERM stops after the running pass.",
+        err=True,
+    )
+    scheduler = Scheduler(lambda: services.tick(detect=None), interval)
+    if ready is not None:
+        threading.Thread(target=ready, daemon=True).start()
+    scheduler.serve(stop)
+    click.echo("Stopped.", err=True)
+
+
+# --- Reading ------------------------------------------------------------------------------------
+
+
+@main.command()
+@CONFIG_OPTION
+@click.option("--json", "as_json", is_flag=True)
+def status(config_path: Path, as_json: bool) -> None:
+    """What runs in each environment now, and what each release waits on."""
+    services = _services(config_path)
+    state = services.status()
+    if as_json:
+        _json(state)
+        return
+    click.echo(f"Pipeline {state['pipeline']}")
+    for env in state["environments"]:
+        live = env["release"]
+        if live is None:
+            line = env.get("error") or "nothing released"
+        else:
+            ours = f"release {live['release_id']} {live['commit'][:12]}" if live["commit"] else "not ours"
+            approved = f", approved by {', '.join(live['approved_by'])}" if live["approved_by"] else ""
+            line = f"v{live['version']} since {live['since']} ({ours}{approved})"
+        click.echo(f"  {env['stage']:<11} {env['app']:<22} {line}")
+    if not state["releases"]:
+        click.echo("Nothing in flight.")
+    for r in state["releases"]:
+        link = f" {r['pull_request']}" if r["pull_request"] else ""
+        click.echo(f"  release {r['id']} {r['commit'][:12]} {r['state']}: {r['waiting_on']}{link}")
+
+
+@main.command()
+@CONFIG_OPTION
+@click.option("--json", "as_json", is_flag=True, help="The history contract (see README).")
+@click.option("--limit", type=click.IntRange(1), default=20, show_default=True)
+def history(config_path: Path, as_json: bool, limit: int) -> None:
+    """Releases, newest first: who released what, when, approved by whom, with which backup."""
+    services = _services(config_path, connect=False)
+    rows = services.history(limit)
+    if as_json:
+        _json(rows)
+        return
+    if not rows:
+        click.echo("No releases yet.")
+    for r in rows:
+        staging = f"staging v{r['staging']['release']}" if r["staging"] else "-"
+        production = f"production v{r['production']['release']}" if r["production"] else "-"
+        approvals = ",".join(a["user"] for a in r["approvals"]) or "-"
+        backup = r["backup"]["name"] if r["backup"] else "-"
+        click.echo(
+            f"{r['id']:>4} {r['created_at']} {r['commit'][:12]} {r['state']:<20} {staging:<12} "
+            f"{production:<15} approved:{approvals} backup:{backup}"
+        )
+
+
+@main.command()
+@CONFIG_OPTION
+@click.argument("release_id", type=int)
+@click.option("--json", "as_json", is_flag=True)
+def show(config_path: Path, release_id: int, as_json: bool) -> None:
+    """One release with every event."""
+    services = _services(config_path, connect=False)
+    try:
+        detail = services.show(release_id)
+    except NotFound as exc:
+        raise click.ClickException(f"no release {release_id}: `pipeline history` lists them") from exc
+    if as_json:
+        _json(detail)
+        return
+    click.echo(f"Release {detail['id']}  {detail['commit']}  {detail['state']}")
+    click.echo(f"  {detail['reason']}")
+    if detail["pull_request"]:
+        click.echo(f"  pull request #{detail['pull_request']['id']} {detail['pull_request']['url']}")
+    for a in detail["approvals_seen"]:
+        mark = "counted" if a["counted"] else "ignored"
+        click.echo(f"  approval by {a['user']} at {a['at']}: {mark} - {a['reason']}")
+    click.echo("  Pull requests:")
+    for c in detail["changes"] or [{"id": "-", "title": "none", "author": "", "url": ""}]:
+        click.echo(f"    #{c['id']} {c['title']} {c['author'] or ''} {c['url']}")
+    click.echo("  Events:")
+    for e in detail["events"]:
+        move = f" [{e['from']} -> {e['to']}]" if e["from"] != e["to"] else ""
+        refs = " ".join(f"{k}={v}" for k, v in e["refs"].items())
+        click.echo(f"    {e['at']} {e['kind']}{move} by {e['actor']}: {e['reason']} {refs}".rstrip())
+
+
+# --- The sandbox --------------------------------------------------------------------------------
 
 
 @main.group()

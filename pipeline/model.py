@@ -268,6 +268,7 @@ class Release:
     # Verification progress of the stage being verified (reset when verification starts).
     verification_started_at: datetime | None = None
     check_attempts: int = 0
+    next_check_at: datetime | None = None
     # Write-ahead mark of an effect in flight, and the last word on why the release is where it is.
     pending_action: str | None = None
     pending_since: datetime | None = None

@@ -43,9 +43,12 @@ class SourceControl(Protocol):
         ``limit`` of them."""
         ...
 
-    def merged_pull_requests(self, into: str, commits: Sequence[str]) -> list[Change]:
+    def merged_pull_requests(
+        self, into: str, commits: Sequence[str], since: datetime | None = None
+    ) -> list[Change]:
         """Pull requests merged into branch ``into`` whose merge commit is one of ``commits``
-        (full hashes; Bitbucket's 12-character merge hashes are matched by prefix), newest first."""
+        (full hashes; Bitbucket's 12-character merge hashes are matched by prefix), newest first.
+        ``since``: none merged before it (the oldest commit's date) - lets the search stop early."""
         ...
 
     def build_statuses(self, commit: str) -> dict[str, str]:
@@ -209,6 +212,10 @@ class ReleaseStore(Protocol):
 
     def acquire_lock(self, name: str, holder: str, now: datetime, ttl_seconds: float) -> bool:
         """Take or renew a named lock for ``holder``; False when someone else holds a live one."""
+        ...
+
+    def lock_holder(self, name: str, now: datetime) -> str | None:
+        """Who holds a live lease on lock ``name`` at ``now``, or None."""
         ...
 
     def release_lock(self, name: str, holder: str) -> None:

@@ -1,0 +1,664 @@
+"""One reconcile pass of one pipeline: observe -> decide -> act -> record.
+
+A pass never waits on Heroku or Bitbucket: it looks, lets ``pipeline.domain.decide`` choose, does
+what was chosen (each effect marked pending in the store before it runs, its id recorded as soon as
+it is known) and moves on. The next pass picks up where this one stopped, after a crash too.
+
+Releases are advanced newest first, so that a newer candidate's pull request exists by the time an
+older one is superseded and its decline comment can point at it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import socket
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import checks
+from pipeline import domain, notes
+from pipeline.config import Settings, StageSettings
+from pipeline.errors import ExternalError, Permanent, Temporary
+from pipeline.model import (
+    Backup,
+    CheckResult,
+    Event,
+    HerokuBuild,
+    HerokuRelease,
+    Release,
+    State,
+)
+from pipeline.ports import Backups, Platform, ReleaseStore, SourceControl
+
+log = logging.getLogger("pipeline.controller")
+
+# How far Heroku's clock may be behind ours when we look for an effect by the time we asked for it.
+CLOCK_SKEW = timedelta(seconds=30)
+# At most this many decide/act rounds for one release in one pass (a pass moves a release as far
+# as it can go without waiting; the bound keeps a mistake from spinning).
+ROUNDS_PER_PASS = 12
+LOCK_TTL = timedelta(minutes=5)
+CRASH_EXIT_STATUS = 70
+DETECT_EVERY = 5.0  # seconds between two looks at the watched branch, unless told to look
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class ReleaseReport:
+    release_id: int
+    commit: str
+    state: State
+    moved: bool
+    wait: domain.Wait | None
+
+
+@dataclass
+class PassReport:
+    """What one pass did: which releases moved, and what each waits on now."""
+
+    releases: list[ReleaseReport] = field(default_factory=list)
+    detected: int | None = None
+    skipped: str = ""  # why the pass did nothing (another pass holds the lock)
+
+    @property
+    def moving(self) -> bool:
+        """True when another pass soon may move something without a person or the clock."""
+        if self.detected is not None:
+            return True
+        return any(r.moved or (r.wait is not None and r.wait.on.moves_by_itself) for r in self.releases)
+
+    @property
+    def next_due(self) -> datetime | None:
+        dues = [r.wait.until for r in self.releases if r.wait and r.wait.until and r.wait.on.moves_by_itself]
+        return min(dues) if dues else None
+
+
+class Controller:
+    """Moves one pipeline's releases along the path. Build it with ``pipeline.bootstrap``."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        source: SourceControl,
+        platform: Platform,
+        backups: Backups,
+        store: ReleaseStore,
+        *,
+        controller_account: Any = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.settings = settings
+        self.source = source
+        self.platform = platform
+        self.backups = backups
+        self.store = store
+        self.clock = clock
+        self.policy = policy_of(settings, controller_account)
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._web_urls: dict[str, str] = {}
+        self._last_detect: float | None = None
+
+    # --- The pass ------------------------------------------------------------------------------
+
+    def tick(self, *, detect: bool | None = None) -> PassReport:
+        """One pass over the pipeline: detect a new candidate, then move every active release.
+
+        ``detect``: True looks at the watched branch now (a push was reported); None looks when the
+        last look is ``DETECT_EVERY`` old, so quick passes that follow a build do not spend the
+        Bitbucket rate budget (1,000 requests an hour) re-reading an unchanged branch."""
+        lock = f"pass:{self.settings.name}"
+        if not self._take_lock(lock):
+            holder = self.store.lock_holder(lock, self.clock())
+            return PassReport(skipped=f"another pass of {self.settings.name} is running ({holder})")
+        try:
+            report = PassReport()
+            due = self._last_detect is None or time.monotonic() - self._last_detect >= DETECT_EVERY
+            if detect or (detect is None and due):
+                try:
+                    self._last_detect = time.monotonic()
+                    report.detected = self._detect()
+                except Temporary as exc:
+                    log.warning("detection deferred: %s", exc)
+            for release in self.store.active(self.settings.name):
+                self.store.acquire_lock(lock, self.holder, self.clock(), LOCK_TTL.total_seconds())  # renew
+                report.releases.append(self._advance(release))
+            return report
+        finally:
+            self.store.release_lock(lock, self.holder)
+
+    def _take_lock(self, lock: str) -> bool:
+        """Take the pass lock; a lease left by a dead process on this host is taken over at once
+        (another host's lease runs out after LOCK_TTL)."""
+        now = self.clock()
+        if self.store.acquire_lock(lock, self.holder, now, LOCK_TTL.total_seconds()):
+            return True
+        holder = self.store.lock_holder(lock, now)
+        if holder is None or not _dead_here(holder):
+            return False
+        log.warning("taking over the pass lock from %s, which is no longer running", holder)
+        self.store.release_lock(lock, holder)
+        return self.store.acquire_lock(lock, self.holder, now, LOCK_TTL.total_seconds())
+
+    def _detect(self) -> int | None:
+        """Record a new candidate when the watched branch has a head we have not seen."""
+        src = self.settings.source
+        head = self.source.branch_head(src.branch)
+        if head is None:
+            log.warning("branch %s does not exist in %s/%s", src.branch, src.workspace, src.repository)
+            return None
+        if self.store.by_commit(self.settings.name, head) is not None:
+            return None
+        production_head = self.source.branch_head(src.production_branch)
+        commits = self.source.commits_between(head, production_head)
+        if not commits:
+            log.info(
+                "%s %s is already on %s: nothing to release", src.branch, head[:12], src.production_branch
+            )
+            return None
+        oldest = min(c.date for c in commits) - CLOCK_SKEW
+        changes = self.source.merged_pull_requests(src.branch, [c.hash for c in commits], since=oldest)
+        now = self.clock()
+        release = Release(
+            pipeline=self.settings.name,
+            commit=head,
+            branch=src.branch,
+            state=State.DETECTED,
+            created_at=now,
+            updated_at=now,
+            commits=tuple(commits),
+            changes=tuple(changes),
+            staging_app=self.settings.staging.app,
+            production_app=self.settings.production.app,
+        )
+        reason = (
+            f"new head of {src.branch}: {head[:12]} {commits[0].message!r}; {len(commits)} commit(s) and "
+            f"{len(changes)} pull request(s) since {src.production_branch}"
+        )
+        self._crash_point("before:ReleaseDetected")
+        stored = self.store.add(release, "ReleaseDetected", reason, domain.CONTROLLER)
+        self._crash_point("after:ReleaseDetected")
+        log.info("release %s detected: %s", stored.id, reason)
+        return stored.id
+
+    def _advance(self, release: Release) -> ReleaseReport:
+        """Move one release as far as it goes without waiting."""
+        moved = False
+        wait: domain.Wait | None = None
+        for _ in range(ROUNDS_PER_PASS):
+            now = self.clock()
+            try:
+                seen = self._observe(release, now)
+                decision = domain.decide(release, seen, self.policy, now)
+                wait = decision.wait
+                if not decision.does_something:
+                    break
+                for action in decision.actions:
+                    if isinstance(action, domain.Wait):
+                        continue
+                    release = self._act(release, action)
+                moved = True
+            except Temporary as exc:
+                log.warning("release %s: %s; trying again next pass", release.id, exc)
+                until = self.clock() + timedelta(seconds=min(exc.retry_after, 60))
+                wait = domain.Wait(domain.WaitingOn.RETRY, f"{exc}; trying again", until)
+                break
+            if release.state.is_final:
+                wait = None
+                break
+        if wait is not None and wait.detail != release.reason:
+            # What it waits on is the release's last word until it moves again (``pipeline status``).
+            release = self.store.save(replace(release, reason=wait.detail), [])
+        assert release.id is not None
+        return ReleaseReport(release.id, release.commit, release.state, moved, wait)
+
+    # --- Observe -------------------------------------------------------------------------------
+
+    def _observe(self, release: Release, now: datetime) -> domain.Observation:
+        state = release.state
+        others = [r for r in self.store.active(self.settings.name) if r.id != release.id]
+        newer = [r for r in others if (r.id or 0) > (release.id or 0)]
+        seen: dict[str, Any] = {}
+        if state in (State.DETECTED, State.GATED):
+            seen["newer"] = newer[0] if newer else None
+        if state == State.DETECTED:
+            seen["build_statuses"] = self.source.build_statuses(release.commit)
+        if state == State.GATED:
+            seen["staging_busy_with"] = next((r.id for r in others if _uses_staging(r)), None)
+        if state == State.STAGING_DEPLOYING:
+            seen["build"] = self._staging_build(release)
+            build = seen["build"]
+            if build is not None and build.status == "succeeded" and build.release_id:
+                seen["heroku_release"] = self.platform.release(release.staging_app, build.release_id)
+        if state == State.STAGING_VERIFYING and release.staging_verified_at is None:
+            seen["checks"] = self._run_checks(
+                self.settings.staging, release, release.staging_release_version, now
+            )
+        if state in (State.AWAITING_APPROVAL, State.APPROVED, State.RELEASED) and release.pull_request_id:
+            seen["pull_request"] = self.source.pull_request(release.pull_request_id)
+        if state in (State.AWAITING_APPROVAL, State.APPROVED) and release.release_branch:
+            seen["release_branch_head"] = self.source.branch_head(release.release_branch)
+        if state == State.AWAITING_APPROVAL:
+            seen["newer_verified"] = next((r for r in newer if r.staging_verified_at is not None), None)
+        if state == State.APPROVED:
+            seen["production_busy_with"] = next((r.id for r in others if r.state.in_production), None)
+        if state == State.BACKING_UP:
+            seen["backup"] = self._backup(release)
+        if state == State.PROMOTING:
+            seen.update(self._promotion(release))
+        if state == State.PRODUCTION_VERIFYING:
+            if release.pending_action == "rollback" or release.rollback_release_id is not None:
+                seen["rollback_release"] = self._rollback_release(release)
+            else:
+                version = release.production_release_version
+                seen["checks"] = self._run_checks(self.settings.production, release, version, now)
+        if state == State.RELEASED:
+            found = self.backups.backups(release.production_app)
+            seen["latest_backup"] = found[0] if found else None
+        return domain.Observation(**seen)
+
+    def _staging_build(self, release: Release) -> HerokuBuild | None:
+        if release.staging_build_id is not None:
+            return self.platform.build(release.staging_app, release.staging_build_id)
+        # A build started before a crash carries the commit as its version: adopt it (build once).
+        return next(
+            (b for b in self.platform.builds(release.staging_app) if b.version == release.commit), None
+        )
+
+    def _backup(self, release: Release) -> Backup | None:
+        if release.backup_id is not None:
+            return self.backups.backup(release.production_app, release.backup_id)
+        since = _since(release)
+        if since is None:
+            return None
+        return next((b for b in self.backups.backups(release.production_app) if b.created_at >= since), None)
+
+    def _promotion(self, release: Release) -> dict[str, Any]:
+        app = release.production_app
+        promotion = self.platform.promotion(release.promotion_id) if release.promotion_id else None
+        target: HerokuRelease | None = None
+        if release.production_release_id is not None:
+            target = self.platform.release(app, release.production_release_id)
+        elif promotion is not None:
+            release_id = next((t.release_id for t in promotion.targets if t.release_id), None)
+            target = self.platform.release(app, release_id) if release_id else None
+        elif (since := _since(release)) is not None:
+            # Promoted before a crash: production has a release of the staging slug made since.
+            target = next(
+                (
+                    r
+                    for r in self.platform.releases(app)
+                    if r.slug_id == release.staging_slug_id and r.created_at >= since
+                ),
+                None,
+            )
+        return {"promotion": promotion, "heroku_release": target}
+
+    def _rollback_release(self, release: Release) -> HerokuRelease | None:
+        app = release.production_app
+        if release.rollback_release_id is not None:
+            return self.platform.release(app, release.rollback_release_id)
+        since = _since(release)
+        wanted = f"Rollback to v{release.previous_release_version}"
+        return next(
+            (
+                r
+                for r in self.platform.releases(app)
+                if r.description.startswith(wanted) and since is not None and r.created_at >= since
+            ),
+            None,
+        )
+
+    def _run_checks(
+        self, stage: StageSettings, release: Release, version: int | None, now: datetime
+    ) -> tuple[CheckResult, ...] | None:
+        """Run every check of the stage once, when the next attempt is due; None when it is not."""
+        if release.next_check_at is not None and release.next_check_at > now:
+            return None
+        target = checks.Target(
+            stage=stage.name,
+            app=stage.app,
+            web_url=self._web_url(stage.app),
+            release_version=version,
+            commit=release.commit,
+        )
+        results = []
+        for spec in stage.checks:
+            plugin = checks.load_plugin(spec.kind)
+            try:
+                results.append(plugin.run(spec.options, target))
+            except (
+                Exception
+            ) as exc:  # a plugin's bug must not stop the pass: it is a check that could not run
+                log.exception("check %s crashed", spec.kind)
+                results.append(
+                    CheckResult(spec.kind, "error", f"the check crashed: {type(exc).__name__}: {exc}")
+                )
+        return tuple(results)
+
+    def _web_url(self, app: str) -> str:
+        if app not in self._web_urls:
+            self._web_urls[app] = self.platform.web_url(app)
+        return self._web_urls[app]
+
+    # --- Act and record ------------------------------------------------------------------------
+
+    def _act(self, release: Release, action: domain.Action) -> Release:
+        if isinstance(action, domain.Update):
+            return self._record(
+                release,
+                action.kind,
+                action.reason,
+                to=action.to,
+                fields=dict(action.fields),
+                refs=dict(action.refs),
+                actor=action.actor,
+            )
+        if isinstance(action, domain.PostStatus):
+            self._post_status(release, action)
+            return release
+        handler = {
+            domain.DeployToStaging: self._deploy_to_staging,
+            domain.OpenReleasePullRequest: self._open_pull_request,
+            domain.DeclinePullRequest: self._decline,
+            domain.CaptureBackup: self._capture_backup,
+            domain.Promote: self._promote,
+            domain.RollBack: self._roll_back,
+            domain.MergePullRequest: self._merge,
+        }[type(action)]
+        return handler(release, action)  # type: ignore[operator]
+
+    def _record(
+        self,
+        release: Release,
+        kind: str,
+        reason: str,
+        *,
+        to: State | None = None,
+        fields: dict[str, Any] | None = None,
+        refs: dict[str, str] | None = None,
+        actor: str = domain.CONTROLLER,
+        keep_reason: bool = False,
+    ) -> Release:
+        now = self.clock()
+        changes = dict(fields or {})
+        if not keep_reason:
+            changes.setdefault("reason", reason)
+        updated = replace(release, state=to or release.state, updated_at=now, **changes)
+        assert release.id is not None
+        event = Event(
+            release_id=release.id,
+            at=now,
+            kind=kind,
+            actor=actor,
+            reason=reason,
+            state_from=release.state,
+            state_to=updated.state,
+            refs=dict(refs or {}),
+        )
+        log.info(
+            "release %s %s: %s%s",
+            release.id,
+            kind,
+            reason,
+            f" ({release.state} -> {updated.state})" if updated.state != release.state else "",
+        )
+        self._crash_point(f"before:{kind}")
+        saved = self.store.save(updated, [event])
+        self._crash_point(f"after:{kind}")
+        return saved
+
+    def _crash_point(self, point: str) -> None:
+        """Fault injection (PIPELINE_CRASH_AT): die here, as a killed process would, with no cleanup."""
+        if point in self.settings.crash_at:
+            sys.stderr.write(f"pipeline: crashing at {point} (PIPELINE_CRASH_AT)\n")
+            sys.stderr.flush()
+            os._exit(CRASH_EXIT_STATUS)
+
+    def _mark_pending(self, release: Release, action: str, kind: str, note: str, **fields: Any) -> Release:
+        """Write-ahead: say what is about to be done before doing it."""
+        return self._record(
+            release,
+            kind,
+            note,
+            fields={"pending_action": action, "pending_since": self.clock(), **fields},
+            keep_reason=True,
+        )
+
+    def _fail(self, release: Release, kind: str, why: str, to: State, status_key: str) -> Release:
+        """An effect was refused for good: say so on the commit, then record the end."""
+        self._post_status(release, domain.PostStatus(status_key, "FAILED", why[:140]))
+        fields = {"pending_action": None, "pending_since": None}
+        return self._record(release, kind, why, to=to, fields=fields)
+
+    def _post_status(self, release: Release, action: domain.PostStatus) -> None:
+        stage = self.settings.staging if action.key == domain.STAGING_STATUS else self.settings.production
+        try:
+            url = self._web_url(stage.app)
+            name = f"{stage.name.capitalize()} ({stage.app})"
+            self.source.set_status(release.commit, action.key, action.state, name, action.description, url)
+        except ExternalError as exc:  # a status is feedback, not a step of the path: never block on it
+            log.warning("release %s: could not post %s %s: %s", release.id, action.key, action.state, exc)
+
+    def _deploy_to_staging(self, release: Release, action: domain.DeployToStaging) -> Release:
+        app = release.staging_app
+        release = self._mark_pending(
+            release,
+            "deploy",
+            "StagingBuildRequested",
+            f"uploading {release.commit[:12]} and building it on {app}",
+        )
+        try:
+            tarball = self.source.archive(release.commit)
+            source_url = self.platform.upload_source(tarball)
+            checksum = "SHA256:" + hashlib.sha256(tarball).hexdigest()
+            build = self.platform.start_build(app, source_url, checksum, release.commit)
+        except Permanent as exc:
+            why = f"could not build {release.commit[:12]} on {app}: {exc}"
+            return self._fail(release, "StagingBuildFailed", why, State.STAGING_FAILED, domain.STAGING_STATUS)
+        return self._record(
+            release,
+            "StagingBuildStarted",
+            f"Heroku build {build.id} of {release.commit[:12]}",
+            fields={"staging_build_id": build.id, "pending_action": None, "pending_since": None},
+            refs={"build": build.id},
+        )
+
+    def _open_pull_request(self, release: Release, action: domain.OpenReleasePullRequest) -> Release:
+        branch = f"release/{release.id}"
+        target = self.settings.source.production_branch
+        try:
+            self.source.create_branch(branch, release.commit)
+            existing = self.source.find_pull_request(branch, target)
+            if existing is not None and existing.state == "OPEN":
+                pr = existing
+            else:
+                pinned = replace(release, release_branch=branch)
+                description = notes.pull_request_description(
+                    pinned, self.settings.approval.approvers, self.settings.approval.min_approvals
+                )
+                pr = self.source.open_pull_request(branch, target, notes.title(pinned), description)
+        except Permanent as exc:
+            why = f"could not open the release pull request from {branch}: {exc}; a person must fix it"
+            if why == release.reason:
+                return release
+            return self._record(release, "ReleasePullRequestFailed", why)
+        return self._record(
+            release,
+            "ReleasePullRequestOpened",
+            f"pull request #{pr.id} from {branch} (pinned at {release.commit[:12]}) into {target}: {pr.url}",
+            fields={"release_branch": branch, "pull_request_id": pr.id, "pull_request_url": pr.url},
+            refs={"pull_request": str(pr.id), "branch": branch},
+        )
+
+    def _decline(self, release: Release, action: domain.DeclinePullRequest) -> Release:
+        if release.pull_request_id is None:
+            return release
+        try:
+            self.source.decline_pull_request(release.pull_request_id, action.comment)
+        except Permanent as exc:
+            return self._record(release, "ReleasePullRequestNotDeclined", str(exc), keep_reason=True)
+        return self._record(
+            release,
+            "ReleasePullRequestDeclined",
+            action.comment,
+            refs={"pull_request": str(release.pull_request_id)},
+            keep_reason=True,
+        )
+
+    def _capture_backup(self, release: Release, action: domain.CaptureBackup) -> Release:
+        app = release.production_app
+        release = self._mark_pending(release, "backup", "BackupRequested", f"capturing a backup of {app}")
+        try:
+            backup = self.backups.capture(app)
+        except Permanent as exc:
+            why = f"could not capture a backup of {app}: {exc}; production was not changed"
+            return self._fail(release, "BackupFailed", why, State.PROMOTION_FAILED, domain.PRODUCTION_STATUS)
+        return self._record(
+            release,
+            "BackupCaptureStarted",
+            f"backup {backup.name} of {app} started",
+            fields={
+                "backup_id": backup.id,
+                "backup_name": backup.name,
+                "pending_action": None,
+                "pending_since": None,
+            },
+            refs={"backup": backup.id},
+            keep_reason=True,
+        )
+
+    def _promote(self, release: Release, action: domain.Promote) -> Release:
+        prod = self.settings.production
+        live = self.platform.current_release(prod.app)
+        release = self._mark_pending(
+            release,
+            "promote",
+            "PromotionRequested",
+            f"promoting {release.staging_app} v{release.staging_release_version} to {prod.app} "
+            f"(now v{live.version if live else '-'})",
+            previous_release_id=live.id if live else None,
+            previous_release_version=live.version if live else None,
+        )
+        try:
+            assert release.staging_release_id is not None and prod.pipeline is not None
+            promotion = self.platform.promote(
+                prod.pipeline, release.staging_app, release.staging_release_id, prod.app
+            )
+        except Permanent as exc:
+            why = f"could not promote to {prod.app}: {exc}; production was not changed"
+            return self._fail(
+                release, "PromotionFailed", why, State.PROMOTION_FAILED, domain.PRODUCTION_STATUS
+            )
+        return self._record(
+            release,
+            "PromotionStarted",
+            f"Heroku promotion {promotion.id}",
+            fields={"promotion_id": promotion.id},
+            refs={"promotion": promotion.id},
+            keep_reason=True,
+        )
+
+    def _roll_back(self, release: Release, action: domain.RollBack) -> Release:
+        app = release.production_app
+        release = self._mark_pending(
+            release,
+            "rollback",
+            "RollbackRequested",
+            f"rolling {app} back to v{action.version}: {action.why}",
+            reason=action.why,
+        )
+        try:
+            rollback = self.platform.rollback(app, action.release_id)
+        except Permanent as exc:
+            why = (
+                f"{action.why}; the rollback to v{action.version} failed too: {exc}. Production runs "
+                f"v{release.production_release_version}: roll back by hand (runbooks/rollback.md)"
+            )
+            return self._fail(
+                release, "RollbackFailed", why, State.PROMOTION_FAILED, domain.PRODUCTION_STATUS
+            )
+        return self._record(
+            release,
+            "RollbackStarted",
+            f"{app} v{rollback.version} runs v{action.version}'s slug",
+            fields={"rollback_release_id": rollback.id, "rollback_release_version": rollback.version},
+            refs={"release": rollback.id},
+            keep_reason=True,
+        )
+
+    def _merge(self, release: Release, action: domain.MergePullRequest) -> Release:
+        assert release.pull_request_id is not None
+        message = f"Release {release.id}: {release.commit[:12]} (merged by the release controller)"
+        try:
+            merge_commit = self.source.merge_pull_request(release.pull_request_id, message)
+        except Permanent as exc:
+            why = (
+                f"could not merge release pull request #{release.pull_request_id}: {exc}; "
+                "production runs the release: merge it by hand"
+            )
+            return self._record(release, "ReleaseMergeFailed", why, keep_reason=True)
+        return self._record(
+            release,
+            "ReleasePullRequestMerged",
+            f"#{release.pull_request_id} merged into {self.settings.source.production_branch}",
+            refs={"pull_request": str(release.pull_request_id), "commit": merge_commit},
+            keep_reason=True,
+        )
+
+
+def policy_of(settings: Settings, controller_account: Any = None) -> domain.Policy:
+    """The domain's rules, from the settings."""
+    backups = settings.production.backups
+    return domain.Policy(
+        required_builds=tuple(settings.source.required_builds),
+        approvers=frozenset(settings.approval.approvers),
+        min_approvals=settings.approval.min_approvals,
+        controller_account=controller_account,
+        staging=verification_of(settings.staging),
+        production=verification_of(settings.production),
+        capture_backup=backups.capture_before_promotion if backups else False,
+        backup_max_age=backups.max_age if backups else timedelta(hours=26),
+    )
+
+
+def verification_of(stage: StageSettings) -> domain.Verification:
+    """A stage passes when all its checks pass in one round; the most patient check sets the rounds."""
+    if not stage.checks:
+        return domain.Verification(attempts=1, interval=timedelta(0))
+    return domain.Verification(
+        attempts=max(spec.options.retries for spec in stage.checks) + 1,
+        interval=max(spec.options.interval for spec in stage.checks),
+    )
+
+
+def _uses_staging(release: Release) -> bool:
+    return release.state.in_staging
+
+
+def _dead_here(holder: str) -> bool:
+    """True when ``holder`` ("host:pid:nonce") names a process of this host that has exited."""
+    host, _, rest = holder.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def _since(release: Release) -> datetime | None:
+    return release.pending_since - CLOCK_SKEW if release.pending_since else None

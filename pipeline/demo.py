@@ -1,0 +1,152 @@
+"""The people around the controller, played against the sandbox: a developer merging, CI reporting,
+the Product Owner approving. Used by ``make run``, ``make demo`` and the end-to-end tests.
+
+This module, the sandbox wiring in ``bootstrap`` and the tests are the only code that knows the
+sandbox exists; it drives the sandbox's Bitbucket over HTTP with each person's own token, exactly
+as those people would with the real service.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+
+
+@dataclass(frozen=True)
+class Merged:
+    pull_request: int
+    commit: str  # the new head of the branch (40 hex)
+
+
+class People:
+    """Act as the sandbox's users (dev, po, ops, readonly...) on its Bitbucket repository."""
+
+    def __init__(self, info: dict[str, Any]) -> None:
+        bb = info["bitbucket"]
+        self.tokens: dict[str, str] = bb["users"]
+        self.repo = f"{bb['api']}/repositories/{bb['workspace']}/{bb['repository']}"
+        self._sessions: dict[str, requests.Session] = {}
+
+    def as_user(self, user: str) -> requests.Session:
+        if user not in self.tokens:
+            raise ValueError(f"--as: no sandbox user {user!r}; known: {', '.join(sorted(self.tokens))}")
+        if user not in self._sessions:
+            session = requests.Session()
+            session.headers["Authorization"] = f"Bearer {self.tokens[user]}"
+            self._sessions[user] = session
+        return self._sessions[user]
+
+    def _call(self, user: str, method: str, path: str, **kwargs: Any) -> Any:
+        response = self.as_user(user).request(method, f"{self.repo}{path}", timeout=30, **kwargs)
+        if response.status_code >= 400:
+            raise RuntimeError(
+                f"{method} {path} as {user}: HTTP {response.status_code}: {response.text[:300]}"
+            )
+        return response.json() if response.content else None
+
+    def head(self, branch: str) -> str:
+        return str(self._call("dev", "GET", f"/refs/branches/{branch}")["target"]["hash"])
+
+    def commit(
+        self,
+        branch: str,
+        files: dict[str, bytes],
+        message: str,
+        *,
+        user: str = "dev",
+        parent: str | None = None,
+    ) -> str:
+        """Commit ``files`` on ``branch`` (created from ``parent`` when given) through ``POST /src``."""
+        data: dict[str, Any] = {
+            "message": message,
+            "branch": branch,
+            "author": f"{user} <{user}@whisper.example>",
+        }
+        if parent:
+            data["parents"] = parent
+        multipart = {path: (path, content) for path, content in files.items()}
+        self._call(user, "POST", "/src", data=data, files=multipart)
+        return self.head(branch)
+
+    def merge_change(
+        self,
+        title: str,
+        files: dict[str, bytes],
+        *,
+        user: str = "dev",
+        into: str = "develop",
+        build: str | None = "SUCCESSFUL",
+    ) -> Merged:
+        """A developer's change: a feature branch from ``into``, a pull request, a merge; then CI
+        reports the ``tests`` build on the merge commit (``build`` None: CI says nothing yet)."""
+        slug = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:40]
+        branch = f"feature/{slug}-{int(time.time() * 1000) % 10**8}"
+        self.commit(branch, files, title, user=user, parent=self.head(into))
+        pr = self._call(
+            user,
+            "POST",
+            "/pullrequests",
+            json={
+                "title": title,
+                "source": {"branch": {"name": branch}},
+                "destination": {"branch": {"name": into}},
+                "close_source_branch": True,
+            },
+        )
+        self._call(user, "POST", f"/pullrequests/{pr['id']}/merge", json={"merge_strategy": "merge_commit"})
+        head = self.head(into)
+        if build is not None:
+            self.report_build(head, build)
+        return Merged(int(pr["id"]), head)
+
+    def report_build(self, commit: str, state: str, key: str = "tests") -> None:
+        """CI posts a build status on a commit."""
+        self._call(
+            "dev",
+            "POST",
+            f"/commit/{commit}/statuses/build",
+            json={
+                "key": key,
+                "state": state,
+                "name": f"CI {key}",
+                "url": f"https://ci.whisper.example/{key}/{commit[:12]}",
+            },
+        )
+
+    def release_pull_request(self, into: str = "main") -> dict[str, Any] | None:
+        """The newest open pull request into the production branch (the release pull request)."""
+        page = self._call(
+            "dev",
+            "GET",
+            "/pullrequests",
+            params={
+                "q": f'destination.branch.name="{into}" AND state="OPEN"',
+                "sort": "-created_on",
+            },
+        )
+        values = page.get("values", [])
+        return values[0] if values else None
+
+    def approve(self, pull_request: int | None = None, *, user: str = "po", into: str = "main") -> int:
+        """Approve a pull request as ``user`` (default: the open release pull request)."""
+        if pull_request is None:
+            found = self.release_pull_request(into)
+            if found is None:
+                raise RuntimeError(
+                    f"no open pull request into {into} yet: the release is not verified on staging"
+                )
+            pull_request = int(found["id"])
+        self._call(user, "POST", f"/pullrequests/{pull_request}/approve")
+        return pull_request
+
+    def statuses(self, commit: str) -> dict[str, dict[str, Any]]:
+        """Commit statuses by key, as Bitbucket shows them on the commit."""
+        page = self._call("dev", "GET", f"/commit/{commit}/statuses")
+        return {s["key"]: s for s in page.get("values", [])}
+
+    def pull_request(self, pull_request: int) -> dict[str, Any]:
+        return dict(self._call("dev", "GET", f"/pullrequests/{pull_request}"))

@@ -1,0 +1,790 @@
+"""The release state machine: ``decide(release, observation, policy, now) -> Decision``.
+
+Pure: no I/O, no clock, no environment. The controller observes Bitbucket and Heroku into an
+``Observation``, calls ``decide``, carries out the ``Decision``'s actions in order and records them.
+Every branch here is exercised with plain values in ``tests/unit/test_domain.py``.
+
+The path (see ``State``)::
+
+    detected -> gated -> staging_deploying -> staging_verifying -> awaiting_approval -> approved
+      -> backing_up -> promoting -> production_verifying -> released -> backups_verified
+
+Effects that create something on Heroku or Bitbucket are marked pending (``pending_action``,
+``pending_since``) before they run. When a pass finds the mark but not the id, the observation
+looks for the effect by its natural key (the build of this commit, a backup or a production release
+created since the mark); ``decide`` adopts what it finds, waits through ``Policy.intent_grace`` for
+an answer that may still come, and only then does the effect again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from pipeline.model import (
+    Approval,
+    Backup,
+    CheckResult,
+    HerokuBuild,
+    HerokuRelease,
+    Person,
+    Promotion,
+    PullRequest,
+    Release,
+    State,
+)
+
+CONTROLLER = "controller"
+
+# Commit status keys, one per stage, as developers see them on the commit in Bitbucket.
+STAGING_STATUS = "pipeline/staging"
+PRODUCTION_STATUS = "pipeline/production"
+
+
+@dataclass(frozen=True)
+class Verification:
+    """How a stage is verified: ``attempts`` passes of the checks at most, ``interval`` apart."""
+
+    attempts: int = 4
+    interval: timedelta = timedelta(seconds=2)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The rules of one pipeline, from its configuration."""
+
+    required_builds: tuple[str, ...] = ()
+    approvers: frozenset[str] = frozenset()
+    min_approvals: int = 1
+    controller_account: Person | None = None
+    staging: Verification = Verification()
+    production: Verification = Verification()
+    capture_backup: bool = True
+    backup_max_age: timedelta = timedelta(hours=26)
+    # How long an effect marked pending may take to show up on Heroku before it is done again: an
+    # answer lost in a crash is processed within a request timeout, and Heroku lists builds,
+    # backups and releases as soon as it accepts them.
+    intent_grace: timedelta = timedelta(seconds=20)
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What a pass saw for one release. Fields the release's state does not need stay None."""
+
+    build_statuses: Mapping[str, str] | None = None
+    build: HerokuBuild | None = None
+    heroku_release: HerokuRelease | None = None
+    checks: tuple[CheckResult, ...] | None = None
+    pull_request: PullRequest | None = None
+    release_branch_head: str | None = None
+    backup: Backup | None = None
+    promotion: Promotion | None = None
+    live_release: HerokuRelease | None = None
+    rollback_release: HerokuRelease | None = None
+    latest_backup: Backup | None = None
+    newer: Release | None = None
+    newer_verified: Release | None = None
+    staging_busy_with: int | None = None
+    production_busy_with: int | None = None
+
+
+# --- Actions ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Update:
+    """Record an event, and change state and fields. ``to`` None keeps the state."""
+
+    kind: str
+    reason: str
+    to: State | None = None
+    fields: Mapping[str, Any] = field(default_factory=dict)
+    refs: Mapping[str, str] = field(default_factory=dict)
+    actor: str = CONTROLLER
+
+
+@dataclass(frozen=True)
+class DeployToStaging:
+    """Archive the commit, upload it to Heroku, start a build labelled with the commit."""
+
+
+@dataclass(frozen=True)
+class OpenReleasePullRequest:
+    """Pin ``release/<id>`` at the commit and open the release pull request with its notes."""
+
+
+@dataclass(frozen=True)
+class DeclinePullRequest:
+    comment: str
+
+
+@dataclass(frozen=True)
+class CaptureBackup:
+    """Capture a production database backup."""
+
+
+@dataclass(frozen=True)
+class Promote:
+    """Promote the verified staging release (its slug) to production."""
+
+
+@dataclass(frozen=True)
+class RollBack:
+    """Roll production back to ``release_id`` (a new release of the old slug)."""
+
+    release_id: str
+    version: int | None
+    why: str
+
+
+@dataclass(frozen=True)
+class MergePullRequest:
+    """Merge the release pull request into the production branch."""
+
+
+@dataclass(frozen=True)
+class PostStatus:
+    """Post the stage's commit status on the release's commit (the same key overwrites)."""
+
+    key: str
+    state: str  # INPROGRESS | SUCCESSFUL | FAILED | STOPPED
+    description: str
+
+
+class WaitingOn(StrEnum):
+    """Why a release does not move now. ``moves_by_itself`` says whether it will without anyone."""
+
+    HEROKU = "heroku"  # a build, release phase, promotion or backup is running
+    RETRY = "retry"  # a check is to be tried again shortly
+    STAGE = "stage"  # another release is using the stage
+    CI = "ci"  # required builds have not finished
+    PERSON = "person"  # approval, or someone has to fix something
+
+    @property
+    def moves_by_itself(self) -> bool:
+        return self in (WaitingOn.HEROKU, WaitingOn.RETRY)
+
+
+@dataclass(frozen=True)
+class Wait:
+    on: WaitingOn
+    detail: str
+    until: datetime | None = None
+
+
+Effect = DeployToStaging | OpenReleasePullRequest | DeclinePullRequest | CaptureBackup | Promote | RollBack
+Action = Update | Effect | MergePullRequest | PostStatus | Wait
+
+
+@dataclass(frozen=True)
+class Decision:
+    actions: tuple[Action, ...]
+
+    @property
+    def wait(self) -> Wait | None:
+        return next((a for a in self.actions if isinstance(a, Wait)), None)
+
+    @property
+    def does_something(self) -> bool:
+        return any(not isinstance(a, Wait) for a in self.actions)
+
+
+def _decision(*actions: Action) -> Decision:
+    """The actions in the order they run: feedback first (commit statuses, declining a pull
+    request: idempotent, so safe to repeat), then the rest as given. A crash right after a release
+    reaches a final state then never loses the feedback that goes with it."""
+    feedback = tuple(a for a in actions if isinstance(a, PostStatus | DeclinePullRequest))
+    return Decision(
+        feedback + tuple(a for a in actions if not isinstance(a, PostStatus | DeclinePullRequest))
+    )
+
+
+def _wait(on: WaitingOn, detail: str, until: datetime | None = None) -> Decision:
+    return _decision(Wait(on, detail, until))
+
+
+# --- The decision -----------------------------------------------------------------------------
+
+
+def decide(release: Release, seen: Observation, policy: Policy, now: datetime) -> Decision:
+    """What to do next for ``release``, given what was just seen. Final states: nothing."""
+    if release.state.is_final:
+        return _decision()
+    step = _STEPS[release.state]
+    return step(release, seen, policy, now)
+
+
+def _detected(release: Release, seen: Observation, policy: Policy, now: datetime) -> Decision:
+    if seen.newer is not None:
+        return _supersede(release, seen.newer)
+    statuses = seen.build_statuses or {}
+    failed = [k for k in policy.required_builds if statuses.get(k) in ("FAILED", "STOPPED")]
+    if failed:
+        listed = ", ".join(f"{k} {statuses[k]}" for k in failed)
+        return _decision(
+            Update("GateFailed", f"required build {listed} on {release.commit[:12]}", State.GATE_FAILED)
+        )
+    waiting = [k for k in policy.required_builds if statuses.get(k) != "SUCCESSFUL"]
+    if waiting:
+        listed = ", ".join(f"{k} ({statuses.get(k, 'not reported yet')})" for k in waiting)
+        return _wait(WaitingOn.CI, f"waiting for required build {listed}")
+    passed = ", ".join(policy.required_builds) or "none required"
+    return _decision(Update("GatePassed", f"required builds green: {passed}", State.GATED))
+
+
+def _gated(release: Release, seen: Observation, policy: Policy, now: datetime) -> Decision:
+    if seen.newer is not None:
+        return _supersede(release, seen.newer)
+    if seen.staging_busy_with is not None:
+        return _wait(WaitingOn.STAGE, f"staging is busy with release {seen.staging_busy_with}")
+    return _decision(
+        Update(
+            "StagingDeployStarted",
+            f"deploying {release.commit[:12]} to {release.staging_app}",
+            State.STAGING_DEPLOYING,
+        ),
+        PostStatus(STAGING_STATUS, "INPROGRESS", f"Deploying to {release.staging_app}"),
+        DeployToStaging(),
+    )
+
+
+def _staging_deploying(release: Release, seen: Observation, policy: Policy, now: datetime) -> Decision:
+    build = seen.build
+    if build is None:
+        if _in_grace(release, "deploy", policy, now):
+            return _wait(WaitingOn.HEROKU, "a staging build was requested; waiting for Heroku to list it")
+        return _decision(DeployToStaging())
+    adopt = {"staging_build_id": build.id, "pending_action": None, "pending_since": None}
+    if build.status == "pending":
+        if release.staging_build_id != build.id:
+            return _decision(
+                Update(
+                    "StagingBuildAdopted",
+                    f"found build {build.id} of this commit",
+                    fields=adopt,
+                    refs={"build": build.id},
+                ),
+                Wait(WaitingOn.HEROKU, f"build {build.id} running"),
+            )
+        return _wait(WaitingOn.HEROKU, f"build {build.id} running")
+    if build.status != "succeeded" or build.release_id is None:
+        why = f"Heroku build {build.id} {build.status}; its output: {build.output_stream_url or 'none'}"
+        return _staging_failed(release, "StagingBuildFailed", why, adopt, {"build": build.id})
+    heroku_release = seen.heroku_release
+    if heroku_release is None or heroku_release.status == "pending":
+        return _wait(WaitingOn.HEROKU, f"release of build {build.id} running its release phase")
+    refs = {"build": build.id, "release": heroku_release.id}
+    fields: dict[str, Any] = {
+        **adopt,
+        "staging_release_id": heroku_release.id,
+        "staging_release_version": heroku_release.version,
+        "staging_slug_id": heroku_release.slug_id or build.slug_id,
+    }
+    if heroku_release.status != "succeeded":
+        app, version = release.staging_app, heroku_release.version
+        why = f"{app} v{version} {heroku_release.status}: the release phase failed"
+        return _staging_failed(release, "StagingReleaseFailed", why, fields, refs)
+    fields.update(verification_started_at=now, check_attempts=0, next_check_at=now)
+    return _decision(
+        Update(
+            "StagingReleased",
+            f"{release.staging_app} v{heroku_release.version} is live; verifying",
+            State.STAGING_VERIFYING,
+            fields,
+            refs,
+        ),
+    )
+
+
+def _staging_verifying(release: Release, seen: Observation, policy: Policy, now: datetime) -> Decision:
+    if release.staging_verified_at is not None:
+        if release.pull_request_id is None:
+            return _decision(OpenReleasePullRequest())
+        return _decision(
+            Update(
+                "ApprovalRequested",
+                f"release pull request #{release.pull_request_id} opened from {release.release_branch}",
+                State.AWAITING_APPROVAL,
+                refs={"pull_request": str(release.pull_request_id)},
+            ),
+        )
+    outcome = _verification(release, seen, policy.staging, now, "Staging")
+    if isinstance(outcome, Decision):
+        return outcome
+    if isinstance(outcome, str):
+        return _staging_failed(release, "StagingVerificationFailed", outcome, {}, {})
+    version = release.staging_release_version
+    return _decision(
+        Update("StagingVerified", _checks_summary(seen.checks), fields={"staging_verified_at": now}),
+        PostStatus(STAGING_STATUS, "SUCCESSFUL", f"Verified on {release.staging_app} v{version}"),
+        OpenReleasePullRequest(),
+    )
+
+
+def _awaiting_approval(release: Release, seen: Observation, policy: Policy, now: datetime) -> Decision:
+    pr = seen.pull_request
+    if pr is None:
+        return _decision(OpenReleasePullRequest())
+    closed = _closed(release, pr, policy)
+    if closed is not None:
+        return closed
+    if seen.newer_verified is not None:
+        return _supersede(release, seen.newer_verified)
+    judged = judge_approvals(release, pr, seen.release_branch_head, policy)
+    actions: list[Action] = list(_approval_events(release, judged))
+    counted = [a for a in judged if a.counted]
+    if len(counted) >= policy.min_approvals:
+        who = ", ".join(a.user.username for a in counted)
+        actions.append(
+            Update(
+                "ReleaseApproved",
+                f"approved by {who}",
+                State.APPROVED,
+                {"approvals": judged, "approved_at": now},
+                {"pull_request": str(pr.id)},
+                actor=who,
+            )
+        )
+        return _decision(*actions)
+    missing = policy.min_approvals - len(counted)
+    approvers = ", ".join(sorted(policy.approvers))
+    actions.append(
+        Wait(
+            WaitingOn.PERSON,
+            f"waiting for {missing} more approval(s) from {approvers} on pull request #{pr.id}",
+        )
+    )
+    return _decision(*actions)
+
+
+def _approved(release: Release, seen: Observation, policy: Policy, now: datetime) -> Decision:
+    pr = seen.pull_request
+    if pr is not None:
+        closed = _closed(release, pr, policy)
+        if closed is not None:
+            return closed
+        # Approval is re-checked at the moment of promotion, not only when it was given.
+        judged = judge_approvals(release, pr, seen.release_branch_head, policy)
+        actions: list[Action] = list(_approval_events(release, judged))
+        if sum(a.counted for a in judged) < policy.min_approvals:
+            why = "; ".join(a.reason for a in judged if not a.counted) or "approval withdrawn"
+            actions.append(
+                Update(
+                    "ApprovalWithdrawn",
+                    why,
+                    State.AWAITING_APPROVAL,
+                    {"approvals": judged, "approved_at": None},
+                )
+            )
+            return _decision(*actions)
+        if actions:
+            return _decision(*actions)
+    if seen.production_busy_with is not None:
+        return _wait(WaitingOn.STAGE, f"production is busy with release {seen.production_busy_with}")
+    if policy.capture_backup:
+        return _decision(
+            Update(
+                "BackupStarted",
+                f"capturing a backup of {release.production_app}'s database",
+                State.BACKING_UP,
+            ),
+            PostStatus(PRODUCTION_STATUS, "INPROGRESS", f"Backing up {release.production_app}"),
+            CaptureBackup(),
+        )
+    return _decision(
+        Update(
+            "PromotionStarted",
+            "promoting without a backup (backups.capture_before_promotion is off)",
+            State.PROMOTING,
+        ),
+        PostStatus(PRODUCTION_STATUS, "INPROGRESS", f"Promoting to {release.production_app}"),
+        Promote(),
+    )
+
+
+def _backing_up(release: Release, seen: Observation, policy: Policy, now: datetime) -> Decision:
+    backup = seen.backup
+    if backup is None:
+        if _in_grace(release, "backup", policy, now):
+            return _wait(WaitingOn.HEROKU, "a backup was requested; waiting for Heroku to list it")
+        return _decision(CaptureBackup())
+    fields: dict[str, Any] = {
+        "backup_id": backup.id,
+        "backup_name": backup.name,
+        "pending_action": None,
+        "pending_since": None,
+    }
+    refs = {"backup": backup.id}
+    if backup.status in ("pending", "running"):
+        if release.backup_id != backup.id:
+            return _decision(
+                Update(
+                    "BackupAdopted",
+                    f"found backup {backup.name} started for this release",
+                    fields=fields,
+                    refs=refs,
+                ),
+                Wait(WaitingOn.HEROKU, f"backup {backup.name} {backup.status}"),
+            )
+        return _wait(WaitingOn.HEROKU, f"backup {backup.name} {backup.status}")
+    if backup.status != "completed":
+        logs = "; ".join(backup.logs[-3:]) or "no logs"
+        why = f"backup {backup.name} of {release.production_app} failed ({logs}); production was not changed"
+        return _decision(
+            Update("BackupFailed", why, State.PROMOTION_FAILED, fields, refs),
+            PostStatus(PRODUCTION_STATUS, "FAILED", f"Backup {backup.name} failed; not promoted"),
+        )
+    return _decision(
+        Update(
+            "BackupCaptured",
+            f"backup {backup.name} completed ({backup.size_bytes} bytes)",
+            State.PROMOTING,
+            fields,
+            refs,
+        ),
+        Promote(),
+    )
+
+
+def _promoting(release: Release, seen: Observation, policy: Policy, now: datetime) -> Decision:
+    target = seen.heroku_release
+    promotion = seen.promotion
+    if target is None:
+        failed = _failed_target(promotion)
+        if failed is not None:
+            return _promotion_failed(release, failed, {"promotion": promotion.id} if promotion else {})
+        if release.promotion_id is not None or _in_grace(release, "promote", policy, now):
+            return _wait(WaitingOn.HEROKU, "promotion running")
+        return _decision(Promote())
+    fields: dict[str, Any] = {
+        "production_release_id": target.id,
+        "production_release_version": target.version,
+        "pending_action": None,
+        "pending_since": None,
+    }
+    refs = {"release": target.id} | ({"promotion": promotion.id} if promotion else {})
+    if target.status == "pending":
+        if release.production_release_id != target.id:
+            return _decision(
+                Update(
+                    "ProductionReleaseStarted",
+                    f"{release.production_app} v{target.version} running its release phase",
+                    fields=fields,
+                    refs=refs,
+                ),
+                Wait(WaitingOn.HEROKU, f"{release.production_app} v{target.version} release phase"),
+            )
+        return _wait(WaitingOn.HEROKU, f"{release.production_app} v{target.version} release phase")
+    if target.status != "succeeded":
+        why = (
+            f"{release.production_app} v{target.version} {target.status}: its release phase failed, "
+            f"so Heroku kept v{release.previous_release_version} running"
+        )
+        return _promotion_failed(release, why, refs, fields)
+    fields.update(verification_started_at=now, check_attempts=0, next_check_at=now)
+    return _decision(
+        Update(
+            "ProductionReleased",
+            f"{release.production_app} v{target.version} is live; verifying",
+            State.PRODUCTION_VERIFYING,
+            fields,
+            refs,
+        ),
+    )
+
+
+def _production_verifying(release: Release, seen: Observation, policy: Policy, now: datetime) -> Decision:
+    if release.pending_action == "rollback" or release.rollback_release_id is not None:
+        return _rolling_back(release, seen, policy, now)
+    outcome = _verification(release, seen, policy.production, now, "Production")
+    if isinstance(outcome, Decision):
+        return outcome
+    if isinstance(outcome, str):
+        if release.previous_release_id is None:
+            why = f"{outcome}; nothing to roll back to (production had no release before)"
+            return _promotion_failed(release, why, {})
+        return _decision(
+            Update("ProductionVerificationFailed", outcome, fields={"reason": outcome}),
+            RollBack(release.previous_release_id, release.previous_release_version, outcome),
+        )
+    version = release.production_release_version
+    return _decision(
+        Update(
+            "Released",
+            f"{release.commit[:12]} runs on {release.production_app} v{version}, verified: "
+            + _checks_summary(seen.checks),
+            State.RELEASED,
+            {"released_at": now},
+        ),
+        PostStatus(PRODUCTION_STATUS, "SUCCESSFUL", f"Released on {release.production_app} v{version}"),
+    )
+
+
+def _rolling_back(release: Release, seen: Observation, policy: Policy, now: datetime) -> Decision:
+    rollback = seen.rollback_release
+    previous = f"v{release.previous_release_version}"
+    if rollback is None:
+        if _in_grace(release, "rollback", policy, now):
+            return _wait(
+                WaitingOn.HEROKU, f"a rollback to {previous} was requested; waiting for Heroku to list it"
+            )
+        assert release.previous_release_id is not None
+        return _decision(
+            RollBack(release.previous_release_id, release.previous_release_version, release.reason)
+        )
+    return _rolled_back(release, rollback)
+
+
+def _rolled_back(release: Release, rollback: HerokuRelease) -> Decision:
+    """The rollback release exists: record the end and say so on the commit and the pull request."""
+    previous = f"v{release.previous_release_version}"
+    why = f"{release.reason}; rolled {release.production_app} back to {previous} (now v{rollback.version})"
+    return _decision(
+        Update(
+            "RolledBack",
+            why,
+            State.ROLLED_BACK,
+            {
+                "rollback_release_id": rollback.id,
+                "rollback_release_version": rollback.version,
+                "pending_action": None,
+                "pending_since": None,
+            },
+            {"release": rollback.id},
+        ),
+        PostStatus(PRODUCTION_STATUS, "FAILED", f"Rolled back to {previous}: production verification failed"),
+        DeclinePullRequest(
+            f"Production verification failed: {release.reason}. "
+            f"{release.production_app} was rolled back to {previous}."
+        ),
+    )
+
+
+def _released(release: Release, seen: Observation, policy: Policy, now: datetime) -> Decision:
+    merge: list[Action] = []
+    if seen.pull_request is not None and seen.pull_request.state == "OPEN":
+        merge.append(MergePullRequest())
+    problem = backup_problem(seen.latest_backup, policy.backup_max_age, now)
+    if problem is None:
+        assert seen.latest_backup is not None
+        b = seen.latest_backup
+        return _decision(
+            *merge,
+            Update(
+                "BackupsVerified",
+                f"newest backup {b.name} completed {b.finished_at}, {b.size_bytes} bytes",
+                State.BACKUPS_VERIFIED,
+                refs={"backup": b.id},
+            ),
+        )
+    refs = {"backup": seen.latest_backup.id} if seen.latest_backup else {}
+    return _decision(*merge, Update("BackupsUnverified", problem, State.BACKUPS_UNVERIFIED, refs=refs))
+
+
+_STEPS = {
+    State.DETECTED: _detected,
+    State.GATED: _gated,
+    State.STAGING_DEPLOYING: _staging_deploying,
+    State.STAGING_VERIFYING: _staging_verifying,
+    State.AWAITING_APPROVAL: _awaiting_approval,
+    State.APPROVED: _approved,
+    State.BACKING_UP: _backing_up,
+    State.PROMOTING: _promoting,
+    State.PRODUCTION_VERIFYING: _production_verifying,
+    State.RELEASED: _released,
+}
+
+
+# --- Rules shared by the steps ----------------------------------------------------------------
+
+
+def judge_approvals(
+    release: Release, pr: PullRequest, release_branch_head: str | None, policy: Policy
+) -> tuple[Approval, ...]:
+    """Every approval on the release pull request, each counted or ignored with the reason.
+
+    An approval counts when the approver is listed in ``approval.approvers``, is not the controller's
+    account, wrote no commit in the release, approved after staging was verified, and the release
+    branch still points at the release's commit. Distinct people only (Bitbucket lists each once).
+    """
+    branch_moved = release_branch_head is None or not release.commit.startswith(release_branch_head[:12])
+    authors = [c for c in release.commits if c.author is not None]
+    judged: list[Approval] = []
+    for p in pr.participants:
+        if not p.approved:
+            continue
+        at = p.participated_on or release.updated_at
+        name = p.user.username
+        wrote = next((c for c in authors if c.author is not None and c.author.same_as(p.user)), None)
+        if policy.controller_account is not None and p.user.same_as(policy.controller_account):
+            reason = "the controller's own account never counts"
+        elif not p.user.is_one_of(policy.approvers):
+            reason = f"{name} is not an approver (approval.approvers: {', '.join(sorted(policy.approvers))})"
+        elif wrote is not None:
+            reason = (
+                f"{name} wrote commit {wrote.hash[:12]} in this release; authors never approve their work"
+            )
+        elif release.staging_verified_at is None or at < release.staging_verified_at:
+            reason = f"{name} approved at {at.isoformat()}, before staging was verified"
+        elif branch_moved:
+            where = release_branch_head[:12] if release_branch_head else "nowhere (deleted)"
+            reason = (
+                f"release branch {release.release_branch} points at {where}, not at {release.commit[:12]}: "
+                "approvals are bound to the commit verified on staging"
+            )
+        else:
+            reason = f"{name} is an approver and approved {release.commit[:12]} after staging verification"
+            judged.append(Approval(p.user, at, True, reason))
+            continue
+        judged.append(Approval(p.user, at, False, reason))
+    return tuple(judged)
+
+
+def _approval_events(release: Release, judged: tuple[Approval, ...]) -> list[Update]:
+    """An event for every approval that is new or judged differently than last time."""
+    before = {(a.user.uuid or a.user.username, a.at): a for a in release.approvals}
+    updates: list[Update] = []
+    for a in judged:
+        old = before.get((a.user.uuid or a.user.username, a.at))
+        if old is not None and old.counted == a.counted and old.reason == a.reason:
+            continue
+        kind = "ApprovalCounted" if a.counted else "ApprovalIgnored"
+        updates.append(Update(kind, a.reason, fields={"approvals": judged}, actor=a.user.username))
+    if not updates and len(judged) != len(release.approvals):
+        updates.append(Update("ApprovalWithdrawn", "an approval was withdrawn", fields={"approvals": judged}))
+    return updates
+
+
+def backup_problem(backup: Backup | None, max_age: timedelta, now: datetime) -> str | None:
+    """Why the newest production backup cannot be trusted, or None when it can."""
+    if backup is None:
+        return "production has no backup at all"
+    if backup.status != "completed":
+        return f"newest backup {backup.name} is {backup.status}, not completed"
+    finished = backup.finished_at or backup.created_at
+    if now - finished > max_age:
+        return f"newest backup {backup.name} finished {finished.isoformat()}, older than {max_age}"
+    if backup.size_bytes <= 0:
+        return f"newest backup {backup.name} is empty (0 bytes)"
+    return None
+
+
+def _verification(
+    release: Release, seen: Observation, rule: Verification, now: datetime, stage: str
+) -> Decision | bool | str:
+    """True when the checks passed; a Decision to wait or retry; a failure reason when out of tries."""
+    if seen.checks is None:
+        until = release.next_check_at
+        return _wait(
+            WaitingOn.RETRY, f"{stage} checks next at {until.isoformat() if until else 'once live'}", until
+        )
+    if all(c.passed for c in seen.checks):
+        return True
+    attempts = release.check_attempts + 1
+    failing = "; ".join(f"{c.name}: {c.detail}" for c in seen.checks if not c.passed)
+    if attempts >= rule.attempts:
+        return f"{stage} checks failed {attempts} time(s): {failing}"
+    next_at = now + rule.interval
+    return _decision(
+        Update(
+            f"{stage}CheckFailed",
+            f"attempt {attempts} of {rule.attempts}: {failing}",
+            fields={"check_attempts": attempts, "next_check_at": next_at},
+        ),
+        Wait(WaitingOn.RETRY, f"{stage} checks again at {next_at.isoformat()}", next_at),
+    )
+
+
+def _checks_summary(checks: tuple[CheckResult, ...] | None) -> str:
+    if not checks:
+        return "no checks configured"
+    return "; ".join(f"{c.name}: {c.detail}" for c in checks)
+
+
+def _in_grace(release: Release, action: str, policy: Policy, now: datetime) -> bool:
+    """True while an effect marked pending may still show up on the platform."""
+    return (
+        release.pending_action == action
+        and release.pending_since is not None
+        and now - release.pending_since < policy.intent_grace
+    )
+
+
+def _closed(release: Release, pr: PullRequest, policy: Policy) -> Decision | None:
+    """A person ended the release: the pull request was closed outside the controller, or an approver
+    requested changes."""
+    if (
+        pr.state == "DECLINED"
+        and pr.closed_by is not None
+        and pr.closed_by.same_as(policy.controller_account)
+    ):
+        return None  # the controller declined it (superseded, rolled back): its own reason follows
+    if pr.state == "OPEN":
+        requested = next(
+            (
+                p
+                for p in pr.participants
+                if p.state == "changes_requested" and p.user.is_one_of(policy.approvers)
+            ),
+            None,
+        )
+        if requested is None:
+            return None
+        who = requested.user.username
+        why = f"{who} requested changes on release pull request #{pr.id}"
+    else:
+        who = pr.closed_by.username if pr.closed_by else "someone"
+        why = f"release pull request #{pr.id} was {pr.state.lower()} by {who}"
+        if pr.state == "MERGED":
+            why += " outside the controller; production was not changed"
+    return _decision(
+        Update("ReleaseRejected", why, State.REJECTED, actor=who, refs={"pull_request": str(pr.id)}),
+        PostStatus(PRODUCTION_STATUS, "STOPPED", why[:140]),
+    )
+
+
+def _supersede(release: Release, newer: Release) -> Decision:
+    link = f" ({newer.pull_request_url})" if newer.pull_request_url else ""
+    why = f"superseded by release {newer.id} of {newer.commit[:12]}{link}"
+    actions: list[Action] = [
+        Update(
+            "ReleaseSuperseded",
+            why,
+            State.SUPERSEDED,
+            {"superseded_by": newer.id},
+            {"release": str(newer.id)},
+        )
+    ]
+    if release.pull_request_id is not None:
+        actions.append(DeclinePullRequest(f"Superseded by release {newer.id} of {newer.commit[:12]}{link}."))
+    return _decision(*actions)
+
+
+def _staging_failed(
+    release: Release, kind: str, why: str, fields: Mapping[str, Any], refs: Mapping[str, str]
+) -> Decision:
+    return _decision(
+        Update(kind, why, State.STAGING_FAILED, fields, refs),
+        PostStatus(STAGING_STATUS, "FAILED", why[:140]),
+    )
+
+
+def _promotion_failed(
+    release: Release, why: str, refs: Mapping[str, str], fields: Mapping[str, Any] | None = None
+) -> Decision:
+    return _decision(
+        Update("PromotionFailed", why, State.PROMOTION_FAILED, dict(fields or {}), refs),
+        PostStatus(PRODUCTION_STATUS, "FAILED", why[:140]),
+    )
+
+
+def _failed_target(promotion: Promotion | None) -> str | None:
+    if promotion is None:
+        return None
+    for t in promotion.targets:
+        if t.status == "failed":
+            return f"promotion {promotion.id} failed: {t.error_message or 'no message'}"
+    return None

@@ -1,0 +1,64 @@
+"""``pipeline serve``: passes on an APScheduler interval, one at a time, stopped cleanly by a signal.
+
+One interval job runs the pass; APScheduler's ``max_instances=1`` and ``coalesce`` keep passes from
+overlapping or piling up, and the store's pass lock keeps two ``serve`` processes on one database
+from passing at once. ``run_now()`` brings the next pass forward (webhooks will use it).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import timedelta
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from pipeline.controller import PassReport, utcnow
+
+log = logging.getLogger("pipeline.scheduler")
+
+JOB_ID = "pass"
+
+
+class Scheduler:
+    def __init__(self, run_pass: Callable[[], PassReport], interval: timedelta) -> None:
+        self._run_pass = run_pass
+        self._scheduler = BackgroundScheduler(
+            executors={"default": ThreadPoolExecutor(1)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+            timezone="UTC",
+        )
+        self._scheduler.add_job(
+            self._safe_pass, "interval", seconds=interval.total_seconds(), id=JOB_ID, next_run_time=utcnow()
+        )
+        self.passes = 0
+
+    def _safe_pass(self) -> None:
+        try:
+            report = self._run_pass()
+        except Exception:  # one bad pass must not stop the service; the next one tries again
+            log.exception("pass failed")
+            return
+        self.passes += 1
+        for r in report.releases:
+            wait = f" - waiting on {r.wait.on}: {r.wait.detail}" if r.wait else ""
+            log.info("release %s %s %s%s", r.release_id, r.commit[:12], r.state, wait)
+        if report.moving:
+            # Something moves by itself (a build, a check retry): look again soon, not a poll later.
+            self.run_now(delay=timedelta(seconds=1))
+
+    def run_now(self, delay: timedelta = timedelta(0)) -> None:
+        """Bring the next pass forward (it still never overlaps a running one)."""
+        job = self._scheduler.get_job(JOB_ID)
+        if job is not None:
+            job.modify(next_run_time=utcnow() + delay)
+
+    def serve(self, stop: threading.Event) -> None:
+        """Run passes until ``stop`` is set, then wait for the running pass to finish."""
+        self._scheduler.start()
+        try:
+            stop.wait()
+        finally:
+            self._scheduler.shutdown(wait=True)

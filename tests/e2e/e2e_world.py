@@ -1,0 +1,92 @@
+"""The world of an end-to-end test: a sandbox, the shipped configuration with quicker checks, the
+real adapters over HTTP, a store, and the people who merge and approve."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipeline.config import Settings
+from pipeline.demo import People
+from pipeline.model import Release, State
+from pipeline.services import Services
+from sandbox.core import Sandbox
+
+ROOT = Path(__file__).resolve().parents[2]
+# Quicker than the shipped 5 retries 2 s apart, so a failing check fails in about a second.
+FAST_CHECKS: list[dict[str, Any]] = [
+    {"http": {"path": "/health", "expect_status": 200, "retries": 3, "interval": "300ms", "timeout": "5s"}}
+]
+
+
+@dataclass
+class World:
+    sandbox: Sandbox
+    settings: Settings
+    services: Services
+    people: People
+    env: dict[str, str]
+    config_path: Path
+
+    def settle(self, timeout: float = 90) -> None:
+        self.services.settle(timeout)
+
+    def release(self, commit: str) -> Release:
+        found = self.services.store.by_commit(self.settings.name, commit)
+        assert found is not None, f"no release of {commit[:12]}"
+        return found
+
+    def events(self, release: Release) -> list[str]:
+        assert release.id is not None
+        return [e.kind for e in self.services.store.events(release.id)]
+
+    def heroku_builds(self, commit: str) -> list[dict[str, Any]]:
+        store = self.sandbox.heroku.store
+        return [b for b in store.builds.values() if (b.get("source_blob") or {}).get("version") == commit]
+
+    def promotions(self) -> list[dict[str, Any]]:
+        return list(self.sandbox.heroku.store.promotions.values())
+
+    def production_backups(self) -> list[Any]:
+        store = self.sandbox.heroku.store
+        app_id = next(a["id"] for a in store.apps.values() if a["name"] == self.settings.production.app)
+        return [t for t in self.sandbox.heroku_data.store.transfers(app_id) if t.to_type == "gof3r"]
+
+    def production_releases(self) -> list[dict[str, Any]]:
+        store = self.sandbox.heroku.store
+        app_id = next(a["id"] for a in store.apps.values() if a["name"] == self.settings.production.app)
+        return sorted(
+            (r for r in store.releases.values() if r["app_id"] == app_id), key=lambda r: r["version"]
+        )
+
+
+def write_config(directory: Path, checks: list[dict[str, Any]] | None = None) -> Path:
+    """The shipped pipeline.yml and environments/, with ``checks`` (default FAST_CHECKS) for both stages."""
+    directory.mkdir(parents=True, exist_ok=True)
+    shutil.copy(ROOT / "pipeline.yml", directory / "pipeline.yml")
+    (directory / "environments").mkdir(exist_ok=True)
+    for stage in ("staging", "production"):
+        data = yaml.safe_load((ROOT / "environments" / f"{stage}.yml").read_text())
+        data["checks"] = FAST_CHECKS if checks is None else checks
+        (directory / "environments" / f"{stage}.yml").write_text(yaml.safe_dump(data))
+    return directory / "pipeline.yml"
+
+
+def wait_until(what: str, probe: Callable[[], Any], timeout: float = 60) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def state_of(world: World, commit: str) -> State:
+    return world.release(commit).state

@@ -1,0 +1,527 @@
+"""The decision logic with plain values: no I/O, no clock, no sandbox."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from pipeline import domain
+from pipeline.domain import Observation, Policy, Verification, WaitingOn
+from pipeline.model import (
+    Backup,
+    CheckResult,
+    Commit,
+    HerokuBuild,
+    HerokuRelease,
+    Participant,
+    Person,
+    Promotion,
+    PromotionTarget,
+    PullRequest,
+    Release,
+    State,
+)
+
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+COMMIT = "a" * 40
+DEV = Person("dev", "{dev}", "1:dev", "Dev")
+PO = Person("po", "{po}", "1:po", "Product Owner")
+OPS = Person("ops", "{ops}", "1:ops", "Ops")
+BOT = Person("controller", "{controller}", "1:controller", "Release controller")
+POLICY = Policy(
+    required_builds=("tests",),
+    approvers=frozenset({"po", "ops"}),
+    min_approvals=1,
+    controller_account=BOT,
+    staging=Verification(attempts=3, interval=timedelta(seconds=2)),
+    production=Verification(attempts=2, interval=timedelta(seconds=2)),
+)
+
+
+def release(state: State = State.DETECTED, **fields: Any) -> Release:
+    base = Release(
+        pipeline="claims",
+        commit=COMMIT,
+        branch="develop",
+        state=state,
+        created_at=NOW - timedelta(hours=1),
+        updated_at=NOW - timedelta(minutes=5),
+        id=7,
+        commits=(Commit(COMMIT, "Fix the claim form", "Dev <dev@whisper.example>", DEV, NOW),),
+        staging_app="claims-staging",
+        production_app="claims-production",
+    )
+    return replace(base, **fields)
+
+
+def kinds(decision: domain.Decision) -> list[str]:
+    return [type(a).__name__ if not isinstance(a, domain.Update) else a.kind for a in decision.actions]
+
+
+def final_state(decision: domain.Decision) -> State | None:
+    states = [a.to for a in decision.actions if isinstance(a, domain.Update) and a.to]
+    return states[-1] if states else None
+
+
+# --- Gate ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("statuses", "expected_state", "waits_on"),
+    [
+        ({"tests": "SUCCESSFUL"}, State.GATED, None),
+        ({"tests": "SUCCESSFUL", "lint": "FAILED"}, State.GATED, None),  # not required: does not count
+        ({"tests": "INPROGRESS"}, None, WaitingOn.CI),
+        ({}, None, WaitingOn.CI),
+        ({"tests": "FAILED"}, State.GATE_FAILED, None),
+        ({"tests": "STOPPED"}, State.GATE_FAILED, None),
+    ],
+)
+def test_the_gate_reads_required_builds(
+    statuses: dict[str, str], expected_state: State | None, waits_on: WaitingOn | None
+) -> None:
+    decision = domain.decide(release(), Observation(build_statuses=statuses), POLICY, NOW)
+    assert final_state(decision) == expected_state
+    assert (decision.wait.on if decision.wait else None) == waits_on
+
+
+def test_no_required_builds_passes_the_gate() -> None:
+    decision = domain.decide(
+        release(), Observation(build_statuses={}), replace(POLICY, required_builds=()), NOW
+    )
+    assert final_state(decision) == State.GATED
+
+
+def test_a_gate_failure_names_the_build() -> None:
+    decision = domain.decide(release(), Observation(build_statuses={"tests": "FAILED"}), POLICY, NOW)
+    update = decision.actions[0]
+    assert isinstance(update, domain.Update) and "tests FAILED" in update.reason
+
+
+@pytest.mark.parametrize("state", [State.DETECTED, State.GATED])
+def test_a_newer_head_supersedes_a_candidate_that_has_not_touched_staging(state: State) -> None:
+    newer = release(id=8, commit="b" * 40)
+    decision = domain.decide(release(state), Observation(newer=newer, build_statuses={}), POLICY, NOW)
+    assert final_state(decision) == State.SUPERSEDED
+    assert "DeclinePullRequest" not in kinds(decision)
+
+
+# --- Staging ------------------------------------------------------------------------------------
+
+
+def test_gated_deploys_to_staging_unless_staging_is_busy() -> None:
+    assert kinds(domain.decide(release(State.GATED), Observation(), POLICY, NOW)) == [
+        "PostStatus",
+        "StagingDeployStarted",
+        "DeployToStaging",
+    ]
+    busy = domain.decide(release(State.GATED), Observation(staging_busy_with=3), POLICY, NOW)
+    assert busy.wait is not None and busy.wait.on == WaitingOn.STAGE and not busy.does_something
+
+
+def build(status: str = "pending", release_id: str | None = None) -> HerokuBuild:
+    return HerokuBuild("b-1", status, COMMIT, release_id, "slug-1", NOW)
+
+
+def heroku_release(status: str, version: int = 12, id: str = "r-12", slug: str = "slug-1") -> HerokuRelease:
+    return HerokuRelease(id, version, status, slug, status == "succeeded", "Deploy", NOW)
+
+
+def test_staging_deploying_starts_a_build_when_none_exists() -> None:
+    assert kinds(domain.decide(release(State.STAGING_DEPLOYING), Observation(), POLICY, NOW)) == [
+        "DeployToStaging"
+    ]
+
+
+def test_a_build_requested_before_a_crash_is_waited_for_then_requested_again() -> None:
+    marked = release(
+        State.STAGING_DEPLOYING, pending_action="deploy", pending_since=NOW - timedelta(seconds=10)
+    )
+    decision = domain.decide(marked, Observation(), POLICY, NOW)
+    assert not decision.does_something and decision.wait and decision.wait.on == WaitingOn.HEROKU
+    late = replace(marked, pending_since=NOW - timedelta(minutes=10))
+    assert kinds(domain.decide(late, Observation(), POLICY, NOW)) == ["DeployToStaging"]
+
+
+def test_a_build_found_by_its_commit_is_adopted() -> None:
+    decision = domain.decide(release(State.STAGING_DEPLOYING), Observation(build=build()), POLICY, NOW)
+    assert kinds(decision) == ["StagingBuildAdopted", "Wait"]
+    update = decision.actions[0]
+    assert isinstance(update, domain.Update) and update.fields["staging_build_id"] == "b-1"
+
+
+def test_a_running_build_is_waited_for() -> None:
+    decision = domain.decide(
+        release(State.STAGING_DEPLOYING, staging_build_id="b-1"), Observation(build=build()), POLICY, NOW
+    )
+    assert not decision.does_something and decision.wait and decision.wait.on == WaitingOn.HEROKU
+
+
+@pytest.mark.parametrize(
+    ("seen", "expected"),
+    [
+        (Observation(build=build("failed")), State.STAGING_FAILED),
+        (
+            Observation(build=build("succeeded", "r-12"), heroku_release=heroku_release("failed")),
+            State.STAGING_FAILED,
+        ),
+        (Observation(build=build("succeeded", "r-12"), heroku_release=heroku_release("pending")), None),
+        (
+            Observation(build=build("succeeded", "r-12"), heroku_release=heroku_release("succeeded")),
+            State.STAGING_VERIFYING,
+        ),
+    ],
+)
+def test_the_build_and_its_release_phase_decide_staging(seen: Observation, expected: State | None) -> None:
+    decision = domain.decide(release(State.STAGING_DEPLOYING, staging_build_id="b-1"), seen, POLICY, NOW)
+    assert final_state(decision) == expected
+    if expected == State.STAGING_FAILED:
+        assert any(isinstance(a, domain.PostStatus) and a.state == "FAILED" for a in decision.actions)
+    if expected == State.STAGING_VERIFYING:
+        update = decision.actions[0]
+        assert isinstance(update, domain.Update)
+        assert update.fields["staging_release_version"] == 12 and update.fields["staging_slug_id"] == "slug-1"
+
+
+PASS = (CheckResult("http", "passed", "GET /health -> 200"),)
+FAIL = (CheckResult("http", "failed", "GET /health -> 503"),)
+
+
+def test_staging_checks_pass_then_the_release_pull_request_is_opened() -> None:
+    decision = domain.decide(release(State.STAGING_VERIFYING), Observation(checks=PASS), POLICY, NOW)
+    assert kinds(decision) == ["PostStatus", "StagingVerified", "OpenReleasePullRequest"]
+
+
+def test_staging_checks_are_retried_then_fail() -> None:
+    first = domain.decide(release(State.STAGING_VERIFYING), Observation(checks=FAIL), POLICY, NOW)
+    assert kinds(first) == ["StagingCheckFailed", "Wait"]
+    assert first.wait and first.wait.until == NOW + timedelta(seconds=2) and first.wait.on.moves_by_itself
+    last = domain.decide(
+        release(State.STAGING_VERIFYING, check_attempts=2), Observation(checks=FAIL), POLICY, NOW
+    )
+    assert final_state(last) == State.STAGING_FAILED
+
+
+def test_checks_not_due_yet_wait_for_the_clock() -> None:
+    decision = domain.decide(
+        release(State.STAGING_VERIFYING, next_check_at=NOW + timedelta(seconds=1)), Observation(), POLICY, NOW
+    )
+    assert not decision.does_something and decision.wait and decision.wait.on == WaitingOn.RETRY
+
+
+def test_verified_with_a_pull_request_awaits_approval() -> None:
+    r = release(
+        State.STAGING_VERIFYING, staging_verified_at=NOW, pull_request_id=4, release_branch="release/7"
+    )
+    assert final_state(domain.decide(r, Observation(), POLICY, NOW)) == State.AWAITING_APPROVAL
+    without = replace(r, pull_request_id=None)
+    assert kinds(domain.decide(without, Observation(), POLICY, NOW)) == ["OpenReleasePullRequest"]
+
+
+# --- Approval -----------------------------------------------------------------------------------
+
+VERIFIED = NOW - timedelta(minutes=30)
+
+
+def awaiting(**fields: Any) -> Release:
+    base = dict(
+        staging_verified_at=VERIFIED,
+        release_branch="release/7",
+        pull_request_id=4,
+        pull_request_url="http://bb/pr/4",
+        staging_release_id="r-12",
+        staging_release_version=12,
+    )
+    return release(State.AWAITING_APPROVAL, **(base | fields))
+
+
+def pr(*participants: Participant, state: str = "OPEN", closed_by: Person | None = None) -> PullRequest:
+    return PullRequest(
+        4,
+        "Release 7",
+        "http://bb/pr/4",
+        state,
+        "release/7",
+        COMMIT[:12],
+        "main",
+        BOT,
+        participants,
+        closed_by,
+    )
+
+
+def approval(user: Person, at: datetime = NOW - timedelta(minutes=1)) -> Participant:
+    return Participant(user, "REVIEWER", True, "approved", at)
+
+
+@pytest.mark.parametrize(
+    ("who", "at", "head", "reason_part"),
+    [
+        (DEV, NOW, COMMIT, "not an approver"),
+        (BOT, NOW, COMMIT, "controller's own account"),
+        (PO, VERIFIED - timedelta(minutes=1), COMMIT, "before staging was verified"),
+        (PO, NOW, "c" * 40, "release branch release/7 points at cccccccccccc"),
+        (PO, NOW, None, "nowhere"),
+    ],
+)
+def test_approvals_that_do_not_count_are_recorded_with_the_reason(
+    who: Person, at: datetime, head: str | None, reason_part: str
+) -> None:
+    decision = domain.decide(
+        awaiting(), Observation(pull_request=pr(approval(who, at)), release_branch_head=head), POLICY, NOW
+    )
+    assert final_state(decision) is None
+    ignored = [a for a in decision.actions if isinstance(a, domain.Update) and a.kind == "ApprovalIgnored"]
+    assert len(ignored) == 1 and reason_part in ignored[0].reason
+    assert decision.wait and decision.wait.on == WaitingOn.PERSON
+
+
+def test_an_approver_who_wrote_a_commit_does_not_count() -> None:
+    r = awaiting(commits=(Commit(COMMIT, "Tweak", "PO <po@whisper.example>", PO, NOW),))
+    decision = domain.decide(
+        r, Observation(pull_request=pr(approval(PO)), release_branch_head=COMMIT), POLICY, NOW
+    )
+    assert final_state(decision) is None
+    assert any("wrote commit" in a.reason for a in decision.actions if isinstance(a, domain.Update))
+
+
+def test_an_approver_approval_counts_and_approves() -> None:
+    seen = Observation(pull_request=pr(approval(PO), approval(DEV)), release_branch_head=COMMIT)
+    decision = domain.decide(awaiting(), seen, POLICY, NOW)
+    assert final_state(decision) == State.APPROVED
+    approved = next(
+        a for a in decision.actions if isinstance(a, domain.Update) and a.kind == "ReleaseApproved"
+    )
+    judged = approved.fields["approvals"]
+    assert [(a.user.username, a.counted) for a in judged] == [("po", True), ("dev", False)]
+    assert approved.actor == "po"
+
+
+def test_min_approvals_counts_distinct_people() -> None:
+    two = replace(POLICY, min_approvals=2)
+    one = domain.decide(
+        awaiting(), Observation(pull_request=pr(approval(PO)), release_branch_head=COMMIT), two, NOW
+    )
+    assert final_state(one) is None and one.wait and "1 more approval" in one.wait.detail
+    both = Observation(pull_request=pr(approval(PO), approval(OPS)), release_branch_head=COMMIT)
+    assert final_state(domain.decide(awaiting(), both, two, NOW)) == State.APPROVED
+
+
+def test_an_approval_judged_before_is_not_recorded_again() -> None:
+    seen = Observation(pull_request=pr(approval(DEV)), release_branch_head=COMMIT)
+    judged = domain.judge_approvals(awaiting(), seen.pull_request, COMMIT, POLICY)  # type: ignore[arg-type]
+    decision = domain.decide(awaiting(approvals=judged), seen, POLICY, NOW)
+    assert kinds(decision) == ["Wait"]
+
+
+@pytest.mark.parametrize(
+    ("the_pr", "reason_part"),
+    [
+        (pr(state="DECLINED", closed_by=PO), "declined by po"),
+        (pr(state="MERGED", closed_by=DEV), "merged by dev outside the controller"),
+        (pr(Participant(PO, "REVIEWER", False, "changes_requested", NOW)), "po requested changes"),
+    ],
+)
+def test_people_can_reject_a_release(the_pr: PullRequest, reason_part: str) -> None:
+    decision = domain.decide(
+        awaiting(), Observation(pull_request=the_pr, release_branch_head=COMMIT), POLICY, NOW
+    )
+    assert final_state(decision) == State.REJECTED
+    assert reason_part in decision.actions[-1].reason  # type: ignore[union-attr]
+
+
+def test_a_pull_request_the_controller_declined_is_not_a_rejection() -> None:
+    the_pr = pr(state="DECLINED", closed_by=BOT)
+    newer = release(State.AWAITING_APPROVAL, id=9, commit="b" * 40, staging_verified_at=NOW)
+    seen = Observation(pull_request=the_pr, release_branch_head=COMMIT, newer_verified=newer)
+    assert final_state(domain.decide(awaiting(), seen, POLICY, NOW)) == State.SUPERSEDED
+
+
+def test_feedback_runs_before_a_release_reaches_a_final_state() -> None:
+    decision = domain.decide(
+        release(State.STAGING_VERIFYING, check_attempts=2), Observation(checks=FAIL), POLICY, NOW
+    )
+    assert kinds(decision) == ["PostStatus", "StagingVerificationFailed"]
+
+
+def test_changes_requested_by_someone_not_listed_do_not_reject() -> None:
+    the_pr = pr(Participant(DEV, "PARTICIPANT", False, "changes_requested", NOW))
+    decision = domain.decide(
+        awaiting(), Observation(pull_request=the_pr, release_branch_head=COMMIT), POLICY, NOW
+    )
+    assert final_state(decision) is None
+
+
+def test_a_newer_verified_candidate_supersedes_an_unapproved_release_and_declines_its_pull_request() -> None:
+    newer = release(
+        State.AWAITING_APPROVAL,
+        id=9,
+        commit="b" * 40,
+        staging_verified_at=NOW,
+        pull_request_url="http://bb/pr/5",
+    )
+    seen = Observation(pull_request=pr(), release_branch_head=COMMIT, newer_verified=newer)
+    decision = domain.decide(awaiting(), seen, POLICY, NOW)
+    assert final_state(decision) == State.SUPERSEDED
+    decline = [a for a in decision.actions if isinstance(a, domain.DeclinePullRequest)]
+    assert decline and "release 9" in decline[0].comment and "http://bb/pr/5" in decline[0].comment
+
+
+# --- Approved -> production --------------------------------------------------------------------
+
+
+def approved(**fields: Any) -> Release:
+    judged = domain.judge_approvals(awaiting(), pr(approval(PO)), COMMIT, POLICY)
+    return replace(awaiting(approvals=judged, approved_at=NOW, **fields), state=State.APPROVED)
+
+
+def test_approval_is_rechecked_at_promotion_time() -> None:
+    moved = Observation(pull_request=pr(approval(PO)), release_branch_head="c" * 40)
+    decision = domain.decide(approved(), moved, POLICY, NOW)
+    assert final_state(decision) == State.AWAITING_APPROVAL
+
+
+def test_approved_backs_up_first_then_promotes() -> None:
+    seen = Observation(pull_request=pr(approval(PO)), release_branch_head=COMMIT)
+    assert kinds(domain.decide(approved(), seen, POLICY, NOW)) == [
+        "PostStatus",
+        "BackupStarted",
+        "CaptureBackup",
+    ]
+    no_backup = replace(POLICY, capture_backup=False)
+    assert kinds(domain.decide(approved(), seen, no_backup, NOW)) == [
+        "PostStatus",
+        "PromotionStarted",
+        "Promote",
+    ]
+    busy = replace(seen, production_busy_with=5)
+    waiting = domain.decide(approved(), busy, POLICY, NOW)
+    assert not waiting.does_something and waiting.wait and "production is busy" in waiting.wait.detail
+
+
+def backup(status: str, size: int = 1000, finished: datetime | None = NOW) -> Backup:
+    return Backup(
+        "u-1",
+        3,
+        "b003",
+        status,
+        NOW - timedelta(minutes=1),
+        finished,
+        size,
+        "DATABASE",
+        ("pg_dump: error",) if status == "failed" else (),
+    )
+
+
+@pytest.mark.parametrize(
+    ("the_backup", "expected", "action"),
+    [
+        (backup("running"), None, None),
+        (backup("failed"), State.PROMOTION_FAILED, "PostStatus"),
+        (backup("completed"), State.PROMOTING, "Promote"),
+    ],
+)
+def test_backing_up(the_backup: Backup, expected: State | None, action: str | None) -> None:
+    decision = domain.decide(
+        release(State.BACKING_UP, backup_id="u-1"), Observation(backup=the_backup), POLICY, NOW
+    )
+    assert final_state(decision) == expected
+    if action:
+        assert action in kinds(decision)
+
+
+def test_a_backup_requested_before_a_crash_is_waited_for_then_captured_again() -> None:
+    marked = release(State.BACKING_UP, pending_action="backup", pending_since=NOW - timedelta(seconds=5))
+    assert not domain.decide(marked, Observation(), POLICY, NOW).does_something
+    late = replace(marked, pending_since=NOW - timedelta(hours=1))
+    assert kinds(domain.decide(late, Observation(), POLICY, NOW)) == ["CaptureBackup"]
+
+
+def promoting(**fields: Any) -> Release:
+    return release(
+        State.PROMOTING,
+        staging_release_id="r-12",
+        staging_slug_id="slug-1",
+        previous_release_id="p-30",
+        previous_release_version=30,
+        **fields,
+    )
+
+
+@pytest.mark.parametrize(
+    ("seen", "expected"),
+    [
+        (Observation(heroku_release=heroku_release("pending", 31, "p-31")), None),
+        (Observation(heroku_release=heroku_release("failed", 31, "p-31")), State.PROMOTION_FAILED),
+        (Observation(heroku_release=heroku_release("succeeded", 31, "p-31")), State.PRODUCTION_VERIFYING),
+        (
+            Observation(
+                promotion=Promotion("pr-1", "completed", (PromotionTarget("app", None, "failed", "boom"),))
+            ),
+            State.PROMOTION_FAILED,
+        ),
+    ],
+)
+def test_promoting(seen: Observation, expected: State | None) -> None:
+    decision = domain.decide(promoting(promotion_id="pr-1"), seen, POLICY, NOW)
+    assert final_state(decision) == expected
+
+
+def test_promote_is_not_repeated_while_a_promotion_may_still_appear() -> None:
+    marked = promoting(pending_action="promote", pending_since=NOW - timedelta(seconds=3))
+    assert not domain.decide(marked, Observation(), POLICY, NOW).does_something
+    assert kinds(domain.decide(promoting(), Observation(), POLICY, NOW)) == ["Promote"]
+
+
+def verifying_production(**fields: Any) -> Release:
+    live = promoting(production_release_id="p-31", production_release_version=31, **fields)
+    return replace(live, state=State.PRODUCTION_VERIFYING)
+
+
+def test_production_verified_is_released() -> None:
+    decision = domain.decide(verifying_production(), Observation(checks=PASS), POLICY, NOW)
+    assert final_state(decision) == State.RELEASED
+
+
+def test_production_failing_its_checks_is_rolled_back_to_the_release_it_replaced() -> None:
+    decision = domain.decide(verifying_production(check_attempts=1), Observation(checks=FAIL), POLICY, NOW)
+    rollback = [a for a in decision.actions if isinstance(a, domain.RollBack)]
+    assert rollback and rollback[0].release_id == "p-30" and rollback[0].version == 30
+    rolled = verifying_production(rollback_release_id="p-32", reason="checks failed")
+    done = domain.decide(
+        rolled, Observation(rollback_release=heroku_release("succeeded", 32, "p-32")), POLICY, NOW
+    )
+    assert final_state(done) == State.ROLLED_BACK
+    assert "DeclinePullRequest" in kinds(done) and "PostStatus" in kinds(done)
+
+
+def test_released_merges_then_verifies_backups() -> None:
+    r = release(State.RELEASED, pull_request_id=4)
+    decision = domain.decide(
+        r, Observation(pull_request=pr(), latest_backup=backup("completed")), POLICY, NOW
+    )
+    assert kinds(decision) == ["MergePullRequest", "BackupsVerified"]
+
+
+@pytest.mark.parametrize(
+    ("the_backup", "reason_part"),
+    [
+        (None, "no backup"),
+        (backup("failed"), "failed, not completed"),
+        (backup("completed", finished=NOW - timedelta(hours=27)), "older than"),
+        (backup("completed", size=0), "empty"),
+    ],
+)
+def test_backups_that_cannot_be_trusted_are_unverified(the_backup: Backup | None, reason_part: str) -> None:
+    decision = domain.decide(release(State.RELEASED), Observation(latest_backup=the_backup), POLICY, NOW)
+    assert final_state(decision) == State.BACKUPS_UNVERIFIED
+    assert reason_part in decision.actions[-1].reason  # type: ignore[union-attr]
+
+
+def test_every_final_state_decides_nothing() -> None:
+    for state in State:
+        if state.is_final:
+            assert domain.decide(release(state), Observation(), POLICY, NOW).actions == ()
