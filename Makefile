@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check lint types fidelity clean
+.PHONY: run demo test check lint types fidelity clean
 
 # constraints.txt pins every package to the versions the suite last passed with
 # (refresh: `.venv/bin/pip freeze --exclude-editable > constraints.txt`).
@@ -14,10 +14,14 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
-## make run: the sandbox stand-ins for Bitbucket and Heroku, state in .pipeline/sandbox
-## (Ctrl-C stops them and every app process they started).
+## make run: the service. With BITBUCKET_TOKEN and HEROKU_API_KEY set, on the real Bitbucket and
+## Heroku; without, on the local sandbox (state in .pipeline/sandbox) with one demo change merged.
 run: $(STAMP)
-	$(BIN)/pipeline sandbox up
+	$(BIN)/pipeline run
+
+## make demo: the whole story on a fresh sandbox, then its timeline.
+demo: $(STAMP)
+	$(BIN)/pipeline demo
 
 ## make test: the whole suite (PostgreSQL tests skip, saying why, where no server answers on 127.0.0.1:5432).
 test: $(STAMP)

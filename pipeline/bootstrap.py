@@ -6,6 +6,7 @@ below imports it lazily, only when someone asks for the sandbox.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,11 +31,20 @@ def running_sandbox(state_dir: Path) -> dict[str, Any] | None:
     return running_info(state_dir)
 
 
-def settings(config_path: Path, *, require_secrets: bool = True) -> Settings:
-    """Read pipeline.yml, environments/ and the environment once (ConfigInvalid on any problem)."""
+def settings(
+    config_path: Path, *, require_secrets: bool = True, overrides: dict[str, str] | None = None
+) -> Settings:
+    """Read pipeline.yml, environments/ and the environment once (ConfigInvalid on any problem);
+    ``overrides`` win over the environment (the sandbox's endpoints when `make run` starts it)."""
     from pipeline import config
 
-    return config.load(config_path, require_secrets=require_secrets)
+    return config.load(config_path, require_secrets=require_secrets, overrides=overrides)
+
+
+def sandbox_database_url(state_dir: Path) -> str:
+    """Where the service keeps its history when it runs against the sandbox in ``state_dir``:
+    beside the sandbox's own state, never mixed with a real history."""
+    return f"sqlite:///{(state_dir / 'pipeline.db').resolve()}"
 
 
 def store(settings: Settings) -> SqlStore:
@@ -55,6 +65,9 @@ def services(settings: Settings, *, connect: bool = True) -> Services:
     from pipeline.model import Person
     from pipeline.services import Services
 
+    redact_logs(
+        [s.get_secret_value() for s in (settings.bitbucket_token, settings.heroku_api_key) if s is not None]
+    )
     releases = store(settings)
     if not connect:
         return Services(settings, releases)
@@ -69,3 +82,26 @@ def services(settings: Settings, *, connect: bool = True) -> Services:
     platform.check_access()
     controller = Controller(settings, source, platform, backups, releases, controller_account=account)
     return Services(settings, releases, controller=controller, platform=platform)
+
+
+class _Redact(logging.Filter):
+    """Replaces secret values in every log record, whoever logs it (our code or a library)."""
+
+    def __init__(self, secrets: list[str]) -> None:
+        super().__init__()
+        self.secrets = [s for s in secrets if len(s) >= 8]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if any(s in message for s in self.secrets):
+            for secret in self.secrets:
+                message = message.replace(secret, "***")
+            record.msg, record.args = message, None
+        return True
+
+
+def redact_logs(secrets: list[str]) -> None:
+    """Make every handler of the root logger blank out ``secrets`` (idempotent)."""
+    for handler in logging.getLogger().handlers:
+        handler.filters = [f for f in handler.filters if not isinstance(f, _Redact)]
+        handler.addFilter(_Redact(secrets))

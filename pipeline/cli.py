@@ -7,7 +7,9 @@ import logging
 import shlex
 import signal
 import sys
+import tempfile
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,7 @@ from typing import Any
 import click
 import yaml
 
-from pipeline import bootstrap
+from pipeline import bootstrap, demo
 from pipeline.config import Settings, describe, missing_secrets
 from pipeline.controller import PassReport
 from pipeline.errors import ConfigInvalid, ExternalError, NotFound
@@ -45,10 +47,12 @@ def main(verbose: bool) -> None:
     )
 
 
-def _settings(config_path: Path, *, require_secrets: bool = True) -> Settings:
+def _settings(
+    config_path: Path, *, require_secrets: bool = True, overrides: dict[str, str] | None = None
+) -> Settings:
     """Settings, or exit 2 with one line per problem (file, key, what is expected)."""
     try:
-        return bootstrap.settings(config_path, require_secrets=require_secrets)
+        return bootstrap.settings(config_path, require_secrets=require_secrets, overrides=overrides)
     except ConfigInvalid as exc:
         for problem in exc.problems:
             click.echo(f"error: {problem}", err=True)
@@ -130,7 +134,7 @@ def serve(config_path: Path) -> None:
     _serve(services)
 
 
-def _serve(services: Services, ready: Callable[[], None] | None = None) -> None:
+def _serve(services: Services, ready: Callable[[Scheduler], None] | None = None) -> None:
     stop = threading.Event()
 
     def on_signal(signum: int, frame: Any) -> None:
@@ -146,7 +150,7 @@ def _serve(services: Services, ready: Callable[[], None] | None = None) -> None:
     )
     scheduler = Scheduler(lambda: services.tick(detect=None), interval)
     if ready is not None:
-        threading.Thread(target=ready, daemon=True).start()
+        threading.Thread(target=ready, args=(scheduler,), daemon=True).start()
     scheduler.serve(stop)
     click.echo("Stopped.", err=True)
 
@@ -231,9 +235,98 @@ def show(config_path: Path, release_id: int, as_json: bool) -> None:
         click.echo(f"    #{c['id']} {c['title']} {c['author'] or ''} {c['url']}")
     click.echo("  Events:")
     for e in detail["events"]:
-        move = f" [{e['from']} -> {e['to']}]" if e["from"] != e["to"] else ""
+        move = f" [{e['from'] or ''} -> {e['to']}]" if e["from"] != e["to"] else ""
         refs = " ".join(f"{k}={v}" for k, v in e["refs"].items())
         click.echo(f"    {e['at']} {e['kind']}{move} by {e['actor']}: {e['reason']} {refs}".rstrip())
+
+
+# --- make run, make demo ------------------------------------------------------------------------
+
+
+@main.command()
+@CONFIG_OPTION
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=DEFAULT_SANDBOX_DIR,
+    show_default=True,
+    help="Where the sandbox keeps its state (sandbox mode only).",
+)
+def run(config_path: Path, state_dir: Path) -> None:
+    """The service: on the real Bitbucket and Heroku when BITBUCKET_TOKEN and HEROKU_API_KEY are
+    set; otherwise on the local sandbox, with one demo change merged so something flows."""
+    settings = _settings(config_path, require_secrets=False)
+    if not settings.sandbox:
+        _serve(_services(config_path))
+        return
+    click.echo(
+        "BITBUCKET_TOKEN and HEROKU_API_KEY are not set: running on the local sandbox "
+        "(stand-ins for Bitbucket and Heroku; nothing real is touched).",
+        err=True,
+    )
+    box = bootstrap.sandbox(state_dir)
+    try:
+        box.start()
+    except OSError as exc:
+        raise click.ClickException(f"could not start the sandbox: {exc}") from exc
+    try:
+        info = box.info()
+        _describe(info, err=True)
+        overrides = dict(info["env"]) | {"PIPELINE_DATABASE_URL": bootstrap.sandbox_database_url(state_dir)}
+        sandboxed = _settings(config_path, overrides=overrides)
+        try:
+            services = bootstrap.services(sandboxed)
+        except ExternalError as exc:
+            raise click.ClickException(f"cannot start: {exc}") from exc
+
+        def merge_a_change(scheduler: Scheduler) -> None:
+            people = demo.People(info)
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+            merged = people.merge_change(
+                f"Demo change {stamp}", {"DEMO.md": f"Changed at {stamp}\n".encode()}
+            )
+            scheduler.run_now()  # the controller would hear of the merge by webhook; do not wait a poll
+            poll = services.settings.schedule.poll_interval.total_seconds()
+            exe = "pipeline"
+            where = f" --state-dir {state_dir}" if state_dir != DEFAULT_SANDBOX_DIR else ""
+            env_line = f'eval "$(.venv/bin/{exe} sandbox env{where})"'
+            click.echo(
+                "\n".join(
+                    [
+                        "",
+                        f"Merged a demo change into develop as dev (pull request #{merged.pull_request}, "
+                        f"commit {merged.commit[:12]}) and reported its `tests` build green, as CI would.",
+                        "It goes to staging now. Watch it, in another shell:",
+                        f"    {env_line} && .venv/bin/{exe} status",
+                        "Once it waits for approval, approve it as the Product Owner:",
+                        f"    .venv/bin/{exe} sandbox approve --as po{where}",
+                        f"(the controller looks again within {poll:g}s)",
+                        f"History: .venv/bin/{exe} history (after the eval above).  Ctrl-C stops everything.",
+                        "",
+                    ]
+                ),
+                err=True,
+            )
+
+        _serve(services, ready=merge_a_change)
+    finally:
+        box.stop()
+
+
+@main.command("demo")
+@CONFIG_OPTION
+def demo_command(config_path: Path) -> None:
+    """Tell the whole story on a fresh sandbox and print the timeline: a good merge goes to
+    production; a merge that breaks the health check stops at staging; a release whose production
+    check fails is rolled back."""
+    _settings(config_path, require_secrets=False)  # exit 2 on a bad configuration before anything starts
+    with tempfile.TemporaryDirectory(prefix="pipeline-demo-") as state_dir:
+        try:
+            demo.tell_story(config_path, Path(state_dir), say=click.echo)
+        except ConfigInvalid as exc:
+            for problem in exc.problems:
+                click.echo(f"error: {problem}", err=True)
+            sys.exit(2)
 
 
 # --- The sandbox --------------------------------------------------------------------------------
@@ -323,7 +416,8 @@ def sandbox_env(state_dir: Path) -> None:
     """Print shell `export` lines pointing at the running sandbox.
 
     BITBUCKET_URL, BITBUCKET_TOKEN (the controller's), HEROKU_API_URL, HEROKU_API_KEY and
-    HEROKU_DATA_API_URL, plus SANDBOX_TOKEN_<USER> for each seeded Bitbucket user. Use it as
+    HEROKU_DATA_API_URL, PIPELINE_DATABASE_URL (the history `make run` keeps beside the sandbox),
+    plus SANDBOX_TOKEN_<USER> for each seeded Bitbucket user. Use it as
     `eval "$(pipeline sandbox env)"`.
     """
     info = bootstrap.running_sandbox(state_dir)
@@ -332,11 +426,36 @@ def sandbox_env(state_dir: Path) -> None:
             f"no sandbox is running with state dir {state_dir}: start one with `make run` "
             f"or `pipeline sandbox up --state-dir {state_dir}`"
         )
-    exports = dict(info["env"])
+    exports = dict(info["env"]) | {"PIPELINE_DATABASE_URL": bootstrap.sandbox_database_url(state_dir)}
     for user, token in info["bitbucket"]["users"].items():
         exports[f"SANDBOX_TOKEN_{user.upper()}"] = token
     for key, value in exports.items():
         click.echo(f"export {key}={shlex.quote(value)}")
+
+
+@sandbox.command("approve")
+@click.option("--as", "user", default="po", show_default=True, help="The sandbox user who approves.")
+@click.option("--pull-request", type=int, default=None, help="Default: the open release pull request.")
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=DEFAULT_SANDBOX_DIR,
+    show_default=True,
+    help="The state dir of the running sandbox.",
+)
+def sandbox_approve(user: str, pull_request: int | None, state_dir: Path) -> None:
+    """Approve a pull request in the sandbox's Bitbucket as one of its users (the Product Owner by
+    default), as they would in Bitbucket's web page."""
+    info = bootstrap.running_sandbox(state_dir)
+    if info is None:
+        raise click.ClickException(
+            f"no sandbox is running with state dir {state_dir}: start one with `make run`"
+        )
+    try:
+        approved = demo.People(info).approve(pull_request, user=user)
+    except (ValueError, RuntimeError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"{user} approved pull request #{approved}; the controller sees it on its next pass.")
 
 
 def _describe(info: dict[str, Any], *, err: bool) -> None:

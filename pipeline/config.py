@@ -290,6 +290,7 @@ def load(
     env: Mapping[str, str] | None = None,
     *,
     require_secrets: bool = True,
+    overrides: Mapping[str, str] | None = None,
 ) -> Settings:
     """Read ``config_path``, ``environments/<stage>.yml`` next to it and ``env`` (default
     ``os.environ``) into :class:`Settings`.
@@ -300,8 +301,9 @@ def load(
     (min_approvals, production's heroku.pipeline, two different apps), a malformed
     PIPELINE_DATABASE_URL and, when ``require_secrets``, a missing BITBUCKET_TOKEN or HEROKU_API_KEY.
     ``require_secrets=False`` is for commands that only read the store, and for showing the plan.
+    ``overrides`` win over ``env`` (the sandbox's endpoints and tokens when `make run` starts it).
     """
-    environ: Mapping[str, str] = os.environ if env is None else env
+    environ: Mapping[str, str] = {**(os.environ if env is None else env), **(overrides or {})}
     problems: list[ConfigError] = []
     display = str(config_path)
 

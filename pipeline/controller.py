@@ -180,9 +180,15 @@ class Controller:
             staging_app=self.settings.staging.app,
             production_app=self.settings.production.app,
         )
+        merged_by_pr = next((c for c in changes if c.merge_commit == head), None)
+        what = (
+            f"pull request #{merged_by_pr.id} {merged_by_pr.title!r}"
+            if merged_by_pr
+            else repr((commits[0].message.splitlines() or [""])[0])
+        )
         reason = (
-            f"new head of {src.branch}: {head[:12]} {commits[0].message!r}; {len(commits)} commit(s) and "
-            f"{len(changes)} pull request(s) since {src.production_branch}"
+            f"new head of {src.branch}: {head[:12]} ({what}); {len(commits)} commit(s) and "
+            f"{len(changes)} pull request(s) not yet on {src.production_branch}"
         )
         self._crash_point("before:ReleaseDetected")
         stored = self.store.add(release, "ReleaseDetected", reason, domain.CONTROLLER)

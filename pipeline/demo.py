@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -150,3 +152,91 @@ class People:
 
     def pull_request(self, pull_request: int) -> dict[str, Any]:
         return dict(self._call("dev", "GET", f"/pullrequests/{pull_request}"))
+
+
+# --- make demo: the whole story, told -------------------------------------------------------------
+
+
+def tell_story(config_path: Path, state_dir: Path, say: Callable[[str], None]) -> list[dict[str, Any]]:
+    """Start a fresh sandbox in ``state_dir`` and take three changes through the controller:
+    a good merge goes to production; a merge that breaks the health check stops at staging; a
+    release whose production check fails is rolled back. Return the history (newest first)."""
+    from pipeline import bootstrap
+    from sandbox.demo import breaking_change, health_file
+
+    box = bootstrap.sandbox(state_dir).start()
+    try:
+        info = box.info()
+        overrides = dict(info["env"]) | {"PIPELINE_DATABASE_URL": bootstrap.sandbox_database_url(state_dir)}
+        settings = bootstrap.settings(config_path, overrides=overrides)
+        services = bootstrap.services(settings)
+        people = People(info)
+        production = settings.production.app
+        started = time.monotonic()
+
+        def settle() -> None:
+            services.settle(timeout=600)
+
+        say("1. A good merge goes to production.")
+        good = people.merge_change("Claims carry a note", {"NOTE.md": b"Claims carry a note.\n"})
+        say(f"   dev merged pull request #{good.pull_request} into develop; CI reported `tests` green.")
+        settle()
+        pr = people.approve(user="po")
+        say(f"   Verified on staging; po approved release pull request #{pr}.")
+        settle()
+
+        say("2. A merge that breaks the health check stops at staging.")
+        bad = people.merge_change("Break the health check", breaking_change("fail"))
+        say(f"   dev merged pull request #{bad.pull_request}.")
+        settle()
+
+        say("3. A release whose production check fails is rolled back.")
+        works = people.merge_change("Works on staging only", health_file("fail-on", app=production))
+        say(
+            f"   dev merged pull request #{works.pull_request} (healthy on staging, failing on {production})."
+        )
+        settle()
+        pr = people.approve(user="po")
+        say(f"   Verified on staging; po approved release pull request #{pr}.")
+        settle()
+
+        say("")
+        say(f"Timeline (seconds since the first merge; {time.monotonic() - started:.0f}s in all):")
+        history = services.history()
+        events = sorted(
+            (event for r in history for event in _events_of(services, r["id"])), key=lambda e: e["at"]
+        )
+        t0 = events[0]["at"] if events else None
+        for e in events:
+            offset = (e["at"] - t0).total_seconds() if t0 else 0.0
+            move = f" -> {e['to']}" if e["to"] and e["to"] != e["from"] else ""
+            say(f"  {offset:6.1f}s  release {e['release']}  {e['kind']}{move}: {_short(e['reason'])}")
+        say("")
+        say("Where each release ended:")
+        for r in reversed(history):
+            say(f"  release {r['id']} {r['commit'][:12]}: {r['state']} - {_short(r['reason'], 200)}")
+        say("`pipeline show ID` tells a release's whole story; this sandbox is gone once the demo ends.")
+        return history
+    finally:
+        box.stop()
+        if box.databases is not None:
+            box.databases.drop_all()
+
+
+def _events_of(services: Any, release_id: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "at": e.at,
+            "release": release_id,
+            "kind": e.kind,
+            "reason": e.reason,
+            "from": e.state_from,
+            "to": e.state_to,
+        }
+        for e in services.store.events(release_id)
+    ]
+
+
+def _short(text: str, limit: int = 120) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."

@@ -6,7 +6,9 @@ from pipeline.model import Release
 
 
 def title(release: Release) -> str:
-    first = release.commits[0].message if release.commits else release.commit[:12]
+    first = (release.commits[0].message.splitlines() or [""])[0] if release.commits else ""
+    if release.changes:
+        first = release.changes[0].title
     return f"Release {release.id}: {release.commit[:12]} {first}"[:200]
 
 
@@ -22,7 +24,8 @@ def release_notes(release: Release) -> str:
     lines += ["", f"## Commits since the production branch ({len(release.commits)})", ""]
     for commit in release.commits:
         who = commit.author.username if commit.author else commit.author_raw
-        lines.append(f"- `{commit.hash[:12]}` {commit.message} ({who})")
+        summary = (commit.message.splitlines() or [""])[0]
+        lines.append(f"- `{commit.hash[:12]}` {summary} ({who})")
     return "\n".join(lines)
 
 
