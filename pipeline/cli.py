@@ -119,6 +119,8 @@ def tick(config_path: Path, settle: bool, timeout: float) -> None:
 def _print_pass(report: PassReport) -> None:
     if report.skipped:
         click.echo(f"pass skipped: {report.skipped}", err=True)
+    if report.problem:
+        click.echo(f"problem: {report.problem}", err=True)
     if report.detected is not None:
         click.echo(f"release {report.detected} detected", err=True)
     for r in report.releases:

@@ -17,7 +17,8 @@ import socket
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -46,6 +47,9 @@ CLOCK_SKEW = timedelta(seconds=30)
 ROUNDS_PER_PASS = 12
 LOCK_TTL = timedelta(minutes=5)
 CRASH_EXIT_STATUS = 70
+# Waits after a Temporary error: a 5xx or a timeout is tried again soon; a rate limit waits longer.
+SERVER_ERROR_RETRY = 5.0
+RATE_LIMITED_RETRY = 60.0
 DETECT_EVERY = 5.0  # seconds between two looks at the watched branch, unless told to look
 
 
@@ -69,6 +73,7 @@ class PassReport:
     releases: list[ReleaseReport] = field(default_factory=list)
     detected: int | None = None
     skipped: str = ""  # why the pass did nothing (another pass holds the lock)
+    problem: str = ""  # what kept the pass from looking for new candidates
 
     @property
     def moving(self) -> bool:
@@ -77,10 +82,17 @@ class PassReport:
             return True
         return any(r.moved or (r.wait is not None and r.wait.on.moves_by_itself) for r in self.releases)
 
-    @property
-    def next_due(self) -> datetime | None:
+    def pause(self, now: datetime) -> float:
+        """Seconds until another pass is worth it: 1 s while Heroku works (as its CLI polls), else
+        until the next retry is due (a check's interval, a server error's back-off)."""
+        if self.detected is not None or any(
+            r.moved or (r.wait is not None and r.wait.on == domain.WaitingOn.HEROKU) for r in self.releases
+        ):
+            return 1.0
         dues = [r.wait.until for r in self.releases if r.wait and r.wait.until and r.wait.on.moves_by_itself]
-        return min(dues) if dues else None
+        if not dues:
+            return 1.0
+        return min(max((min(dues) - now).total_seconds(), 0.05), 60.0)
 
 
 class Controller:
@@ -107,6 +119,7 @@ class Controller:
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._web_urls: dict[str, str] = {}
         self._last_detect: float | None = None
+        self._refused: set[tuple[int | None, str]] = set()  # effects answered with an error, this process
 
     # --- The pass ------------------------------------------------------------------------------
 
@@ -129,6 +142,9 @@ class Controller:
                     report.detected = self._detect()
                 except Temporary as exc:
                     log.warning("detection deferred: %s", exc)
+                except Permanent as exc:
+                    log.error("cannot look for new candidates: %s", exc)
+                    report.problem = f"cannot look for new candidates: {exc}"
             for release in self.store.active(self.settings.name):
                 self.store.acquire_lock(lock, self.holder, self.clock(), LOCK_TTL.total_seconds())  # renew
                 report.releases.append(self._advance(release))
@@ -215,8 +231,17 @@ class Controller:
                 moved = True
             except Temporary as exc:
                 log.warning("release %s: %s; trying again next pass", release.id, exc)
-                until = self.clock() + timedelta(seconds=min(exc.retry_after, 60))
+                delay = min(exc.retry_after, RATE_LIMITED_RETRY if exc.status == 429 else SERVER_ERROR_RETRY)
+                until = self.clock() + timedelta(seconds=delay)
                 wait = domain.Wait(domain.WaitingOn.RETRY, f"{exc}; trying again", until)
+                break
+            except Permanent as exc:
+                # Seeing the release failed for good (a pull request or app that vanished, access
+                # withdrawn): say so and leave the release where it is; the other releases go on.
+                log.error("release %s: %s", release.id, exc)
+                wait = domain.Wait(
+                    domain.WaitingOn.PERSON, f"{exc}: a person must fix this; tried again each pass"
+                )
                 break
             if release.state.is_final:
                 wait = None
@@ -233,7 +258,7 @@ class Controller:
         state = release.state
         others = [r for r in self.store.active(self.settings.name) if r.id != release.id]
         newer = [r for r in others if (r.id or 0) > (release.id or 0)]
-        seen: dict[str, Any] = {}
+        seen: dict[str, Any] = {"effect_refused": (release.id, release.pending_action) in self._refused}
         if state in (State.DETECTED, State.GATED):
             seen["newer"] = newer[0] if newer else None
         if state == State.DETECTED:
@@ -440,6 +465,18 @@ class Controller:
             keep_reason=True,
         )
 
+    @contextmanager
+    def _answered(self, release: Release, action: str) -> Iterator[None]:
+        """Around the call that creates something: an error answer (not a timeout, which may still
+        be processed) means no need to wait out the grace period before trying again."""
+        self._refused.discard((release.id, action))
+        try:
+            yield
+        except ExternalError as exc:
+            if exc.status is not None:
+                self._refused.add((release.id, action))
+            raise
+
     def _fail(self, release: Release, kind: str, why: str, to: State, status_key: str) -> Release:
         """An effect was refused for good: say so on the commit, then record the end."""
         self._post_status(release, domain.PostStatus(status_key, "FAILED", why[:140]))
@@ -457,17 +494,20 @@ class Controller:
 
     def _deploy_to_staging(self, release: Release, action: domain.DeployToStaging) -> Release:
         app = release.staging_app
-        release = self._mark_pending(
-            release,
-            "deploy",
-            "StagingBuildRequested",
-            f"uploading {release.commit[:12]} and building it on {app}",
-        )
         try:
+            # Nothing is created on Heroku until the build starts: the mark goes just before it.
             tarball = self.source.archive(release.commit)
             source_url = self.platform.upload_source(tarball)
             checksum = "SHA256:" + hashlib.sha256(tarball).hexdigest()
-            build = self.platform.start_build(app, source_url, checksum, release.commit)
+            size = f"{len(tarball) / 1024:.0f} KiB"
+            release = self._mark_pending(
+                release,
+                "deploy",
+                "StagingBuildRequested",
+                f"building {release.commit[:12]} ({size}) on {app}",
+            )
+            with self._answered(release, "deploy"):
+                build = self.platform.start_build(app, source_url, checksum, release.commit)
         except Permanent as exc:
             why = f"could not build {release.commit[:12]} on {app}: {exc}"
             return self._fail(release, "StagingBuildFailed", why, State.STAGING_FAILED, domain.STAGING_STATUS)
@@ -525,7 +565,8 @@ class Controller:
         app = release.production_app
         release = self._mark_pending(release, "backup", "BackupRequested", f"capturing a backup of {app}")
         try:
-            backup = self.backups.capture(app)
+            with self._answered(release, "backup"):
+                backup = self.backups.capture(app)
         except Permanent as exc:
             why = f"could not capture a backup of {app}: {exc}; production was not changed"
             return self._fail(release, "BackupFailed", why, State.PROMOTION_FAILED, domain.PRODUCTION_STATUS)
@@ -584,7 +625,8 @@ class Controller:
             reason=action.why,
         )
         try:
-            rollback = self.platform.rollback(app, action.release_id)
+            with self._answered(release, "rollback"):
+                rollback = self.platform.rollback(app, action.release_id)
         except Permanent as exc:
             why = (
                 f"{action.why}; the rollback to v{action.version} failed too: {exc}. Production runs "

@@ -89,6 +89,9 @@ class Observation:
     newer_verified: Release | None = None
     staging_busy_with: int | None = None
     production_busy_with: int | None = None
+    # The effect marked pending was refused (an HTTP error answer) in this process: it did not
+    # happen, or what did is already visible; no reason to wait out ``Policy.intent_grace``.
+    effect_refused: bool = False
 
 
 # --- Actions ----------------------------------------------------------------------------------
@@ -254,7 +257,7 @@ def _gated(release: Release, seen: Observation, policy: Policy, now: datetime) -
 def _staging_deploying(release: Release, seen: Observation, policy: Policy, now: datetime) -> Decision:
     build = seen.build
     if build is None:
-        if _in_grace(release, "deploy", policy, now):
+        if _in_grace(release, seen, "deploy", policy, now):
             return _wait(WaitingOn.HEROKU, "a staging build was requested; waiting for Heroku to list it")
         return _decision(DeployToStaging())
     adopt = {"staging_build_id": build.id, "pending_action": None, "pending_since": None}
@@ -408,7 +411,7 @@ def _approved(release: Release, seen: Observation, policy: Policy, now: datetime
 def _backing_up(release: Release, seen: Observation, policy: Policy, now: datetime) -> Decision:
     backup = seen.backup
     if backup is None:
-        if _in_grace(release, "backup", policy, now):
+        if _in_grace(release, seen, "backup", policy, now):
             return _wait(WaitingOn.HEROKU, "a backup was requested; waiting for Heroku to list it")
         return _decision(CaptureBackup())
     fields: dict[str, Any] = {
@@ -456,7 +459,7 @@ def _promoting(release: Release, seen: Observation, policy: Policy, now: datetim
         failed = _failed_target(promotion)
         if failed is not None:
             return _promotion_failed(release, failed, {"promotion": promotion.id} if promotion else {})
-        if release.promotion_id is not None or _in_grace(release, "promote", policy, now):
+        if release.promotion_id is not None or _in_grace(release, seen, "promote", policy, now):
             return _wait(WaitingOn.HEROKU, "promotion running")
         return _decision(Promote())
     fields: dict[str, Any] = {
@@ -527,7 +530,7 @@ def _rolling_back(release: Release, seen: Observation, policy: Policy, now: date
     rollback = seen.rollback_release
     previous = f"v{release.previous_release_version}"
     if rollback is None:
-        if _in_grace(release, "rollback", policy, now):
+        if _in_grace(release, seen, "rollback", policy, now):
             return _wait(
                 WaitingOn.HEROKU, f"a rollback to {previous} was requested; waiting for Heroku to list it"
             )
@@ -704,10 +707,12 @@ def _checks_summary(checks: tuple[CheckResult, ...] | None) -> str:
     return "; ".join(f"{c.name}: {c.detail}" for c in checks)
 
 
-def _in_grace(release: Release, action: str, policy: Policy, now: datetime) -> bool:
-    """True while an effect marked pending may still show up on the platform."""
+def _in_grace(release: Release, seen: Observation, action: str, policy: Policy, now: datetime) -> bool:
+    """True while an effect marked pending may still show up on the platform: the mark was left by
+    a pass that died before the answer came (an answered refusal is not worth waiting for)."""
     return (
         release.pending_action == action
+        and not seen.effect_refused
         and release.pending_since is not None
         and now - release.pending_since < policy.intent_grace
     )

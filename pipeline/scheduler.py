@@ -47,7 +47,7 @@ class Scheduler:
             log.info("release %s %s %s%s", r.release_id, r.commit[:12], r.state, wait)
         if report.moving:
             # Something moves by itself (a build, a check retry): look again soon, not a poll later.
-            self.run_now(delay=timedelta(seconds=1))
+            self.run_now(delay=timedelta(seconds=report.pause(utcnow())))
 
     def run_now(self, delay: timedelta = timedelta(0)) -> None:
         """Bring the next pass forward (it still never overlaps a running one)."""

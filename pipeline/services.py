@@ -58,13 +58,7 @@ class Services:
                     f"release {r.release_id} {r.state}: {r.wait.detail}" for r in report.releases if r.wait
                 )
                 raise SettleTimeout(f"still moving after {timeout:.0f}s: {waiting or report.skipped}")
-            # Once a second (Heroku's CLI polls builds and promotions as often), sooner when a
-            # check retry is due sooner.
-            pause = 1.0
-            due = report.next_due
-            if due is not None:
-                pause = max(0.05, min(pause, (due - self.clock()).total_seconds()))
-            time.sleep(pause)
+            time.sleep(1.0 if report.skipped else report.pause(self.clock()))
 
     # --- Reading -------------------------------------------------------------------------------
 
