@@ -22,7 +22,7 @@ from pipeline.config import Settings, describe, missing_secrets
 from pipeline.controller import PassReport
 from pipeline.errors import ConfigInvalid, ExternalError, NotFound
 from pipeline.scheduler import Scheduler
-from pipeline.services import Services
+from pipeline.services import Services, SettleTimeout
 
 DEFAULT_SANDBOX_DIR = Path(".pipeline") / "sandbox"
 
@@ -45,6 +45,8 @@ def main(verbose: bool) -> None:
         level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    for chatty in ("alembic", "apscheduler"):  # their INFO is about themselves, not about releases
+        logging.getLogger(chatty).setLevel(logging.WARNING)
 
 
 def _settings(
@@ -111,21 +113,38 @@ def config_check(config_path: Path, as_json: bool) -> None:
 def tick(config_path: Path, settle: bool, timeout: float) -> None:
     """Run one pass (or, with --settle, passes until things settle) and exit."""
     services = _services(config_path)
-    reports = services.settle(timeout, on_pass=_print_pass) if settle else [services.tick()]
+    printed: set[str] = set()
+
+    def show(report: PassReport) -> None:
+        for line in _pass_lines(report):
+            if line not in printed:  # a settle repeats itself while it waits: say each thing once
+                printed.add(line)
+                click.echo(line, err=True)
+
     if not settle:
-        _print_pass(reports[-1])
+        show(services.tick())
+        return
+    try:
+        services.settle(timeout, on_pass=show)
+    except SettleTimeout as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo("Settled: nothing moves now without a person or the clock.", err=True)
 
 
-def _print_pass(report: PassReport) -> None:
+def _pass_lines(report: PassReport) -> list[str]:
+    lines = []
     if report.skipped:
-        click.echo(f"pass skipped: {report.skipped}", err=True)
+        lines.append(f"pass skipped: {report.skipped}")
     if report.problem:
-        click.echo(f"problem: {report.problem}", err=True)
+        lines.append(f"problem: {report.problem}")
     if report.detected is not None:
-        click.echo(f"release {report.detected} detected", err=True)
+        lines.append(f"release {report.detected} detected")
     for r in report.releases:
         wait = f" - {r.wait.detail}" if r.wait else ""
-        click.echo(f"release {r.release_id} {r.commit[:12]} {r.state}{wait}", err=True)
+        lines.append(f"release {r.release_id} {r.commit[:12]} {r.state}{wait}")
+    if not lines:
+        lines.append("nothing in flight")
+    return lines
 
 
 @main.command()

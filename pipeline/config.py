@@ -891,7 +891,9 @@ def describe(settings: Settings) -> dict[str, Any]:
     plan: dict[str, Any] = {
         "name": settings.name,
         "config_path": str(settings.config_path),
-        "sandbox": settings.sandbox,
+        "credentials": "none set: `pipeline run` uses the sandbox"
+        if settings.sandbox
+        else "from the environment",
         "source": source,
         "stages": stages,
         "approval": settings.approval.model_dump(mode="json"),

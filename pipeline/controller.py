@@ -82,6 +82,11 @@ class PassReport:
             return True
         return any(r.moved or (r.wait is not None and r.wait.on.moves_by_itself) for r in self.releases)
 
+    @property
+    def moved_any(self) -> bool:
+        """True when this pass changed something (a new candidate, a release moved)."""
+        return self.detected is not None or any(r.moved for r in self.releases)
+
     def pause(self, now: datetime) -> float:
         """Seconds until another pass is worth it: 1 s while Heroku works (as its CLI polls), else
         until the next retry is due (a check's interval, a server error's back-off)."""

@@ -681,9 +681,10 @@ def _verification(
     """True when the checks passed; a Decision to wait or retry; a failure reason when out of tries."""
     if seen.checks is None:
         until = release.next_check_at
-        return _wait(
-            WaitingOn.RETRY, f"{stage} checks next at {until.isoformat() if until else 'once live'}", until
+        done = (
+            f"{release.check_attempts} of {rule.attempts} attempts failed; " if release.check_attempts else ""
         )
+        return _wait(WaitingOn.RETRY, f"{stage} checks: {done}trying again shortly", until)
     if all(c.passed for c in seen.checks):
         return True
     attempts = release.check_attempts + 1
@@ -697,7 +698,12 @@ def _verification(
             f"attempt {attempts} of {rule.attempts}: {failing}",
             fields={"check_attempts": attempts, "next_check_at": next_at},
         ),
-        Wait(WaitingOn.RETRY, f"{stage} checks again at {next_at.isoformat()}", next_at),
+        Wait(
+            WaitingOn.RETRY,
+            f"{stage} checks: {attempts} of {rule.attempts} attempts failed; "
+            f"trying again in {rule.interval.total_seconds():g}s",
+            next_at,
+        ),
     )
 
 

@@ -53,11 +53,13 @@ class Services:
                 on_pass(report)
             if not report.moving and not report.skipped:
                 return reports
-            if time.monotonic() > deadline:
+            if time.monotonic() > deadline and not reports[-1].moved_any:
+                # Out of time, and the last pass only waited: name what is still moving by itself.
+                moving = [r for r in report.releases if r.wait and r.wait.on.moves_by_itself]
                 waiting = "; ".join(
-                    f"release {r.release_id} {r.state}: {r.wait.detail}" for r in report.releases if r.wait
+                    f"release {r.release_id} {r.state}: {r.wait.detail}" for r in moving if r.wait
                 )
-                raise SettleTimeout(f"still moving after {timeout:.0f}s: {waiting or report.skipped}")
+                raise SettleTimeout(f"still moving after {timeout:g}s: {waiting or report.skipped}")
             time.sleep(1.0 if report.skipped else report.pause(self.clock()))
 
     # --- Reading -------------------------------------------------------------------------------

@@ -586,7 +586,7 @@ def test_describe_is_the_resolved_plan_as_json(shipped: Path) -> None:
     assert plan["database_url"] == "postgresql+psycopg://pipeline:***@db:5432/pipeline"
     assert plan["source"]["url"] == "https://bitbucket.example/***"
     assert plan["schedule"] == {"poll_interval": "30s"}
-    assert plan["name"] == "claims" and plan["sandbox"] is False and plan["actor"] == "ops"
+    assert plan["name"] == "claims" and plan["credentials"] == "from the environment" and plan["actor"] == "ops"
     staging, production = plan["stages"]
     assert (staging["name"], staging["role"], staging["app"], staging["backups"]) == (
         "staging",
@@ -616,7 +616,7 @@ def test_describe_is_the_resolved_plan_as_json(shipped: Path) -> None:
 def test_describe_says_which_secret_is_missing(shipped: Path) -> None:
     plan = config.describe(config.load(shipped, {"HEROKU_API_KEY": API_KEY}, require_secrets=False))
     assert plan["secrets"] == {"BITBUCKET_TOKEN": "missing", "HEROKU_API_KEY": "set"}
-    assert plan["sandbox"] is False
+    assert plan["credentials"] == "from the environment"
 
 
 @pytest.mark.parametrize(
