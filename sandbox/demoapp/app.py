@@ -51,7 +51,8 @@ class Health:
             except ValueError:
                 pass
         raise SystemExit(
-            f"app: HEALTH says {' '.join(words)!r}; expected ok, fail, fail-after N, crash-after N, slow N or fail-on APP"
+            f"app: HEALTH says {' '.join(words)!r}; "
+            "expected ok, fail, fail-after N, crash-after N, slow N or fail-on APP"
         )
 
     def failing(self) -> str | None:

@@ -147,7 +147,9 @@ def test_a_build_requested_before_a_crash_is_waited_for_then_requested_again() -
 
 
 def test_a_refused_build_is_requested_again_at_once() -> None:
-    marked = release(State.STAGING_DEPLOYING, pending_action="deploy", pending_since=NOW - timedelta(seconds=1))
+    marked = release(
+        State.STAGING_DEPLOYING, pending_action="deploy", pending_since=NOW - timedelta(seconds=1)
+    )
     assert kinds(domain.decide(marked, Observation(effect_refused=True), POLICY, NOW)) == ["DeployToStaging"]
 
 
