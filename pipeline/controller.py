@@ -51,6 +51,7 @@ CRASH_EXIT_STATUS = 70
 SERVER_ERROR_RETRY = 5.0
 RATE_LIMITED_RETRY = 60.0
 DETECT_EVERY = 5.0  # seconds between two looks at the watched branch, unless told to look
+LOOK_EVERY = 10.0  # seconds between two looks at a release waiting on a person or CI, unless told to
 
 
 def utcnow() -> datetime:
@@ -124,7 +125,10 @@ class Controller:
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._web_urls: dict[str, str] = {}
         self._last_detect: float | None = None
-        self._refused: set[tuple[int | None, str]] = set()  # effects answered with an error, this process
+        self._refused: set[tuple[int | None, str]] = set()
+        self._parked: dict[
+            int, tuple[float, domain.Wait]
+        ] = {}  # release id -> (look again at, wait)  # effects answered with an error, this process
 
     # --- The pass ------------------------------------------------------------------------------
 
@@ -151,8 +155,11 @@ class Controller:
                     log.error("cannot look for new candidates: %s", exc)
                     report.problem = f"cannot look for new candidates: {exc}"
             for release in self.store.active(self.settings.name):
-                self.store.acquire_lock(lock, self.holder, self.clock(), LOCK_TTL.total_seconds())  # renew
-                report.releases.append(self._advance(release))
+                if not self.store.acquire_lock(lock, self.holder, self.clock(), LOCK_TTL.total_seconds()):
+                    # The lease ran out and another process took it: stop before doing anything twice.
+                    report.skipped = "the pass lock was lost mid-pass; the other holder carries on"
+                    break
+                report.releases.append(self._advance(release, look=bool(detect)))
             return report
         finally:
             self.store.release_lock(lock, self.holder)
@@ -217,12 +224,23 @@ class Controller:
         log.info("release %s detected: %s", stored.id, reason)
         return stored.id
 
-    def _advance(self, release: Release) -> ReleaseReport:
-        """Move one release as far as it goes without waiting."""
+    def _advance(self, release: Release, *, look: bool = False) -> ReleaseReport:
+        """Move one release as far as it goes without waiting.
+
+        A release that waits on a person or on CI is looked at again only every ``LOOK_EVERY``
+        seconds (or when ``look``), so quick passes that follow another release's build do not
+        spend the Bitbucket rate budget re-reading an unchanged pull request."""
+        assert release.id is not None
+        release_id = release.id
+        parked = self._parked.get(release_id)
+        if parked is not None and not look and time.monotonic() < parked[0]:
+            return ReleaseReport(release_id, release.commit, release.state, False, parked[1])
+        self._parked.pop(release_id, None)
         moved = False
         wait: domain.Wait | None = None
         for _ in range(ROUNDS_PER_PASS):
             now = self.clock()
+            before = release
             try:
                 seen = self._observe(release, now)
                 decision = domain.decide(release, seen, self.policy, now)
@@ -233,52 +251,60 @@ class Controller:
                     if isinstance(action, domain.Wait):
                         continue
                     release = self._act(release, action)
-                moved = True
             except Temporary as exc:
                 log.warning("release %s: %s; trying again next pass", release.id, exc)
                 delay = min(exc.retry_after, RATE_LIMITED_RETRY if exc.status == 429 else SERVER_ERROR_RETRY)
                 until = self.clock() + timedelta(seconds=delay)
                 wait = domain.Wait(domain.WaitingOn.RETRY, f"{exc}; trying again", until)
+                release = self.store.get(release_id)  # an effect may have recorded its mark: keep it
                 break
             except Permanent as exc:
                 # Seeing the release failed for good (a pull request or app that vanished, access
                 # withdrawn): say so and leave the release where it is; the other releases go on.
                 log.error("release %s: %s", release.id, exc)
-                wait = domain.Wait(
-                    domain.WaitingOn.PERSON, f"{exc}: a person must fix this; tried again each pass"
-                )
+                wait = domain.Wait(domain.WaitingOn.PERSON, f"{exc}: a person must fix this")
+                release = self.store.get(release_id)
                 break
+            if release == before:
+                # It decided to act but nothing changed (an effect refused for good, already said):
+                # that is a wait on a person, not movement.
+                wait = domain.Wait(domain.WaitingOn.PERSON, release.reason)
+                break
+            moved = True
+            if release.state != before.state:
+                self._parked.clear()  # a move may concern the others (supersession, a free stage)
             if release.state.is_final:
                 wait = None
                 break
         if wait is not None and wait.detail != release.reason:
             # What it waits on is the release's last word until it moves again (``pipeline status``).
             release = self.store.save(replace(release, reason=wait.detail), [])
-        assert release.id is not None
-        return ReleaseReport(release.id, release.commit, release.state, moved, wait)
+        if wait is not None and wait.on in (domain.WaitingOn.PERSON, domain.WaitingOn.CI):
+            self._parked[release_id] = (time.monotonic() + LOOK_EVERY, wait)
+        return ReleaseReport(release_id, release.commit, release.state, moved, wait)
 
     # --- Observe -------------------------------------------------------------------------------
 
     def _observe(self, release: Release, now: datetime) -> domain.Observation:
+        """Read what the release's state needs, and nothing else (rate budgets are small)."""
         state = release.state
         others = [r for r in self.store.active(self.settings.name) if r.id != release.id]
         newer = [r for r in others if (r.id or 0) > (release.id or 0)]
         seen: dict[str, Any] = {"effect_refused": (release.id, release.pending_action) in self._refused}
         if state in (State.DETECTED, State.GATED):
-            seen["newer"] = newer[0] if newer else None
+            # Only a newer candidate that passed its gate takes this one's place.
+            seen["newer"] = next((r for r in newer if r.state != State.DETECTED), None)
         if state == State.DETECTED:
             seen["build_statuses"] = self.source.build_statuses(release.commit)
         if state == State.GATED:
-            seen["staging_busy_with"] = next((r.id for r in others if _uses_staging(r)), None)
+            seen["staging_busy_with"] = next((r.id for r in others if r.state.in_staging), None)
         if state == State.STAGING_DEPLOYING:
             seen["build"] = self._staging_build(release)
             build = seen["build"]
             if build is not None and build.status == "succeeded" and build.release_id:
                 seen["heroku_release"] = self.platform.release(release.staging_app, build.release_id)
         if state == State.STAGING_VERIFYING and release.staging_verified_at is None:
-            seen["checks"] = self._run_checks(
-                self.settings.staging, release, release.staging_release_version, now
-            )
+            seen.update(self._verify(self.settings.staging, release, release.staging_release_version, now))
         if state in (State.AWAITING_APPROVAL, State.APPROVED, State.RELEASED) and release.pull_request_id:
             seen["pull_request"] = self.source.pull_request(release.pull_request_id)
         if state in (State.AWAITING_APPROVAL, State.APPROVED) and release.release_branch:
@@ -287,8 +313,13 @@ class Controller:
             seen["newer_verified"] = next((r for r in newer if r.staging_verified_at is not None), None)
         if state == State.APPROVED:
             seen["production_busy_with"] = next((r.id for r in others if r.state.in_production), None)
+            seen["newer_approved"] = self._newer_approved(release)
         if state == State.BACKING_UP:
-            seen["backup"] = self._backup(release)
+            seen["backup"] = backup = self._backup(release)
+            if backup is not None and backup.status == "completed" and release.pull_request_id:
+                # About to promote: the approval is judged again, on what Bitbucket says now.
+                seen["pull_request"] = self.source.pull_request(release.pull_request_id)
+                seen["release_branch_head"] = self.source.branch_head(release.release_branch or "")
         if state == State.PROMOTING:
             seen.update(self._promotion(release))
         if state == State.PRODUCTION_VERIFYING:
@@ -296,11 +327,44 @@ class Controller:
                 seen["rollback_release"] = self._rollback_release(release)
             else:
                 version = release.production_release_version
-                seen["checks"] = self._run_checks(self.settings.production, release, version, now)
+                seen.update(self._verify(self.settings.production, release, version, now))
         if state == State.RELEASED:
-            found = self.backups.backups(release.production_app)
-            seen["latest_backup"] = found[0] if found else None
+            finished = [
+                b for b in self.backups.backups(release.production_app) if b.status in ("completed", "failed")
+            ]
+            seen["latest_backup"] = finished[0] if finished else None
         return domain.Observation(**seen)
+
+    def _newer_approved(self, release: Release) -> Release | None:
+        """A newer release approved or gone to production (not failed there), if any."""
+        going = (
+            State.APPROVED,
+            State.BACKING_UP,
+            State.PROMOTING,
+            State.PRODUCTION_VERIFYING,
+            State.RELEASED,
+            State.BACKUPS_VERIFIED,
+            State.BACKUPS_UNVERIFIED,
+        )
+        return next(
+            (
+                r
+                for r in self.store.history(self.settings.name, 50)
+                if (r.id or 0) > (release.id or 0) and r.approved_at is not None and r.state in going
+            ),
+            None,
+        )
+
+    def _verify(
+        self, stage: StageSettings, release: Release, version: int | None, now: datetime
+    ) -> dict[str, Any]:
+        """The stage's dynos, and the checks' results once the dynos run ``version`` and a try is due."""
+        if release.next_check_at is not None and release.next_check_at > now:
+            return {}
+        dynos = tuple(self.platform.dynos(stage.app))
+        if domain.dyno_problem(dynos, version)[0] is not None:
+            return {"dynos": dynos}
+        return {"dynos": dynos, "checks": self._run_checks(stage, release, version)}
 
     def _staging_build(self, release: Release) -> HerokuBuild | None:
         if release.staging_build_id is not None:
@@ -355,11 +419,9 @@ class Controller:
         )
 
     def _run_checks(
-        self, stage: StageSettings, release: Release, version: int | None, now: datetime
-    ) -> tuple[CheckResult, ...] | None:
-        """Run every check of the stage once, when the next attempt is due; None when it is not."""
-        if release.next_check_at is not None and release.next_check_at > now:
-            return None
+        self, stage: StageSettings, release: Release, version: int | None
+    ) -> tuple[CheckResult, ...]:
+        """Run every check of the stage once."""
         target = checks.Target(
             stage=stage.name,
             app=stage.app,
@@ -478,7 +540,9 @@ class Controller:
         try:
             yield
         except ExternalError as exc:
-            if exc.status is not None:
+            # An error answer means nothing was made, or what was made is listed already - except
+            # a promotion, whose production release appears a little later: only a 4xx proves it.
+            if exc.status is not None and (action != "promote" or exc.status < 500):
                 self._refused.add((release.id, action))
             raise
 
@@ -494,7 +558,7 @@ class Controller:
             url = self._web_url(stage.app)
             name = f"{stage.name.capitalize()} ({stage.app})"
             self.source.set_status(release.commit, action.key, action.state, name, action.description, url)
-        except ExternalError as exc:  # a status is feedback, not a step of the path: never block on it
+        except Permanent as exc:  # refused for good: feedback is not a step of the path, go on without it
             log.warning("release %s: could not post %s %s: %s", release.id, action.key, action.state, exc)
 
     def _deploy_to_staging(self, release: Release, action: domain.DeployToStaging) -> Release:
@@ -598,8 +662,9 @@ class Controller:
             "PromotionRequested",
             f"promoting {release.staging_app} v{release.staging_release_version} to {prod.app} "
             f"(now v{live.version if live else '-'})",
-            previous_release_id=live.id if live else None,
-            previous_release_version=live.version if live else None,
+            # Recorded once: a second try must not take the half-promoted release for the previous one.
+            previous_release_id=release.previous_release_id or (live.id if live else None),
+            previous_release_version=release.previous_release_version or (live.version if live else None),
         )
         try:
             assert release.staging_release_id is not None and prod.pipeline is not None
@@ -635,7 +700,8 @@ class Controller:
         except Permanent as exc:
             why = (
                 f"{action.why}; the rollback to v{action.version} failed too: {exc}. Production runs "
-                f"v{release.production_release_version}: roll back by hand (runbooks/rollback.md)"
+                f"v{release.production_release_version}: roll back by hand "
+                f"(`heroku releases:rollback v{action.version} -a {app}`)"
             )
             return self._fail(
                 release, "RollbackFailed", why, State.PROMOTION_FAILED, domain.PRODUCTION_STATUS
@@ -692,10 +758,6 @@ def verification_of(stage: StageSettings) -> domain.Verification:
         attempts=max(spec.options.retries for spec in stage.checks) + 1,
         interval=max(spec.options.interval for spec in stage.checks),
     )
-
-
-def _uses_staging(release: Release) -> bool:
-    return release.state.in_staging
 
 
 def _dead_here(holder: str) -> bool:

@@ -28,6 +28,7 @@ from pipeline.model import (
     Approval,
     Backup,
     CheckResult,
+    Dyno,
     HerokuBuild,
     HerokuRelease,
     Person,
@@ -63,6 +64,8 @@ class Policy:
     staging: Verification = Verification()
     production: Verification = Verification()
     capture_backup: bool = True
+    # How long the new release's dynos may take to start before verification fails.
+    dyno_start_timeout: timedelta = timedelta(minutes=2)
     backup_max_age: timedelta = timedelta(hours=26)
     # How long an effect marked pending may take to show up on Heroku before it is done again: an
     # answer lost in a crash is processed within a request timeout, and Heroku lists builds,
@@ -87,6 +90,8 @@ class Observation:
     latest_backup: Backup | None = None
     newer: Release | None = None
     newer_verified: Release | None = None
+    newer_approved: Release | None = None
+    dynos: tuple[Dyno, ...] | None = None
     staging_busy_with: int | None = None
     production_busy_with: int | None = None
     # The effect marked pending was refused (an HTTP error answer) in this process: it did not
@@ -273,7 +278,11 @@ def _staging_deploying(release: Release, seen: Observation, policy: Policy, now:
                 Wait(WaitingOn.HEROKU, f"build {build.id} running"),
             )
         return _wait(WaitingOn.HEROKU, f"build {build.id} running")
-    if build.status != "succeeded" or build.release_id is None:
+    if build.status == "succeeded" and build.release_id is None:
+        return _wait(
+            WaitingOn.HEROKU, f"build {build.id} succeeded; waiting for Heroku to create its release"
+        )
+    if build.status != "succeeded":
         why = f"Heroku build {build.id} {build.status}; its output: {build.output_stream_url or 'none'}"
         return _staging_failed(release, "StagingBuildFailed", why, adopt, {"build": build.id})
     heroku_release = seen.heroku_release
@@ -314,7 +323,7 @@ def _staging_verifying(release: Release, seen: Observation, policy: Policy, now:
                 refs={"pull_request": str(release.pull_request_id)},
             ),
         )
-    outcome = _verification(release, seen, policy.staging, now, "Staging")
+    outcome = _verification(release, seen, policy, now, "Staging", release.staging_release_version)
     if isinstance(outcome, Decision):
         return outcome
     if isinstance(outcome, str):
@@ -364,27 +373,13 @@ def _awaiting_approval(release: Release, seen: Observation, policy: Policy, now:
 
 
 def _approved(release: Release, seen: Observation, policy: Policy, now: datetime) -> Decision:
-    pr = seen.pull_request
-    if pr is not None:
-        closed = _closed(release, pr, policy)
-        if closed is not None:
-            return closed
-        # Approval is re-checked at the moment of promotion, not only when it was given.
-        judged = judge_approvals(release, pr, seen.release_branch_head, policy)
-        actions: list[Action] = list(_approval_events(release, judged))
-        if sum(a.counted for a in judged) < policy.min_approvals:
-            why = "; ".join(a.reason for a in judged if not a.counted) or "approval withdrawn"
-            actions.append(
-                Update(
-                    "ApprovalWithdrawn",
-                    why,
-                    State.AWAITING_APPROVAL,
-                    {"approvals": judged, "approved_at": None},
-                )
-            )
-            return _decision(*actions)
-        if actions:
-            return _decision(*actions)
+    if seen.newer_approved is not None:
+        # A newer release (which contains this one) is approved or already in production: promoting
+        # this one after it would take production back.
+        return _supersede(release, seen.newer_approved)
+    recheck = _approval_recheck(release, seen, policy)
+    if recheck is not None:
+        return recheck
     if seen.production_busy_with is not None:
         return _wait(WaitingOn.STAGE, f"production is busy with release {seen.production_busy_with}")
     if policy.capture_backup:
@@ -406,6 +401,29 @@ def _approved(release: Release, seen: Observation, policy: Policy, now: datetime
         PostStatus(PRODUCTION_STATUS, "INPROGRESS", f"Promoting to {release.production_app}"),
         Promote(),
     )
+
+
+def _approval_recheck(release: Release, seen: Observation, policy: Policy) -> Decision | None:
+    """Approval is re-checked at the moment of promotion, not only when it was given: None when it
+    still holds and there is nothing new to record; else the decision (rejected, withdrawn, or the
+    events of approvals judged since)."""
+    pr = seen.pull_request
+    if pr is None:
+        return None
+    closed = _closed(release, pr, policy)
+    if closed is not None:
+        return closed
+    judged = judge_approvals(release, pr, seen.release_branch_head, policy)
+    actions: list[Action] = list(_approval_events(release, judged))
+    if sum(a.counted for a in judged) < policy.min_approvals:
+        why = "; ".join(a.reason for a in judged if not a.counted) or "approval withdrawn"
+        actions.append(
+            Update(
+                "ApprovalWithdrawn", why, State.AWAITING_APPROVAL, {"approvals": judged, "approved_at": None}
+            )
+        )
+        return _decision(*actions)
+    return _decision(*actions) if actions else None
 
 
 def _backing_up(release: Release, seen: Observation, policy: Policy, now: datetime) -> Decision:
@@ -439,6 +457,12 @@ def _backing_up(release: Release, seen: Observation, policy: Policy, now: dateti
         return _decision(
             Update("BackupFailed", why, State.PROMOTION_FAILED, fields, refs),
             PostStatus(PRODUCTION_STATUS, "FAILED", f"Backup {backup.name} failed; not promoted"),
+        )
+    recheck = _approval_recheck(release, seen, policy)
+    if recheck is not None and any(isinstance(a, Update) and a.to is not None for a in recheck.actions):
+        return _decision(
+            Update("BackupCaptured", f"backup {backup.name} completed", fields=fields, refs=refs),
+            *recheck.actions,
         )
     return _decision(
         Update(
@@ -502,7 +526,7 @@ def _promoting(release: Release, seen: Observation, policy: Policy, now: datetim
 def _production_verifying(release: Release, seen: Observation, policy: Policy, now: datetime) -> Decision:
     if release.pending_action == "rollback" or release.rollback_release_id is not None:
         return _rolling_back(release, seen, policy, now)
-    outcome = _verification(release, seen, policy.production, now, "Production")
+    outcome = _verification(release, seen, policy, now, "Production", release.production_release_version)
     if isinstance(outcome, Decision):
         return outcome
     if isinstance(outcome, str):
@@ -510,7 +534,11 @@ def _production_verifying(release: Release, seen: Observation, policy: Policy, n
             why = f"{outcome}; nothing to roll back to (production had no release before)"
             return _promotion_failed(release, why, {})
         return _decision(
-            Update("ProductionVerificationFailed", outcome, fields={"reason": outcome}),
+            Update(
+                "ProductionVerificationFailed",
+                outcome,
+                fields={"reason": outcome, "pending_action": "rollback", "pending_since": now},
+            ),
             RollBack(release.previous_release_id, release.previous_release_version, outcome),
         )
     version = release.production_release_version
@@ -568,8 +596,18 @@ def _rolled_back(release: Release, rollback: HerokuRelease) -> Decision:
 
 def _released(release: Release, seen: Observation, policy: Policy, now: datetime) -> Decision:
     merge: list[Action] = []
-    if seen.pull_request is not None and seen.pull_request.state == "OPEN":
+    pr = seen.pull_request
+    if pr is not None and pr.state == "OPEN":
         merge.append(MergePullRequest())
+    elif pr is not None and pr.state != "MERGED":
+        who = pr.closed_by.username if pr.closed_by else "someone"
+        merge.append(
+            Update(
+                "ReleaseNotMerged",
+                f"release pull request #{pr.id} was {pr.state.lower()} by {who} after the promotion: "
+                "production runs this release but the production branch does not have it; merge it by hand",
+            )
+        )
     problem = backup_problem(seen.latest_backup, policy.backup_max_age, now)
     if problem is None:
         assert seen.latest_backup is not None
@@ -619,7 +657,7 @@ def judge_approvals(
     for p in pr.participants:
         if not p.approved:
             continue
-        at = p.participated_on or release.updated_at
+        at = p.participated_on or release.created_at
         name = p.user.username
         wrote = next((c for c in authors if c.author is not None and c.author.same_as(p.user)), None)
         if policy.controller_account is not None and p.user.same_as(policy.controller_account):
@@ -629,6 +667,10 @@ def judge_approvals(
         elif wrote is not None:
             reason = (
                 f"{name} wrote commit {wrote.hash[:12]} in this release; authors never approve their work"
+            )
+        elif p.participated_on is None:
+            reason = (
+                f"Bitbucket gives no time for {name}'s approval: it cannot be shown to follow verification"
             )
         elif release.staging_verified_at is None or at < release.staging_verified_at:
             reason = f"{name} approved at {at.isoformat()}, before staging was verified"
@@ -676,9 +718,23 @@ def backup_problem(backup: Backup | None, max_age: timedelta, now: datetime) -> 
 
 
 def _verification(
-    release: Release, seen: Observation, rule: Verification, now: datetime, stage: str
+    release: Release, seen: Observation, policy: Policy, now: datetime, stage: str, version: int | None
 ) -> Decision | bool | str:
-    """True when the checks passed; a Decision to wait or retry; a failure reason when out of tries."""
+    """True when the checks passed; a Decision to wait or retry; a failure reason when out of tries.
+
+    Checks count only once every dyno runs the new release (Heroku restarts dynos after a release
+    succeeds; a check that reached an old one would prove nothing); a dyno of the new release that
+    crashed, or dynos that do not start within ``Policy.dyno_start_timeout``, fail at once."""
+    rule = policy.staging if stage == "Staging" else policy.production
+    if seen.dynos is not None:
+        problem, crashed = dyno_problem(seen.dynos, version)
+        if problem is not None:
+            started = release.verification_started_at or now
+            if crashed:
+                return f"{stage}: {problem}"
+            if now - started > policy.dyno_start_timeout:
+                return f"{stage}: {problem} after {policy.dyno_start_timeout}"
+            return _wait(WaitingOn.HEROKU, f"{stage}: {problem}")
     if seen.checks is None:
         until = release.next_check_at
         done = (
@@ -705,6 +761,18 @@ def _verification(
             next_at,
         ),
     )
+
+
+def dyno_problem(dynos: tuple[Dyno, ...], version: int | None) -> tuple[str | None, bool]:
+    """Why the dynos do not (yet) run release ``version``, and whether one of them crashed on it."""
+    crashed = [d.name for d in dynos if d.state == "crashed" and d.release_version == version]
+    if crashed:
+        return f"{', '.join(crashed)} crashed running v{version}", True
+    behind = [d for d in dynos if d.state != "up" or d.release_version != version]
+    if behind:
+        listed = ", ".join(f"{d.name} {d.state} on v{d.release_version}" for d in behind)
+        return f"waiting for the dynos to run v{version} ({listed})", False
+    return None, False
 
 
 def _checks_summary(checks: tuple[CheckResult, ...] | None) -> str:

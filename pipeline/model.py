@@ -166,6 +166,16 @@ class HerokuRelease:
 
 
 @dataclass(frozen=True)
+class Dyno:
+    """One running process of an app: ``state`` crashed | down | idle | starting | up."""
+
+    name: str
+    type: str
+    state: str
+    release_version: int | None
+
+
+@dataclass(frozen=True)
 class PromotionTarget:
     app_id: str
     release_id: str | None

@@ -16,6 +16,7 @@ from pipeline.model import (
     Backup,
     Change,
     Commit,
+    Dyno,
     Event,
     HerokuBuild,
     HerokuRelease,
@@ -141,6 +142,10 @@ class Platform(Protocol):
 
     def rollback(self, app: str, release_id: str) -> HerokuRelease:
         """Create a new release of ``app`` running ``release_id``'s slug and config."""
+        ...
+
+    def dynos(self, app: str) -> list[Dyno]:
+        """The app's dynos now, each with the release it runs."""
         ...
 
     def web_url(self, app: str) -> str:

@@ -45,6 +45,7 @@ class Services:
         deadline = time.monotonic() + timeout
         reports: list[PassReport] = []
         first = True
+        overtime = False
         while True:
             report = self.tick(detect=True if first else None)
             first = False
@@ -53,13 +54,15 @@ class Services:
                 on_pass(report)
             if not report.moving and not report.skipped:
                 return reports
-            if time.monotonic() > deadline and not reports[-1].moved_any:
-                # Out of time, and the last pass only waited: name what is still moving by itself.
-                moving = [r for r in report.releases if r.wait and r.wait.on.moves_by_itself]
+            if time.monotonic() > deadline and (overtime or not report.moved_any):
+                # Out of time (one pass more for a release that just moved into a wait on a
+                # person): name what is still moving by itself.
+                moving = [r for r in report.releases if r.moved or (r.wait and r.wait.on.moves_by_itself)]
                 waiting = "; ".join(
                     f"release {r.release_id} {r.state}: {r.wait.detail}" for r in moving if r.wait
                 )
                 raise SettleTimeout(f"still moving after {timeout:g}s: {waiting or report.skipped}")
+            overtime = time.monotonic() > deadline
             time.sleep(1.0 if report.skipped else report.pause(self.clock()))
 
     # --- Reading -------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Faults on demand: make a stand-in answer 5xx, 429, slowly, or not at all.
+"""Faults on demand: make a stand-in answer 5xx, 429, slowly, not at all, or act and not answer.
 
 A fault matches requests by service, HTTP method and a glob over the request path
 (``fnmatch``: ``*`` also matches ``/``). It fires ``times`` times (or until removed when
@@ -15,8 +15,8 @@ import threading
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-FaultKind = Literal["error", "rate_limit", "slow", "drop"]
-KINDS: tuple[str, ...] = ("error", "rate_limit", "slow", "drop")
+FaultKind = Literal["error", "rate_limit", "slow", "drop", "lost"]
+KINDS: tuple[str, ...] = ("error", "rate_limit", "slow", "drop", "lost")
 SERVICES: tuple[str, ...] = ("bitbucket", "heroku", "heroku-data")
 
 
@@ -67,8 +67,9 @@ class Faults:
         times: int | None = 1,
     ) -> Fault:
         """Add a fault. ``kind`` is one of error (``status``, default 503), rate_limit (429),
-        slow (wait ``delay`` seconds, then answer normally) or drop (close the connection
-        without an answer)."""
+        slow (wait ``delay`` seconds, then answer normally), drop (close the connection
+        without an answer) or lost (do what was asked, then close the connection without an
+        answer: the request took effect but the client never hears so)."""
         if kind not in KINDS:
             raise FaultError(f"kind: {kind!r} is not one of {', '.join(KINDS)}")
         if service is not None and service not in SERVICES:

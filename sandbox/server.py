@@ -119,12 +119,16 @@ class ServiceServer:
         if fault is not None:
             if fault.kind == "slow":
                 time.sleep(fault.delay)
-            elif fault.kind == "drop":
+            elif fault.kind in ("drop", "lost"):
+                if fault.kind == "lost":  # act on the request, then lose the answer
+                    assert self._app is not None, "ServiceServer.start() was not called"
+                    for _ in self._app(environ, lambda *args, **kwargs: None):
+                        pass
                 sock = environ.get("werkzeug.socket")
                 if sock is not None:
                     with contextlib.suppress(OSError):
                         sock.shutdown(socket.SHUT_RDWR)
-                raise _DropConnection("dropped by a sandbox fault")
+                raise _DropConnection(f"{fault.kind} by a sandbox fault")
             else:
                 return self._fault_response(fault)(environ, start_response)
         assert self._app is not None, "ServiceServer.start() was not called"

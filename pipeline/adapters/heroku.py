@@ -25,7 +25,7 @@ import requests
 
 from pipeline.adapters import http
 from pipeline.errors import ExternalError, Permanent, Temporary
-from pipeline.model import HerokuBuild, HerokuRelease, Promotion, PromotionTarget
+from pipeline.model import Dyno, HerokuBuild, HerokuRelease, Promotion, PromotionTarget
 
 SERVICE = "heroku"
 CREDENTIAL = "HEROKU_API_KEY"
@@ -66,6 +66,18 @@ def release(data: Mapping[str, Any]) -> HerokuRelease:
         description=str(data.get("description") or ""),
         created_at=http.parse_time(data["created_at"]),
         output_stream_url=data.get("output_stream_url"),
+    )
+
+
+def dyno(data: Mapping[str, Any]) -> Dyno:
+    """A dyno from its raw JSON."""
+    rel = data.get("release") or {}
+    version = rel.get("version")
+    return Dyno(
+        name=str(data["name"]),
+        type=str(data.get("type") or str(data["name"]).split(".")[0]),
+        state=str(data["state"]),
+        release_version=int(version) if version is not None else None,
     )
 
 
@@ -241,6 +253,13 @@ class HerokuPlatform:
         data = self._json("GET", path, what)
         with http.reading(SERVICE, what):
             return release(data)
+
+    def dynos(self, app: str) -> list[Dyno]:
+        """The app's dynos now, each with the release version it runs."""
+        what = f"listing the dynos of {app}"
+        data = self._json("GET", f"apps/{self._segment(app)}/dynos", what)
+        with http.reading(SERVICE, what):
+            return [dyno(d) for d in data]
 
     def releases(self, app: str, limit: int = 50) -> list[HerokuRelease]:
         """The app's releases, newest (highest version) first."""

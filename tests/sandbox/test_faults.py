@@ -62,6 +62,23 @@ def test_drop_and_slow_faults(sandbox: Sandbox) -> None:
     assert requests.get(url, headers=headers, timeout=5).status_code == 200
 
 
+def test_a_lost_answer_still_takes_effect(sandbox: Sandbox) -> None:
+    info = sandbox.info()
+    repo = f"{info['bitbucket']['api']}/repositories/whisper/claims"
+    headers = {"Authorization": f"Bearer {info['bitbucket']['users']['dev']}"}
+    main = requests.get(f"{repo}/refs/branches/main", headers=headers, timeout=5).json()["target"]["hash"]
+    sandbox.faults.add(service="bitbucket", method="POST", path="*/refs/branches", kind="lost")
+    with pytest.raises(requests.ConnectionError):
+        requests.post(
+            f"{repo}/refs/branches",
+            json={"name": "lost-answer", "target": {"hash": main}},
+            headers=headers,
+            timeout=5,
+        )
+    created = requests.get(f"{repo}/refs/branches/lost-answer", headers=headers, timeout=5)
+    assert created.status_code == 200 and created.json()["target"]["hash"] == main
+
+
 @pytest.mark.parametrize(
     ("body", "message"),
     [

@@ -14,6 +14,7 @@ from pipeline.model import (
     Backup,
     CheckResult,
     Commit,
+    Dyno,
     HerokuBuild,
     HerokuRelease,
     Participant,
@@ -532,3 +533,99 @@ def test_every_final_state_decides_nothing() -> None:
     for state in State:
         if state.is_final:
             assert domain.decide(release(state), Observation(), POLICY, NOW).actions == ()
+
+
+# --- Review findings, pinned ---------------------------------------------------------------------
+
+
+def test_an_approved_release_is_superseded_by_a_newer_one_already_approved() -> None:
+    newer = replace(approved(), id=9, commit="b" * 40, pull_request_url="http://bb/pr/5")
+    seen = Observation(pull_request=pr(approval(PO)), release_branch_head=COMMIT, newer_approved=newer)
+    decision = domain.decide(approved(), seen, POLICY, NOW)
+    assert final_state(decision) == State.SUPERSEDED
+    assert any(isinstance(a, domain.DeclinePullRequest) for a in decision.actions)
+
+
+@pytest.mark.parametrize(
+    ("seen", "expected"),
+    [
+        (
+            Observation(pull_request=pr(state="DECLINED", closed_by=PO), release_branch_head=COMMIT),
+            State.REJECTED,
+        ),
+        (Observation(pull_request=pr(approval(PO)), release_branch_head="c" * 40), State.AWAITING_APPROVAL),
+        (Observation(pull_request=pr(approval(PO)), release_branch_head=COMMIT), State.PROMOTING),
+    ],
+)
+def test_approval_is_judged_again_when_the_backup_is_done(seen: Observation, expected: State) -> None:
+    backing_up = replace(approved(), state=State.BACKING_UP, backup_id="u-1")
+    decision = domain.decide(backing_up, replace(seen, backup=backup("completed")), POLICY, NOW)
+    assert final_state(decision) == expected
+    assert "Promote" in kinds(decision) or expected != State.PROMOTING
+
+
+def test_an_approval_without_a_time_does_not_count() -> None:
+    undated = Participant(PO, "REVIEWER", True, "approved", None)
+    decision = domain.decide(
+        awaiting(), Observation(pull_request=pr(undated), release_branch_head=COMMIT), POLICY, NOW
+    )
+    assert final_state(decision) is None
+    assert any("no time" in a.reason for a in decision.actions if isinstance(a, domain.Update))
+
+
+def dyno(state: str, version: int, name: str = "web.1") -> Dyno:
+    return Dyno(name, name.split(".")[0], state, version)
+
+
+@pytest.mark.parametrize(
+    ("dynos", "checks", "expected", "waits_on"),
+    [
+        ((dyno("up", 11),), None, None, WaitingOn.HEROKU),  # still the old release
+        ((dyno("starting", 12),), None, None, WaitingOn.HEROKU),
+        ((dyno("crashed", 12),), None, State.STAGING_FAILED, None),
+        ((dyno("up", 12),), PASS, None, None),  # verified: the pull request comes next
+    ],
+)
+def test_checks_count_only_once_the_dynos_run_the_new_release(
+    dynos: tuple[Dyno, ...],
+    checks: tuple[CheckResult, ...] | None,
+    expected: State | None,
+    waits_on: WaitingOn | None,
+) -> None:
+    verifying = release(State.STAGING_VERIFYING, staging_release_version=12, verification_started_at=NOW)
+    decision = domain.decide(verifying, Observation(dynos=dynos, checks=checks), POLICY, NOW)
+    assert final_state(decision) == expected
+    assert (decision.wait.on if decision.wait else None) == waits_on
+
+
+def test_dynos_that_never_start_fail_verification() -> None:
+    verifying = release(
+        State.STAGING_VERIFYING,
+        staging_release_version=12,
+        verification_started_at=NOW - timedelta(minutes=5),
+    )
+    decision = domain.decide(verifying, Observation(dynos=(dyno("starting", 12),)), POLICY, NOW)
+    assert final_state(decision) == State.STAGING_FAILED
+
+
+def test_a_release_whose_pull_request_was_declined_after_promotion_says_it_is_not_merged() -> None:
+    r = release(State.RELEASED, pull_request_id=4)
+    seen = Observation(pull_request=pr(state="DECLINED", closed_by=DEV), latest_backup=backup("completed"))
+    assert kinds(domain.decide(r, seen, POLICY, NOW)) == ["ReleaseNotMerged", "BackupsVerified"]
+
+
+def test_a_succeeded_build_without_its_release_yet_is_waited_for() -> None:
+    decision = domain.decide(
+        release(State.STAGING_DEPLOYING, staging_build_id="b-1"),
+        Observation(build=build("succeeded")),
+        POLICY,
+        NOW,
+    )
+    assert not decision.does_something and decision.wait and decision.wait.on == WaitingOn.HEROKU
+
+
+def test_a_failed_production_check_marks_the_rollback_before_doing_it() -> None:
+    decision = domain.decide(verifying_production(check_attempts=1), Observation(checks=FAIL), POLICY, NOW)
+    failed = decision.actions[0]
+    assert isinstance(failed, domain.Update) and failed.fields["pending_action"] == "rollback"
+    assert isinstance(decision.actions[1], domain.RollBack)
