@@ -94,10 +94,16 @@ class _Redact(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         if any(s in message for s in self.secrets):
-            for secret in self.secrets:
-                message = message.replace(secret, "***")
-            record.msg, record.args = message, None
+            record.msg, record.args = self._blank(message), None
+        if record.exc_info and not record.exc_text:
+            # Formatters print exc_text when it is set: a traceback's text is redacted too.
+            record.exc_text = self._blank(logging.Formatter().formatException(record.exc_info))
         return True
+
+    def _blank(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return text
 
 
 def redact_logs(secrets: list[str]) -> None:
