@@ -169,7 +169,7 @@ def _serve(services: Services, ready: Callable[[Scheduler], None] | None = None)
         "SIGINT or SIGTERM stops after the running pass.",
         err=True,
     )
-    scheduler = Scheduler(lambda: services.tick(detect=None), interval)
+    scheduler = Scheduler(lambda detect: services.tick(detect=detect), interval)
     if ready is not None:
         threading.Thread(target=ready, args=(scheduler,), daemon=True).start()
     scheduler.serve(stop)
@@ -306,7 +306,7 @@ def run(config_path: Path, state_dir: Path) -> None:
             merged = people.merge_change(
                 f"Demo change {stamp}", {"DEMO.md": f"Changed at {stamp}\n".encode()}
             )
-            scheduler.run_now()  # the controller would hear of the merge by webhook; do not wait a poll
+            scheduler.run_now(look=True)  # as a webhook will: do not wait a poll for the merge
             poll = services.settings.schedule.poll_interval.total_seconds()
             exe = "pipeline"
             where = f" --state-dir {state_dir}" if state_dir != DEFAULT_SANDBOX_DIR else ""

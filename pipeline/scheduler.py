@@ -23,8 +23,11 @@ JOB_ID = "pass"
 
 
 class Scheduler:
-    def __init__(self, run_pass: Callable[[], PassReport], interval: timedelta) -> None:
+    def __init__(self, run_pass: Callable[[bool | None], PassReport], interval: timedelta) -> None:
+        """``run_pass(detect)``: one pass; ``detect`` True looks at the branch and every release now,
+        None when due (see ``Controller.tick``)."""
         self._run_pass = run_pass
+        self._look = threading.Event()
         self._scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(1)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
@@ -33,11 +36,14 @@ class Scheduler:
         self._scheduler.add_job(
             self._safe_pass, "interval", seconds=interval.total_seconds(), id=JOB_ID, next_run_time=utcnow()
         )
+        self._look.set()  # the first pass looks at everything
         self.passes = 0
 
     def _safe_pass(self) -> None:
+        look = self._look.is_set()
+        self._look.clear()
         try:
-            report = self._run_pass()
+            report = self._run_pass(True if look else None)
         except Exception:  # one bad pass must not stop the service; the next one tries again
             log.exception("pass failed")
             return
@@ -49,8 +55,11 @@ class Scheduler:
             # Something moves by itself (a build, a check retry): look again soon, not a poll later.
             self.run_now(delay=timedelta(seconds=report.pause(utcnow())))
 
-    def run_now(self, delay: timedelta = timedelta(0)) -> None:
-        """Bring the next pass forward (it still never overlaps a running one)."""
+    def run_now(self, delay: timedelta = timedelta(0), *, look: bool = False) -> None:
+        """Bring the next pass forward (it still never overlaps a running one); ``look``: something
+        happened in Bitbucket (a merge, an approval), so that pass looks at everything."""
+        if look:
+            self._look.set()
         job = self._scheduler.get_job(JOB_ID)
         if job is not None:
             job.modify(next_run_time=utcnow() + delay)
