@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run demo test check lint types fidelity clean
+.PHONY: run demo bench test check lint types fidelity clean
 
 # constraints.txt pins every package to the versions the suite last passed with
 # (refresh: `.venv/bin/pip freeze --exclude-editable > constraints.txt`).
@@ -18,6 +18,10 @@ $(STAMP): pyproject.toml constraints.txt
 ## Heroku; without, on the local sandbox (state in .pipeline/sandbox) with one demo change merged.
 run: $(STAMP)
 	$(BIN)/pipeline run
+
+## make bench: decisions/s, store writes/s (SQLite, PostgreSQL), one release's time, requests and memory.
+bench: $(STAMP)
+	$(BIN)/python tests/bench/bench.py
 
 ## make demo: the whole story on a fresh sandbox, then its timeline.
 demo: $(STAMP)

@@ -36,6 +36,11 @@ class RollingLimiter:
             hits.append(now)
             return True, self.limit - len(hits)
 
+    def used(self, who: str) -> int:
+        """Requests ``who`` made in the rolling window (what the budget has spent)."""
+        with self._lock:
+            return len(self._hits.get(who, ()))
+
     def headers(self, remaining: int) -> dict[str, str]:
         return {
             "X-RateLimit-Limit": str(self.limit),
