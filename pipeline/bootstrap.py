@@ -58,11 +58,12 @@ def services(settings: Settings, *, connect: bool = True) -> Services:
     """The services over the real adapters. ``connect=False`` gives the store-only services the
     reading commands need (history, show); otherwise credentials are checked here, once, so a bad
     token fails at start with a message naming it."""
+    from pipeline import domain
     from pipeline.adapters.bitbucket import BitbucketCloud
     from pipeline.adapters.heroku import HerokuPlatform
     from pipeline.adapters.heroku_data import HerokuBackups
     from pipeline.controller import Controller
-    from pipeline.model import Person
+    from pipeline.errors import ConfigError, ConfigInvalid
     from pipeline.services import Services
 
     redact_logs(
@@ -78,9 +79,16 @@ def services(settings: Settings, *, connect: bool = True) -> Services:
     source = BitbucketCloud(src.url, bitbucket_token, src.workspace, src.repository)
     platform = HerokuPlatform(settings.heroku.api_url, heroku_key)
     backups = HerokuBackups(settings.heroku.data_api_url, settings.heroku.api_url, heroku_key)
-    account = Person(username=source.check_access())
+    source.check_access()
     platform.check_access()
-    controller = Controller(settings, source, platform, backups, releases, controller_account=account)
+    account = source.account()
+    approvers, problems = domain.pin_approvers(tuple(settings.approval.approvers), source.workspace_members())
+    if problems:
+        where = settings.config_path.name
+        raise ConfigInvalid([ConfigError(where, f"approval.approvers[{i}]", why) for i, why in problems])
+    controller = Controller(
+        settings, source, platform, backups, releases, controller_account=account, approvers=approvers
+    )
     return Services(settings, releases, controller=controller, platform=platform)
 
 

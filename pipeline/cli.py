@@ -63,8 +63,18 @@ def _settings(
 
 def _services(config_path: Path, *, connect: bool = True) -> Services:
     settings = _settings(config_path, require_secrets=connect)
+    return _connect(settings, connect=connect)
+
+
+def _connect(settings: Settings, *, connect: bool = True) -> Services:
+    """The services; exit 2 when Bitbucket shows the configuration wrong (an approver no member of
+    the workspace), 1 when a service refuses or cannot be reached."""
     try:
         return bootstrap.services(settings, connect=connect)
+    except ConfigInvalid as exc:
+        for problem in exc.problems:
+            click.echo(f"error: {problem}", err=True)
+        sys.exit(2)
     except ExternalError as exc:
         raise click.ClickException(f"cannot start: {exc}") from exc
 
@@ -294,11 +304,7 @@ def run(config_path: Path, state_dir: Path) -> None:
         info = box.info()
         _describe(info, err=True)
         overrides = dict(info["env"]) | {"PIPELINE_DATABASE_URL": bootstrap.sandbox_database_url(state_dir)}
-        sandboxed = _settings(config_path, overrides=overrides)
-        try:
-            services = bootstrap.services(sandboxed)
-        except ExternalError as exc:
-            raise click.ClickException(f"cannot start: {exc}") from exc
+        services = _connect(_settings(config_path, overrides=overrides))
 
         def merge_a_change(scheduler: Scheduler) -> None:
             people = demo.People(info)

@@ -113,6 +113,7 @@ class Controller:
         store: ReleaseStore,
         *,
         controller_account: Any = None,
+        approvers: frozenset[str] | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.settings = settings
@@ -121,7 +122,7 @@ class Controller:
         self.backups = backups
         self.store = store
         self.clock = clock
-        self.policy = policy_of(settings, controller_account)
+        self.policy = policy_of(settings, controller_account, approvers)
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._web_urls: dict[str, str] = {}
         self._last_detect: float | None = None
@@ -735,12 +736,16 @@ class Controller:
         )
 
 
-def policy_of(settings: Settings, controller_account: Any = None) -> domain.Policy:
-    """The domain's rules, from the settings."""
+def policy_of(
+    settings: Settings, controller_account: Any = None, approvers: frozenset[str] | None = None
+) -> domain.Policy:
+    """The domain's rules, from the settings; ``approvers``: their pinned account ids and uuids
+    (else the names as written)."""
     backups = settings.production.backups
     return domain.Policy(
         required_builds=tuple(settings.source.required_builds),
-        approvers=frozenset(settings.approval.approvers),
+        approvers=approvers if approvers is not None else frozenset(settings.approval.approvers),
+        approver_names=tuple(settings.approval.approvers),
         min_approvals=settings.approval.min_approvals,
         controller_account=controller_account,
         staging=verification_of(settings.staging),

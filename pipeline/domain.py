@@ -58,7 +58,10 @@ class Policy:
     """The rules of one pipeline, from its configuration."""
 
     required_builds: tuple[str, ...] = ()
+    # Who may approve: their uuids and account ids once pinned to accounts at start (a nickname
+    # alone can be taken by anyone), and the names people wrote, for messages.
     approvers: frozenset[str] = frozenset()
+    approver_names: tuple[str, ...] = ()
     min_approvals: int = 1
     controller_account: Person | None = None
     staging: Verification = Verification()
@@ -71,6 +74,42 @@ class Policy:
     # answer lost in a crash is processed within a request timeout, and Heroku lists builds,
     # backups and releases as soon as it accepts them.
     intent_grace: timedelta = timedelta(seconds=20)
+
+    @property
+    def approvers_text(self) -> str:
+        return ", ".join(self.approver_names or sorted(self.approvers))
+
+
+def pin_approvers(
+    names: tuple[str, ...], members: list[Person]
+) -> tuple[frozenset[str], list[tuple[int, str]]]:
+    """The account ids and uuids of the workspace members ``names`` designate (a username, an
+    account id or a {uuid} each), and the problems: (index, why) for a name that designates nobody,
+    or more than one member (Bitbucket nicknames are neither unique nor fixed)."""
+    pinned: set[str] = set()
+    problems: list[tuple[int, str]] = []
+    for index, name in enumerate(names):
+        found = [m for m in members if m.is_one_of((name,))]
+        if not found:
+            problems.append(
+                (
+                    index,
+                    f"{name!r} is no member of the workspace: give a member's username, "
+                    "account id or {uuid}",
+                )
+            )
+        elif len(found) > 1:
+            ids = ", ".join(m.account_id or m.uuid for m in found)
+            problems.append(
+                (
+                    index,
+                    f"{name!r} is the username of {len(found)} members ({ids}): "
+                    "give the account id or {uuid} of the one who approves",
+                )
+            )
+        else:
+            pinned.update(ident for ident in (found[0].uuid, found[0].account_id) if ident)
+    return frozenset(pinned), problems
 
 
 @dataclass(frozen=True)
@@ -362,7 +401,7 @@ def _awaiting_approval(release: Release, seen: Observation, policy: Policy, now:
         )
         return _decision(*actions)
     missing = policy.min_approvals - len(counted)
-    approvers = ", ".join(sorted(policy.approvers))
+    approvers = policy.approvers_text
     actions.append(
         Wait(
             WaitingOn.PERSON,
@@ -663,7 +702,7 @@ def judge_approvals(
         if policy.controller_account is not None and p.user.same_as(policy.controller_account):
             reason = "the controller's own account never counts"
         elif not p.user.is_one_of(policy.approvers):
-            reason = f"{name} is not an approver (approval.approvers: {', '.join(sorted(policy.approvers))})"
+            reason = f"{name} is not an approver (approval.approvers: {policy.approvers_text})"
         elif wrote is not None:
             reason = (
                 f"{name} wrote commit {wrote.hash[:12]} in this release; authors never approve their work"

@@ -20,6 +20,7 @@ from pipeline.model import (
     Event,
     HerokuBuild,
     HerokuRelease,
+    Person,
     Promotion,
     PullRequest,
     Release,
@@ -33,6 +34,14 @@ class SourceControl(Protocol):
     def check_access(self) -> str:
         """Read the repository once; return the controller account's username. Permanent on bad
         credentials or a missing repository (the message says which)."""
+        ...
+
+    def account(self) -> Person:
+        """The controller's own Bitbucket account (its approvals never count)."""
+        ...
+
+    def workspace_members(self) -> list[Person]:
+        """Every member of the repository's workspace, with uuid and account id."""
         ...
 
     def branch_head(self, branch: str) -> str | None:

@@ -191,9 +191,12 @@ class BitbucketCloud:
             raise Permanent(SERVICE, f"unexpected answer while {what}: not a JSON object")
         return body
 
-    def _pages(self, path: str, what: str, params: Mapping[str, Any], limit: int) -> Iterator[dict[str, Any]]:
-        """The values of a paged list, following ``next``, at most ``limit`` of them."""
-        body = self._get(f"{self._path}/{path}", what, params)
+    def _pages(
+        self, path: str, what: str, params: Mapping[str, Any], limit: int, *, in_repository: bool = True
+    ) -> Iterator[dict[str, Any]]:
+        """The values of a paged list, following ``next``, at most ``limit`` of them; ``path`` is
+        below the repository, or below /2.0 when not ``in_repository``."""
+        body = self._get(f"{self._path}/{path}" if in_repository else path, what, params)
         count = 0
         while True:
             with http.reading(SERVICE, what):
@@ -250,6 +253,22 @@ class BitbucketCloud:
             )
             raise type(exc)(SERVICE, message, status=exc.status, evidence=exc.evidence) from exc
         return username
+
+    def workspace_members(self) -> list[Person]:
+        """Every member of the repository's workspace (to pin approvers to their accounts)."""
+        what = f"listing the members of workspace {self.workspace}"
+        path = f"workspaces/{quote(self.workspace, safe='')}/members"
+        members = self._pages(path, what, {"pagelen": PAGELEN}, 10_000, in_repository=False)
+        with http.reading(SERVICE, what):
+            return [p for p in (person(m.get("user")) for m in members) if p is not None]
+
+    def account(self) -> Person:
+        """The account BITBUCKET_TOKEN belongs to."""
+        what = "reading the account BITBUCKET_TOKEN belongs to"
+        found = person(self._get("user", what))
+        if found is None or not found.username:
+            raise Permanent(SERVICE, f"unexpected answer while {what}: no account")
+        return found
 
     def branch_head(self, branch: str) -> str | None:
         """The 40-character commit ``branch`` points at, or None when there is no such branch."""

@@ -2,7 +2,7 @@
 
 R below is ``/2.0/repositories/{workspace}/{repo_slug}``::
 
-    GET  /2.0/user, /2.0/users/{uuid|account_id|nickname}, /2.0/workspaces/{ws}
+    GET  /2.0/user, /2.0/users/{uuid|account_id|nickname}, /2.0/workspaces/{ws}, /2.0/workspaces/{ws}/members
     GET  /2.0/repositories/{ws}                        GET R
     GET|POST R/refs/branches    GET|DELETE R/refs/branches/{name}
     GET|POST R/commits[/{revision}] (include/exclude)  GET R/commit/{hash}
@@ -68,6 +68,25 @@ def register(app: flask.Flask, bb: BitbucketCloud) -> None:
         if ws is None:
             raise not_found(f"No workspace with identifier '{workspace}'.")
         return answer(shapes.workspace(ws, full=True))
+
+    @app.route("/2.0/workspaces/<workspace>/members", methods=["GET"])
+    def workspace_members(workspace: str) -> flask.Response:
+        ws = bb.store.workspaces.get(workspace)
+        if ws is None:
+            raise not_found(f"No workspace with identifier '{workspace}'.")
+        req = paging.page_request(flask.request.args)
+        base = shapes.api(f"workspaces/{workspace}/members")
+        with bb.lock:
+            values = [
+                {
+                    "type": "workspace_membership",
+                    "user": shapes.user(name),
+                    "workspace": shapes.workspace(ws),
+                    "links": {"self": {"href": f"{base}/{bb.store.users[name]['uuid']}"}},
+                }
+                for name in sorted(bb.store.users)
+            ]
+        return answer(paging.page_of(values, req, base=base, args=flask.request.args))
 
     # -- repositories -------------------------------------------------------------------------
 

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import re
+import shutil
+from pathlib import Path
 
 import pytest
 from e2e_world import World
 
+from pipeline import bootstrap, config
+from pipeline.errors import ConfigInvalid
 from pipeline.model import State
 from sandbox.demo import breaking_change, health_file
 
@@ -204,3 +208,14 @@ def test_passing_failures_and_lost_answers_are_retried_without_doing_anything_tw
     assert len(world.promotions()) == 1
     assert len(world.production_backups()) == 1
     assert world.sandbox.faults.list() == []  # every fault fired
+
+
+def test_approvers_must_be_members_of_the_workspace(world: World, tmp_path: Path) -> None:
+    text = world.config_path.read_text().replace("approvers: [po]", "approvers: [po, nobody]")
+    (tmp_path / "pipeline.yml").write_text(text)
+    shutil.copytree(world.config_path.parent / "environments", tmp_path / "environments")
+    settings = config.load(tmp_path / "pipeline.yml", env=world.env)
+    with pytest.raises(ConfigInvalid) as raised:
+        bootstrap.services(settings)
+    (problem,) = raised.value.problems
+    assert problem.key == "approval.approvers[1]" and "no member of the workspace" in problem.message

@@ -319,6 +319,10 @@ def test_accounts(sb: Sandbox) -> None:
 def test_repositories_and_branches(sb: Sandbox) -> None:
     workspace = sb.answer("workspace", "GET", f"/2.0/workspaces/{WS}")
     assert workspace["slug"] == WS
+    members = sb.page("paginated_workspace_memberships", f"/2.0/workspaces/{WS}/members")
+    assert {m["user"]["nickname"] for m in members} >= {"dev", "po", "ops", "controller", "readonly"}
+    for member in members:
+        sb.contract.check("workspace_membership", member)
     [listed] = sb.page("paginated_repositories", f"/2.0/repositories/{WS}")
     repo = sb.answer("repository", "GET", R)
     assert listed == repo and repo["full_name"] == f"{WS}/{REPO}"

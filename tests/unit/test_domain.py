@@ -629,3 +629,23 @@ def test_a_failed_production_check_marks_the_rollback_before_doing_it() -> None:
     failed = decision.actions[0]
     assert isinstance(failed, domain.Update) and failed.fields["pending_action"] == "rollback"
     assert isinstance(decision.actions[1], domain.RollBack)
+
+
+def test_approvers_are_pinned_to_accounts_and_ambiguous_names_refused() -> None:
+    impostor = Person("po", "{impostor}", "1:impostor", "Not the PO")
+    pinned, problems = domain.pin_approvers(("po", "1:ops"), [PO, OPS, DEV])
+    assert pinned == {"{po}", "1:po", "{ops}", "1:ops"} and problems == []
+    _, problems = domain.pin_approvers(("po", "nobody"), [PO, impostor])
+    assert [i for i, _ in problems] == [0, 1]
+    assert "2 members" in problems[0][1] and "no member" in problems[1][1]
+
+
+def test_a_nickname_that_matches_no_pinned_account_does_not_count() -> None:
+    impostor = Person("po", "{impostor}", "1:impostor", "Not the PO")
+    pinned_policy = replace(POLICY, approvers=frozenset({"{po}", "1:po"}), approver_names=("po",))
+    seen = Observation(pull_request=pr(approval(impostor)), release_branch_head=COMMIT)
+    decision = domain.decide(awaiting(), seen, pinned_policy, NOW)
+    assert final_state(decision) is None
+    assert any("not an approver" in a.reason for a in decision.actions if isinstance(a, domain.Update))
+    genuine = Observation(pull_request=pr(approval(PO)), release_branch_head=COMMIT)
+    assert final_state(domain.decide(awaiting(), genuine, pinned_policy, NOW)) == State.APPROVED
