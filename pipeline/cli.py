@@ -27,6 +27,17 @@ from pipeline.services import Services, SettleTimeout
 DEFAULT_SANDBOX_DIR = Path(".pipeline") / "sandbox"
 
 
+def state_dir_option(help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--state-dir``: where a sandbox keeps its state (the same default everywhere)."""
+    return click.option(
+        "--state-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=DEFAULT_SANDBOX_DIR,
+        show_default=True,
+        help=help,
+    )
+
+
 CONFIG_OPTION = click.option(
     "--config",
     "config_path",
@@ -276,13 +287,7 @@ def show(config_path: Path, release_id: int, as_json: bool) -> None:
 
 @main.command()
 @CONFIG_OPTION
-@click.option(
-    "--state-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=DEFAULT_SANDBOX_DIR,
-    show_default=True,
-    help="Where the sandbox keeps its state (sandbox mode only).",
-)
+@state_dir_option("Where the sandbox keeps its state (sandbox mode only).")
 def run(config_path: Path, state_dir: Path) -> None:
     """The service: on the real Bitbucket and Heroku when BITBUCKET_TOKEN and HEROKU_API_KEY are
     set; otherwise on the local sandbox, with one demo change merged so something flows."""
@@ -366,13 +371,7 @@ def sandbox() -> None:
 
 @sandbox.command("up")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object describing the sandbox first.")
-@click.option(
-    "--state-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=DEFAULT_SANDBOX_DIR,
-    show_default=True,
-    help="Where the stand-ins keep their state across restarts.",
-)
+@state_dir_option("Where the stand-ins keep their state across restarts.")
 @click.option("--bitbucket-port", type=click.IntRange(0, 65535), default=0, help="0 = a free port.")
 @click.option("--heroku-port", type=click.IntRange(0, 65535), default=0, help="0 = a free port.")
 @click.option("--heroku-data-port", type=click.IntRange(0, 65535), default=0, help="0 = a free port.")
@@ -432,13 +431,7 @@ def sandbox_up(
 
 
 @sandbox.command("env")
-@click.option(
-    "--state-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=DEFAULT_SANDBOX_DIR,
-    show_default=True,
-    help="The state dir of the running sandbox.",
-)
+@state_dir_option("The state dir of the running sandbox.")
 def sandbox_env(state_dir: Path) -> None:
     """Print shell `export` lines pointing at the running sandbox.
 
@@ -463,13 +456,7 @@ def sandbox_env(state_dir: Path) -> None:
 @sandbox.command("approve")
 @click.option("--as", "user", default="po", show_default=True, help="The sandbox user who approves.")
 @click.option("--pull-request", type=int, default=None, help="Default: the open release pull request.")
-@click.option(
-    "--state-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=DEFAULT_SANDBOX_DIR,
-    show_default=True,
-    help="The state dir of the running sandbox.",
-)
+@state_dir_option("The state dir of the running sandbox.")
 def sandbox_approve(user: str, pull_request: int | None, state_dir: Path) -> None:
     """Approve a pull request in the sandbox's Bitbucket as one of its users (the Product Owner by
     default), as they would in Bitbucket's web page."""

@@ -163,13 +163,8 @@ class BitbucketCloud:
     def _calling(self, what: str) -> Iterator[None]:
         """Translate what a call raises: HTTP failures through ``http.error_for``, odd shapes
         (and the library's type checks) into Permanent."""
-        with http.reading(SERVICE, what):
-            try:
-                yield
-            except requests.RequestException as exc:
-                raise http.error_for(
-                    SERVICE, what, exc, credential=CREDENTIAL, secrets=(self._token,)
-                ) from exc
+        with http.calling(SERVICE, what, credential=CREDENTIAL, secrets=(self._token,)):
+            yield
 
     def _fail(self, what: str, response: requests.Response) -> ExternalError:
         return http.error_for(SERVICE, what, response, credential=CREDENTIAL, secrets=(self._token,))

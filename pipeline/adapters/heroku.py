@@ -120,16 +120,12 @@ class HerokuPlatform:
     def _calling(self, what: str, credential: str = CREDENTIAL) -> Iterator[None]:
         """Translate what a call raises: heroku3's RateLimitExceeded (it keeps no response) and
         every requests exception through ``http.error_for``; odd shapes into Permanent."""
-        with http.reading(SERVICE, what):
+        with http.calling(SERVICE, what, credential=credential, secrets=(self._api_key,)):
             try:
                 yield
             except heroku3.api.RateLimitExceeded as exc:
                 raise Temporary(
                     SERVICE, f"rate limited while {what}", status=429, retry_after=http.RATE_LIMIT_RETRY
-                ) from exc
-            except requests.RequestException as exc:
-                raise http.error_for(
-                    SERVICE, what, exc, credential=credential, secrets=(self._api_key,)
                 ) from exc
 
     def _fail(self, what: str, response: requests.Response, credential: str = CREDENTIAL) -> ExternalError:

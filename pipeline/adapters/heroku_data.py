@@ -13,8 +13,6 @@ from contextlib import contextmanager
 from typing import Any
 from urllib.parse import quote
 
-import requests
-
 from pipeline.adapters import http
 from pipeline.errors import NotFound, Permanent
 from pipeline.model import Backup
@@ -89,13 +87,8 @@ class HerokuBackups:
 
     @contextmanager
     def _calling(self, what: str) -> Iterator[None]:
-        with http.reading(SERVICE, what):
-            try:
-                yield
-            except requests.RequestException as exc:
-                raise http.error_for(
-                    SERVICE, what, exc, credential=CREDENTIAL, secrets=(self._api_key,)
-                ) from exc
+        with http.calling(SERVICE, what, credential=CREDENTIAL, secrets=(self._api_key,)):
+            yield
 
     def _json(self, method: str, url: str, what: str, params: Mapping[str, str] | None = None) -> Any:
         with self._calling(what):

@@ -286,6 +286,17 @@ def parse_optional_time(value: object) -> datetime | None:
 
 
 @contextmanager
+def calling(service: str, what: str, *, credential: str, secrets: Iterable[str]) -> Iterator[None]:
+    """Around a call: what it raises becomes ours - a failed request through ``error_for``, a
+    surprise in the answer's shape (or a client library's type check) through ``reading``."""
+    with reading(service, what):
+        try:
+            yield
+        except requests.RequestException as exc:
+            raise error_for(service, what, exc, credential=credential, secrets=secrets) from exc
+
+
+@contextmanager
 def reading(service: str, what: str) -> Iterator[None]:
     """Turn a surprise in an answer's shape (a missing field, a wrong type, a bad date) into a
     ``Permanent`` error naming ``what`` was being read."""

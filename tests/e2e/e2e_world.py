@@ -14,7 +14,7 @@ import yaml
 
 from pipeline.config import Settings
 from pipeline.demo import People
-from pipeline.model import Release, State
+from pipeline.model import Release
 from pipeline.services import Services
 from sandbox.core import Sandbox
 
@@ -86,7 +86,3 @@ def wait_until(what: str, probe: Callable[[], Any], timeout: float = 60) -> Any:
             return value
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.2)
-
-
-def state_of(world: World, commit: str) -> State:
-    return world.release(commit).state

@@ -10,8 +10,21 @@ from typing import Any
 import pytest
 
 from pipeline.store import SqlStore, open_store
+from sandbox.core import Sandbox
 
 BACKENDS = ("sqlite", "postgresql")
+
+
+@pytest.fixture
+def info(sandbox: Sandbox) -> dict[str, Any]:
+    """What the sandbox says of itself: URLs, tokens, app names."""
+    return sandbox.info()
+
+
+@pytest.fixture
+def key(info: dict[str, Any]) -> str:
+    """The sandbox's Heroku API key."""
+    return str(info["heroku"]["api_key"])
 
 
 @pytest.fixture(params=BACKENDS, ids=BACKENDS)

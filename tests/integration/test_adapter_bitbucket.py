@@ -18,9 +18,10 @@ from typing import Any
 
 import pytest
 import requests
+from adapter_support import assert_secret_free
 
 from pipeline.adapters.bitbucket import BitbucketCloud
-from pipeline.errors import ExternalError, NotFound, Permanent, Temporary
+from pipeline.errors import NotFound, Permanent, Temporary
 from sandbox.core import Sandbox
 
 WS, REPO = "whisper", "claims"
@@ -79,11 +80,6 @@ class Dev:
 
 
 @pytest.fixture
-def info(sandbox: Sandbox) -> dict[str, Any]:
-    return sandbox.info()
-
-
-@pytest.fixture
 def dev(info: dict[str, Any]) -> Dev:
     return Dev(info["bitbucket"]["url"], info["bitbucket"]["users"])
 
@@ -118,12 +114,6 @@ def base(bb: BitbucketCloud, dev: Dev, name: str) -> Iterator[str]:
     branch = f"{name}/base"
     bb.create_branch(branch, dev.head("main"))
     yield branch
-
-
-def assert_secret_free(error: ExternalError, secret: str) -> None:
-    assert secret not in str(error)
-    assert secret not in error.evidence
-    assert secret not in repr(error.args)
 
 
 # -- access --------------------------------------------------------------------------------------

@@ -6,56 +6,26 @@ rollback), plus Range paging and error translation."""
 from __future__ import annotations
 
 import hashlib
-import time
 import uuid
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import requests
+from adapter_support import assert_secret_free, poll
 
 from pipeline.adapters import http
 from pipeline.adapters.bitbucket import BitbucketCloud
 from pipeline.adapters.heroku import HerokuPlatform
-from pipeline.errors import ExternalError, NotFound, Permanent, Temporary
+from pipeline.errors import NotFound, Permanent, Temporary
 from pipeline.model import HerokuBuild, HerokuRelease
 from sandbox.core import Sandbox
 
 STAGING, PRODUCTION, PIPELINE = "claims-staging", "claims-production", "claims"
-T = TypeVar("T")
-
-
-def poll(what: str, read: Callable[[], T], until: Callable[[T], bool], timeout: float = 90.0) -> T:
-    """``read()`` again and again until ``until`` holds for what it returns; that value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = read()
-        if until(value):
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}; last seen: {value!r}")
-        time.sleep(0.25)
-
-
-@pytest.fixture
-def info(sandbox: Sandbox) -> dict[str, Any]:
-    return sandbox.info()
-
-
-@pytest.fixture
-def key(info: dict[str, Any]) -> str:
-    return str(info["heroku"]["api_key"])
 
 
 @pytest.fixture
 def heroku(info: dict[str, Any], key: str) -> HerokuPlatform:
     return HerokuPlatform(info["heroku"]["url"], key, timeout=10.0)
-
-
-def assert_secret_free(error: ExternalError, secret: str) -> None:
-    assert secret not in str(error)
-    assert secret not in error.evidence
-    assert secret not in repr(error.args)
 
 
 def new_commit(info: dict[str, Any], marker: str) -> str:

@@ -5,43 +5,19 @@ it by number, name and uuid; the CLI's status and name rules; error translation.
 from __future__ import annotations
 
 import dataclasses
-import time
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
+from adapter_support import assert_secret_free, poll
 
 from pipeline.adapters import heroku_data
 from pipeline.adapters.heroku_data import HerokuBackups
-from pipeline.errors import ExternalError, NotFound, Permanent, Temporary
+from pipeline.errors import NotFound, Permanent, Temporary
 from sandbox.core import Sandbox
 
 APP = "claims-staging"
-T = TypeVar("T")
-
-
-def poll(what: str, read: Callable[[], T], until: Callable[[T], bool], timeout: float = 90.0) -> T:
-    """``read()`` again and again until ``until`` holds for what it returns; that value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = read()
-        if until(value):
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}; last seen: {value!r}")
-        time.sleep(0.25)
-
-
-@pytest.fixture
-def info(sandbox: Sandbox) -> dict[str, Any]:
-    return sandbox.info()
-
-
-@pytest.fixture
-def key(info: dict[str, Any]) -> str:
-    return str(info["heroku"]["api_key"])
 
 
 def adapter(info: dict[str, Any], key: str, timeout: float = 10.0) -> HerokuBackups:
@@ -51,12 +27,6 @@ def adapter(info: dict[str, Any], key: str, timeout: float = 10.0) -> HerokuBack
 @pytest.fixture
 def backups(info: dict[str, Any], key: str) -> HerokuBackups:
     return adapter(info, key)
-
-
-def assert_secret_free(error: ExternalError, secret: str) -> None:
-    assert secret not in str(error)
-    assert secret not in error.evidence
-    assert secret not in repr(error.args)
 
 
 def test_capture_wait_list_and_read_by_number_name_and_uuid(backups: HerokuBackups) -> None:
