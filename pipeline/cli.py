@@ -177,13 +177,7 @@ def serve(config_path: Path) -> None:
 
 
 def _serve(services: Services, ready: Callable[[Scheduler], None] | None = None) -> None:
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: Any) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    stop = _StopSignal()
     interval = services.settings.schedule.poll_interval
     click.echo(
         f"Serving pipeline {services.settings.name}: a pass every {interval.total_seconds():g}s; "
@@ -193,8 +187,32 @@ def _serve(services: Services, ready: Callable[[Scheduler], None] | None = None)
     scheduler = Scheduler(lambda detect: services.tick(detect=detect), interval)
     if ready is not None:
         threading.Thread(target=ready, args=(scheduler,), daemon=True).start()
-    scheduler.serve(stop)
+    scheduler.start()
+    try:
+        stop.wait()
+    finally:
+        scheduler.shutdown()
     click.echo("Stopped.", err=True)
+
+
+class _StopSignal:
+    """SIGINT or SIGTERM, asking a long-running command to stop.
+
+    The handler only sets a flag and the main thread polls it: a handler that takes a lock (as
+    ``threading.Event.set`` does) can deadlock with the main thread interrupted inside that very
+    lock (in ``Event.wait``), and the process would then never stop."""
+
+    def __init__(self) -> None:
+        self.received = False
+        signal.signal(signal.SIGINT, self._on_signal)
+        signal.signal(signal.SIGTERM, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self.received = True
+
+    def wait(self) -> None:
+        while not self.received:
+            time.sleep(0.2)
 
 
 # --- Reading ------------------------------------------------------------------------------------
@@ -400,13 +418,7 @@ def sandbox_up(
 ) -> None:
     """Start the stand-ins and run until SIGINT or SIGTERM, then stop every process started."""
     ports = {"bitbucket": bitbucket_port, "heroku": heroku_port, "heroku-data": heroku_data_port}
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: Any) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    stop = _StopSignal()
 
     box = bootstrap.sandbox(
         state_dir,

@@ -1,4 +1,4 @@
-"""``pipeline serve``: passes on an APScheduler interval, one at a time, stopped cleanly by a signal.
+"""``pipeline serve``: passes on an APScheduler interval, one at a time, until shut down.
 
 One interval job runs the pass; APScheduler's ``max_instances=1`` and ``coalesce`` keep passes from
 overlapping or piling up, and the store's pass lock keeps two ``serve`` processes on one database
@@ -64,10 +64,10 @@ class Scheduler:
         if job is not None:
             job.modify(next_run_time=utcnow() + delay)
 
-    def serve(self, stop: threading.Event) -> None:
-        """Run passes until ``stop`` is set, then wait for the running pass to finish."""
+    def start(self) -> None:
+        """Run passes in the background from now on."""
         self._scheduler.start()
-        try:
-            stop.wait()
-        finally:
-            self._scheduler.shutdown(wait=True)
+
+    def shutdown(self) -> None:
+        """Run no more passes; wait for the running one to finish."""
+        self._scheduler.shutdown(wait=True)
