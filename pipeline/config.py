@@ -3,8 +3,8 @@ once into frozen, typed :class:`Settings`.
 
 This is the only module of the product that reads environment variables. It reads:
 
-- ``BITBUCKET_TOKEN``, ``HEROKU_API_KEY``: the secrets. They never come from a file; a key that
-  looks like a secret in a file is an error saying which variable to set.
+- ``BITBUCKET_TOKEN``, ``HEROKU_API_KEY`` and ``BITBUCKET_WEBHOOK_SECRET``: the secrets. They never
+  come from a file; a key that looks like a secret in a file is an error saying which variable to set.
 - ``PIPELINE_DATABASE_URL`` (default ``sqlite:///<config dir>/.pipeline/pipeline.db``) and
   ``PIPELINE_ACTOR`` (default the OS user): where history is kept and who "I" am in it.
 - whatever ``${VAR}`` / ``${VAR:-default}`` references in the files' string values name
@@ -64,6 +64,11 @@ SECRET_HINTS = {
         "capture backups (`heroku authorizations:create`); `pipeline sandbox env` prints the sandbox's"
     ),
 }
+WEBHOOK_SECRET = "BITBUCKET_WEBHOOK_SECRET"
+SECRET_HINTS[WEBHOOK_SECRET] = (
+    "not set: pipeline.yml has webhooks:, and deliveries are only taken when signed; export a long "
+    "random secret (e.g. `openssl rand -hex 32`), then `pipeline webhooks install` gives it to Bitbucket"
+)
 _SECRET_WORDS = ("token", "password", "passwd", "api_key", "apikey", "secret")
 
 
@@ -126,14 +131,44 @@ class SourceSettings(_Section):
     )
 
 
+def _never_is_none(value: object) -> object:
+    if isinstance(value, str) and value.strip().lower() in ("never", "none", "off"):
+        return None
+    return value
+
+
 class ApprovalSettings(_Section):
-    """``approval:`` in pipeline.yml: who may approve a release, and how many must."""
+    """``approval:`` in pipeline.yml: who may approve a release, how many must, and which approvals
+    count. Every rule is on by default; switching one off is written out."""
 
     approvers: tuple[Text, ...] = Field(
         min_length=1,
         description='Bitbucket usernames (nickname), account ids or "{uuid}"s allowed to approve',
     )
     min_approvals: int = Field(default=1, ge=1, description="distinct approvers needed, 1..len(approvers)")
+    max_age: Annotated[PositiveDuration | None, BeforeValidator(_never_is_none)] = Field(
+        default=timedelta(hours=72),
+        description="an approval older than this at the moment of promotion no longer counts (never: off)",
+    )
+    authors_may_approve: bool = Field(
+        default=False, description="true lets the author of a commit in the release approve it"
+    )
+    unlinked_authors: Literal["block", "allow"] = Field(
+        default="block",
+        description="block: no approval counts while a commit's author has no Bitbucket account "
+        "(nobody can be shown not to be its author); allow: ignore such commits",
+    )
+
+
+class WebhookSettings(_Section):
+    """``webhooks:`` in pipeline.yml: where ``pipeline serve`` takes Bitbucket's webhook deliveries."""
+
+    host: Text = Field(default="127.0.0.1", description="the address serve listens on for webhooks")
+    port: int = Field(default=8765, ge=0, le=65535, description="the port (0: any free port)")
+    public_url: Url | None = Field(
+        default=None,
+        description="the URL Bitbucket posts to (through your proxy), for `pipeline webhooks install`",
+    )
 
 
 class ScheduleSettings(_Section):
@@ -178,6 +213,9 @@ class _PipelineFile(_Section):
     )
     heroku: Annotated[HerokuSettings, BeforeValidator(_none_is_empty)] = Field(
         default_factory=HerokuSettings, description="Heroku API roots"
+    )
+    webhooks: Annotated[WebhookSettings | None, BeforeValidator(_none_is_empty)] = Field(
+        default=None, description="where serve listens for Bitbucket webhooks (host, port, public_url)"
     )
 
 
@@ -262,6 +300,14 @@ class Settings:
     # Fault injection for crash drills and tests (PIPELINE_CRASH_AT): points such as
     # "after:StagingBuildRequested" or "before:PromotionStarted" where the process exits at once.
     crash_at: tuple[str, ...] = ()
+    webhooks: WebhookSettings | None = None
+    webhook_secret: SecretStr | None = None
+
+    @property
+    def secrets(self) -> list[str]:
+        """The values of every secret that is set (to keep them out of logs and output)."""
+        found = (self.bitbucket_token, self.heroku_api_key, self.webhook_secret)
+        return [s.get_secret_value() for s in found if s is not None]
 
     @property
     def staging(self) -> StageSettings:
@@ -333,6 +379,7 @@ def load(
 
     bitbucket_token = _secret(environ, "BITBUCKET_TOKEN")
     heroku_api_key = _secret(environ, "HEROKU_API_KEY")
+    webhook_secret = _secret(environ, WEBHOOK_SECRET)
     if require_secrets:
         problems.extend(_missing(bitbucket_token, heroku_api_key))
     database_url = _database_url(environ, config_path, problems)
@@ -353,13 +400,23 @@ def load(
         database_url=database_url,
         actor=_actor(environ),
         crash_at=crash_at,
+        webhooks=pipeline_file.webhooks,
+        webhook_secret=webhook_secret,
     )
 
 
 def missing_secrets(settings: Settings) -> list[ConfigError]:
     """The secrets ``settings`` lacks, as problems (for ``config check`` after
-    ``load(require_secrets=False)``); empty when both are set."""
-    return _missing(settings.bitbucket_token, settings.heroku_api_key)
+    ``load(require_secrets=False)``); empty when every needed one is set."""
+    return _missing(settings.bitbucket_token, settings.heroku_api_key) + missing_webhook_secret(settings)
+
+
+def missing_webhook_secret(settings: Settings) -> list[ConfigError]:
+    """The webhook secret as a problem when ``webhooks:`` is configured and it is not set: ``serve``
+    takes no unsigned delivery, and ``webhooks install`` gives Bitbucket this secret."""
+    if settings.webhooks is None or settings.webhook_secret is not None:
+        return []
+    return [ConfigError(ENVIRONMENT, WEBHOOK_SECRET, SECRET_HINTS[WEBHOOK_SECRET])]
 
 
 def _missing(bitbucket_token: SecretStr | None, heroku_api_key: SecretStr | None) -> list[ConfigError]:
@@ -808,6 +865,8 @@ def _unknown_key(root: type[BaseModel], loc: Loc, full_loc: Loc) -> str:
 
 def _secret_variable(loc: Loc) -> str:
     key = str(loc[-1]).lower()
+    if loc[0] == "webhooks":
+        return WEBHOOK_SECRET
     if "bitbucket" in key or loc[0] == "source":
         return "BITBUCKET_TOKEN"
     if "heroku" in key or loc[0] == "heroku":
@@ -899,15 +958,20 @@ def describe(settings: Settings) -> dict[str, Any]:
         "approval": settings.approval.model_dump(mode="json"),
         "schedule": settings.schedule.model_dump(mode="json"),
         "heroku": {k: redact_url(v) for k, v in settings.heroku.model_dump(mode="json").items()},
+        "webhooks": settings.webhooks.model_dump(mode="json") if settings.webhooks else None,
         "secrets": {
             "BITBUCKET_TOKEN": "set" if settings.bitbucket_token else "missing",
             "HEROKU_API_KEY": "set" if settings.heroku_api_key else "missing",
-        },
+        }
+        | (
+            {WEBHOOK_SECRET: "set" if settings.webhook_secret else "missing"}
+            if settings.webhooks is not None
+            else {}
+        ),
         "database_url": redact_url(settings.database_url),
         "actor": settings.actor,
     }
-    secrets = [s.get_secret_value() for s in (settings.bitbucket_token, settings.heroku_api_key) if s]
-    return _scrub(plan, [s for s in secrets if len(s) >= 6])
+    return _scrub(plan, [s for s in settings.secrets if len(s) >= 6])
 
 
 def _scrub(value: Any, secrets: list[str]) -> Any:

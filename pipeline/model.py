@@ -94,13 +94,20 @@ class Person:
 
 @dataclass(frozen=True)
 class Commit:
-    """One commit. ``author`` is the linked Bitbucket account, or None when the e-mail is unlinked."""
+    """One commit. ``author`` is the linked Bitbucket account, or None when the e-mail is unlinked;
+    ``parents`` the hashes of its parents (two or more for a merge commit)."""
 
     hash: str
     message: str
     author_raw: str
     author: Person | None
     date: datetime
+    parents: tuple[str, ...] = ()
+
+    @property
+    def author_name(self) -> str:
+        """The name part of ``author_raw`` ("Jane Doe <jane@example.com>" -> "Jane Doe")."""
+        return self.author_raw.split("<", 1)[0].strip()
 
 
 @dataclass(frozen=True)
@@ -137,6 +144,47 @@ class PullRequest:
     author: Person | None
     participants: tuple[Participant, ...] = ()
     closed_by: Person | None = None
+    description: str = ""
+    reason: str = ""  # why it was declined, when the decliner said
+
+
+@dataclass(frozen=True)
+class PullRequestActivity:
+    """One entry of a pull request's activity log, newest first in ``SourceControl.activity``.
+
+    ``kind`` is ``update`` (the pull request changed: ``source_commit`` is where its source branch
+    pointed then, ``state`` its state, ``text`` the decline reason), ``approval``,
+    ``changes_requested`` or ``comment`` (``text`` is what was written).
+    """
+
+    kind: str
+    at: datetime
+    user: Person | None
+    source_commit: str = ""
+    state: str = ""
+    text: str = ""
+
+
+@dataclass(frozen=True)
+class Comment:
+    """A comment on a pull request."""
+
+    id: int
+    user: Person | None
+    text: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class Webhook:
+    """A webhook subscription on the repository (its secret is write-only: only whether one is set)."""
+
+    uuid: str
+    url: str
+    description: str
+    events: tuple[str, ...]
+    active: bool
+    secret_set: bool
 
 
 # --- What Heroku reports ----------------------------------------------------------------------
@@ -176,6 +224,16 @@ class Dyno:
 
 
 @dataclass(frozen=True)
+class Formation:
+    """One process type of an app's formation: how many dynos of ``type`` should run."""
+
+    type: str
+    quantity: int
+    size: str
+    command: str
+
+
+@dataclass(frozen=True)
 class PromotionTarget:
     app_id: str
     release_id: str | None
@@ -207,11 +265,16 @@ class Backup:
 
 @dataclass(frozen=True)
 class CheckResult:
-    """One run of one check: ``passed``, ``failed`` (with the evidence) or ``error`` (could not run)."""
+    """One run of one check: ``passed``, ``failed`` (with the evidence) or ``error`` (could not run).
+
+    ``detail`` is one line for people; ``evidence`` is longer text worth keeping in the history
+    (a release phase's output, a failing answer's body), or "".
+    """
 
     name: str
     outcome: str  # passed | failed | error
     detail: str
+    evidence: str = ""
 
     @property
     def passed(self) -> bool:
@@ -223,12 +286,18 @@ class CheckResult:
 
 @dataclass(frozen=True)
 class Approval:
-    """One approval seen on a release pull request, and the judgement on it."""
+    """One approval (or request for changes) seen on a release pull request, and the judgement on
+    it, with its evidence: which pull request and commit it was given on, and the digest of the
+    approval policy it was judged under (``pipeline.domain.approval_policy``)."""
 
     user: Person
     at: datetime
     counted: bool
     reason: str
+    pull_request_id: int | None = None
+    commit: str = ""
+    policy_digest: str = ""
+    kind: str = "approval"  # approval | changes_requested
 
 
 @dataclass(frozen=True)
@@ -247,9 +316,11 @@ class Release:
     created_at: datetime
     updated_at: datetime
     id: int | None = None
-    # What is in it: commits since the production branch, pull requests merged since the last candidate.
+    # What is in it: commits since the production branch (at ``base_commit`` when detected), and the
+    # pull requests that merged them.
     commits: tuple[Commit, ...] = ()
     changes: tuple[Change, ...] = ()
+    base_commit: str | None = None
     # Staging.
     staging_app: str = ""
     staging_build_id: str | None = None
@@ -284,10 +355,16 @@ class Release:
     pending_since: datetime | None = None
     reason: str = ""
     superseded_by: int | None = None
+    # Feedback in Bitbucket: keys of what was posted ("staging:#12" a comment on pull request 12;
+    # a key ending in "?" is about to be posted), and the digest of the release pull request's
+    # description as last written.
+    feedback: tuple[str, ...] = ()
+    description_digest: str | None = None
 
     @property
     def counted_approvals(self) -> tuple[Approval, ...]:
-        return tuple(a for a in self.approvals if a.counted)
+        """The approvals that counted (not requests for changes)."""
+        return tuple(a for a in self.approvals if a.counted and a.kind == "approval")
 
 
 @dataclass(frozen=True)
@@ -307,3 +384,4 @@ class Event:
     state_to: State | None = None
     refs: dict[str, str] = field(default_factory=dict)
     id: int | None = None
+    detail: str = ""  # longer evidence: a release phase's output, the policy an approval was judged by

@@ -15,16 +15,20 @@ from typing import Protocol
 from pipeline.model import (
     Backup,
     Change,
+    Comment,
     Commit,
     Dyno,
     Event,
+    Formation,
     HerokuBuild,
     HerokuRelease,
     Person,
     Promotion,
     PullRequest,
+    PullRequestActivity,
     Release,
     State,
+    Webhook,
 )
 
 
@@ -92,16 +96,36 @@ class SourceControl(Protocol):
         """One pull request with its participants (approvals, changes requested)."""
         ...
 
+    def activity(self, pull_request_id: int, limit: int = 500) -> list[PullRequestActivity]:
+        """The pull request's activity log, newest first: updates (with where the source branch
+        pointed at each), approvals, changes requested, comments."""
+        ...
+
+    def comments(self, pull_request_id: int, limit: int = 500) -> list[Comment]:
+        """The pull request's comments, oldest first."""
+        ...
+
     def update_pull_request(self, pull_request_id: int, description: str) -> None:
         """Replace the description (the release notes and progress). Idempotent."""
         ...
 
     def comment(self, pull_request_id: int, text: str) -> None:
-        """Add a comment to a pull request."""
+        """Add a comment to a pull request. Not idempotent: callers look before they comment again."""
         ...
 
     def decline_pull_request(self, pull_request_id: int, comment: str) -> None:
         """Comment, then decline. Idempotent: an already declined pull request is left as is."""
+        ...
+
+    def webhooks(self) -> list[Webhook]:
+        """The repository's webhooks."""
+        ...
+
+    def install_webhook(
+        self, url: str, secret: str, events: Sequence[str], description: str
+    ) -> tuple[Webhook, str]:
+        """Create the hook to ``url`` with ``secret`` and ``events``, or update the one already
+        there for that URL (or description): idempotent. Returns it and "created" or "updated"."""
         ...
 
     def merge_pull_request(self, pull_request_id: int, message: str) -> str:
@@ -155,6 +179,10 @@ class Platform(Protocol):
 
     def dynos(self, app: str) -> list[Dyno]:
         """The app's dynos now, each with the release it runs."""
+        ...
+
+    def formation(self, app: str) -> list[Formation]:
+        """The app's formation: every process type with the number of dynos it should run."""
         ...
 
     def web_url(self, app: str) -> str:
@@ -234,4 +262,9 @@ class ReleaseStore(Protocol):
 
     def release_lock(self, name: str, holder: str) -> None:
         """Give a lock back (no-op when ``holder`` does not hold it)."""
+        ...
+
+    def record_delivery(self, pipeline: str, request_uuid: str, event: str, at: datetime) -> bool:
+        """Note a webhook delivery by its ``X-Request-UUID``; False when it was noted before (a
+        repeated delivery). Atomic across processes."""
         ...

@@ -10,6 +10,7 @@ back up. ``stop()`` stops the servers and every process the sandbox started.
 from __future__ import annotations
 
 import logging
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -162,6 +163,16 @@ class Sandbox:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def webhook_secret(self) -> str:
+        """The secret the controller signs the sandbox's webhook deliveries with: made on first use
+        and kept in the state dir (sandbox-only, like the users' tokens)."""
+        store = JsonFile(self.state_dir / "webhook-secret.json")
+        kept: dict[str, str] = store.load({})
+        if not kept.get("secret"):
+            kept = {"secret": secrets.token_hex(24)}
+            store.save(kept)
+        return kept["secret"]
+
     # -- what `pipeline sandbox up --json` prints ----------------------------------------------------
 
     def info(self) -> dict[str, Any]:
@@ -192,5 +203,6 @@ class Sandbox:
                 "HEROKU_API_URL": self.url("heroku"),
                 "HEROKU_API_KEY": self.heroku.api_key,
                 "HEROKU_DATA_API_URL": self.url("heroku-data"),
+                "BITBUCKET_WEBHOOK_SECRET": self.webhook_secret(),
             },
         }

@@ -28,7 +28,16 @@ from atlassian.bitbucket import Cloud
 
 from pipeline.adapters import http
 from pipeline.errors import ExternalError, NotFound, Permanent, Temporary
-from pipeline.model import Change, Commit, Participant, Person, PullRequest
+from pipeline.model import (
+    Change,
+    Comment,
+    Commit,
+    Participant,
+    Person,
+    PullRequest,
+    PullRequestActivity,
+    Webhook,
+)
 
 SERVICE = "bitbucket"
 CREDENTIAL = "BITBUCKET_TOKEN"
@@ -83,6 +92,7 @@ def commit(data: Mapping[str, Any]) -> Commit:
         author_raw=str(author.get("raw") or ""),
         author=person(author.get("user")),
         date=http.parse_time(data["date"]),
+        parents=tuple(str(p["hash"]) for p in data.get("parents") or () if isinstance(p, Mapping)),
     )
 
 
@@ -125,6 +135,49 @@ def pull_request(data: Mapping[str, Any]) -> PullRequest:
         author=person(data.get("author")),
         participants=participants(data.get("participants")),
         closed_by=person(data.get("closed_by")),
+        description=str(data.get("description") or ""),
+        reason=str(data.get("reason") or ""),
+    )
+
+
+def activity_entry(data: Mapping[str, Any]) -> PullRequestActivity | None:
+    """One activity log entry (update, approval, changes requested or comment), or None for a
+    kind the controller does not read."""
+    if isinstance(data.get("update"), Mapping):
+        update = data["update"]
+        source = update.get("source") or {}
+        return PullRequestActivity(
+            kind="update",
+            at=http.parse_time(str(update["date"])),
+            user=person(update.get("author")),
+            source_commit=str((source.get("commit") or {}).get("hash") or ""),
+            state=str(update.get("state") or ""),
+            text=str(update.get("reason") or ""),
+        )
+    for key, kind in (
+        ("approval", "approval"),
+        ("changes_requested", "changes_requested"),
+        ("request_changes", "changes_requested"),
+    ):
+        if isinstance(data.get(key), Mapping):
+            entry = data[key]
+            return PullRequestActivity(
+                kind=kind, at=http.parse_time(str(entry["date"])), user=person(entry.get("user"))
+            )
+    if isinstance(data.get("comment"), Mapping):
+        found = comment(data["comment"])
+        return PullRequestActivity(kind="comment", at=found.at, user=found.user, text=found.text)
+    return None
+
+
+def comment(data: Mapping[str, Any]) -> Comment:
+    """A pull request comment from its raw JSON."""
+    content = data.get("content") or {}
+    return Comment(
+        id=int(data["id"]),
+        user=person(data.get("user")),
+        text=str(content.get("raw") or ""),
+        at=http.parse_time(str(data["created_on"])),
     )
 
 
@@ -429,17 +482,32 @@ class BitbucketCloud:
         with http.reading(SERVICE, f"reading pull request #{pull_request_id}"):
             return pull_request(pr.data)
 
-    def update_pull_request(self, pull_request_id: int, description: str) -> None:
-        """Replace the description; nothing is sent when it is already that."""
-        pr = self._pr_object(pull_request_id)
-        what = f"updating the description of pull request #{pull_request_id}"
+    def activity(self, pull_request_id: int, limit: int = 500) -> list[PullRequestActivity]:
+        """The pull request's activity log, newest first (as Bitbucket lists it), at most ``limit``
+        entries; entries of kinds the controller does not read are left out."""
+        what = f"reading the activity of pull request #{pull_request_id}"
+        path = f"pullrequests/{int(pull_request_id)}/activity"
+        values = list(self._pages(path, what, {"pagelen": PR_PAGELEN}, limit))
         with http.reading(SERVICE, what):
-            data = pr.data
-            if data.get("description") == description:
-                return
-            body = {"title": data["title"], "description": description}
+            entries = [activity_entry(v) for v in values]
+        return [e for e in entries if e is not None]
+
+    def comments(self, pull_request_id: int, limit: int = 500) -> list[Comment]:
+        """The pull request's comments, oldest first, at most ``limit``."""
+        what = f"reading the comments of pull request #{pull_request_id}"
+        path = f"pullrequests/{int(pull_request_id)}/comments"
+        values = list(self._pages(path, what, {"pagelen": PAGELEN}, limit))
+        with http.reading(SERVICE, what):
+            return [comment(v) for v in values]
+
+    def update_pull_request(self, pull_request_id: int, description: str) -> None:
+        """Replace the description (one PUT: the caller knows whether it changed). Permanent for a
+        pull request that is no longer open."""
+        what = f"updating the description of pull request #{pull_request_id}"
         with self._calling(what):
-            self._cloud.put(f"{self._path}/pullrequests/{int(pull_request_id)}", data=body)
+            self._cloud.put(
+                f"{self._path}/pullrequests/{int(pull_request_id)}", data={"description": description}
+            )
 
     def comment(self, pull_request_id: int, text: str) -> None:
         """Add a comment to a pull request."""
@@ -510,3 +578,74 @@ class BitbucketCloud:
                 if task.get("task_status") == "SUCCESS":
                     return self._merged_commit(pull_request_id, task["merge_result"])
         raise Temporary(SERVICE, f"{what}: the merge is still running", status=202, retry_after=10.0)
+
+    def webhooks(self) -> list[Webhook]:
+        """The repository's webhooks, every page, as Bitbucket lists them (oldest first). A secret is
+        write-only: ``secret_set`` says whether one is set."""
+        what = f"listing the webhooks of {self.workspace}/{self.repository}"
+        values = list(self._pages("hooks", what, {"pagelen": PAGELEN}, 10_000))
+        with http.reading(SERVICE, what):
+            return [
+                Webhook(
+                    uuid=str(v["uuid"]),
+                    url=str(v["url"]),
+                    description=str(v.get("description") or ""),
+                    events=tuple(sorted(str(e) for e in v.get("events") or ())),
+                    active=bool(v.get("active")),
+                    secret_set=bool(v.get("secret_set")),
+                )
+                for v in values
+            ]
+
+    def install_webhook(
+        self, url: str, secret: str, events: Sequence[str], description: str
+    ) -> tuple[Webhook, str]:
+        """Make one active webhook to ``url`` with ``secret`` for exactly ``events``; return it and
+        "created" or "updated". Idempotent: a hook with the same ``url`` (else, for a non-empty
+        ``description``, the first with the same description) is updated with PUT (url, description,
+        events, active, secret); otherwise one is created with POST. Other hooks are left alone.
+
+        ValueError for an empty secret or no events. The secret is sent, never returned by Bitbucket,
+        and never part of an error: it is scrubbed from the evidence, and the client library's own
+        exception (which may quote the answer) is not chained.
+        """
+        if not secret:
+            raise ValueError("a webhook secret is required: without one anyone could post deliveries")
+        if not events:
+            raise ValueError("a webhook needs at least one event")
+        hooks = self.webhooks()
+        existing = next((h for h in hooks if h.url == url), None)
+        if existing is None and description:
+            existing = next((h for h in hooks if h.description == description), None)
+        body = {
+            "url": url,
+            "description": description,
+            "events": sorted(set(events)),
+            "active": True,
+            "secret": secret,
+        }
+        where = f"{self.workspace}/{self.repository}"
+        if existing is None:
+            what, outcome = f"creating a webhook on {where}", "created"
+        else:
+            what, outcome = f"updating webhook {existing.uuid} on {where}", "updated"
+        try:
+            with http.calling(SERVICE, what, credential=CREDENTIAL, secrets=(self._token, secret)):
+                if existing is None:
+                    data = self._cloud.post(f"{self._path}/hooks", data=body)
+                else:
+                    data = self._cloud.put(f"{self._path}/hooks/{quote(existing.uuid, safe='')}", data=body)
+        except ExternalError as exc:
+            raise exc from None
+        if not isinstance(data, dict):
+            raise Permanent(SERVICE, f"unexpected answer while {what}: not a JSON object")
+        with http.reading(SERVICE, what):
+            hook = Webhook(
+                uuid=str(data["uuid"]),
+                url=str(data["url"]),
+                description=str(data.get("description") or ""),
+                events=tuple(sorted(str(e) for e in data.get("events") or ())),
+                active=bool(data.get("active")),
+                secret_set=bool(data.get("secret_set")),
+            )
+        return hook, outcome

@@ -25,7 +25,7 @@ import requests
 
 from pipeline.adapters import http
 from pipeline.errors import ExternalError, Permanent, Temporary
-from pipeline.model import Dyno, HerokuBuild, HerokuRelease, Promotion, PromotionTarget
+from pipeline.model import Dyno, Formation, HerokuBuild, HerokuRelease, Promotion, PromotionTarget
 
 SERVICE = "heroku"
 CREDENTIAL = "HEROKU_API_KEY"
@@ -78,6 +78,16 @@ def dyno(data: Mapping[str, Any]) -> Dyno:
         type=str(data.get("type") or str(data["name"]).split(".")[0]),
         state=str(data["state"]),
         release_version=int(version) if version is not None else None,
+    )
+
+
+def formation(data: Mapping[str, Any]) -> Formation:
+    """One process type of a formation from its raw JSON."""
+    return Formation(
+        type=str(data["type"]),
+        quantity=int(data["quantity"]),
+        size=str(data.get("size") or ""),
+        command=str(data.get("command") or ""),
     )
 
 
@@ -256,6 +266,13 @@ class HerokuPlatform:
         data = self._json("GET", f"apps/{self._segment(app)}/dynos", what)
         with http.reading(SERVICE, what):
             return [dyno(d) for d in data]
+
+    def formation(self, app: str) -> list[Formation]:
+        """The app's formation: every process type and how many dynos of it should run."""
+        what = f"reading the formation of {app}"
+        data = self._json("GET", f"apps/{self._segment(app)}/formation", what)
+        with http.reading(SERVICE, what):
+            return [formation(f) for f in data]
 
     def releases(self, app: str, limit: int = 50) -> list[HerokuRelease]:
         """The app's releases, newest (highest version) first."""

@@ -19,7 +19,7 @@ from pipeline.model import Approval, Change, Commit, Event, Person, Release, Sta
 from pipeline.store.tables import as_utc
 
 # Release fields held as JSON text rather than in a column of their own type.
-JSON_FIELDS = frozenset({"commits", "changes", "approvals"})
+JSON_FIELDS = frozenset({"commits", "changes", "approvals", "feedback"})
 RELEASE_FIELDS = tuple(f.name for f in fields(Release))
 _HINTS = get_type_hints(Release)
 DATETIME_FIELDS = frozenset(name for name in RELEASE_FIELDS if _HINTS[name] in (datetime, datetime | None))
@@ -71,6 +71,7 @@ def commits_to_json(commits: tuple[Commit, ...]) -> str:
                 "author_raw": c.author_raw,
                 "author": person_to_dict(c.author),
                 "date": time_to_text(c.date),
+                "parents": list(c.parents),
             }
             for c in commits
         ]
@@ -85,6 +86,7 @@ def commits_from_json(text: str) -> tuple[Commit, ...]:
             author_raw=d["author_raw"],
             author=person_from_dict(d["author"]),
             date=time_from_text(d["date"]),
+            parents=tuple(d.get("parents", ())),
         )
         for d in json.loads(text)
     )
@@ -126,6 +128,10 @@ def approvals_to_json(approvals: tuple[Approval, ...]) -> str:
                 "at": time_to_text(a.at),
                 "counted": a.counted,
                 "reason": a.reason,
+                "pull_request_id": a.pull_request_id,
+                "commit": a.commit,
+                "policy_digest": a.policy_digest,
+                "kind": a.kind,
             }
             for a in approvals
         ]
@@ -139,7 +145,16 @@ def approvals_from_json(text: str) -> tuple[Approval, ...]:
         if user is None:
             raise ValueError("an approval without a user in the store")
         approvals.append(
-            Approval(user=user, at=time_from_text(d["at"]), counted=d["counted"], reason=d["reason"])
+            Approval(
+                user=user,
+                at=time_from_text(d["at"]),
+                counted=d["counted"],
+                reason=d["reason"],
+                pull_request_id=d.get("pull_request_id"),
+                commit=d.get("commit", ""),
+                policy_digest=d.get("policy_digest", ""),
+                kind=d.get("kind", "approval"),
+            )
         )
     return tuple(approvals)
 
@@ -158,6 +173,7 @@ def release_to_row(release: Release) -> dict[str, Any]:
     row["commits"] = commits_to_json(release.commits)
     row["changes"] = changes_to_json(release.changes)
     row["approvals"] = approvals_to_json(release.approvals)
+    row["feedback"] = _dumps(list(release.feedback))
     return row
 
 
@@ -168,6 +184,7 @@ def release_from_row(row: Mapping[Any, Any]) -> Release:
     values["commits"] = commits_from_json(row["commits"])
     values["changes"] = changes_from_json(row["changes"])
     values["approvals"] = approvals_from_json(row["approvals"])
+    values["feedback"] = tuple(json.loads(row["feedback"]))
     return Release(**values)
 
 
@@ -182,6 +199,7 @@ def event_to_row(event: Event, release_id: int) -> dict[str, Any]:
         "state_from": None if event.state_from is None else State(event.state_from).value,
         "state_to": None if event.state_to is None else State(event.state_to).value,
         "refs": _dumps(dict(event.refs)),
+        "detail": event.detail,
     }
 
 
@@ -196,4 +214,5 @@ def event_from_row(row: Mapping[Any, Any]) -> Event:
         state_from=None if row["state_from"] is None else State(row["state_from"]),
         state_to=None if row["state_to"] is None else State(row["state_to"]),
         refs=json.loads(row["refs"]),
+        detail=row["detail"] or "",
     )

@@ -27,8 +27,11 @@ from pipeline.store.tables import as_utc
 from pipeline.store.tables import events as event_table
 from pipeline.store.tables import locks as lock_table
 from pipeline.store.tables import releases as release_table
+from pipeline.store.tables import webhook_deliveries as delivery_table
 
 SERVICE = "store"
+# How long a webhook delivery's id is remembered (Bitbucket retries within minutes).
+DELIVERY_MEMORY = timedelta(days=7)
 
 
 def normalise_url(url: str | URL) -> URL:
@@ -298,6 +301,30 @@ class SqlStore:
         """Give lock ``name`` back; a no-op unless ``holder`` holds it (expired or not)."""
         with translated_errors(self.engine, f"release lock {name}"), self.engine.begin() as conn:
             conn.execute(delete(lock_table).where(lock_table.c.name == name, lock_table.c.holder == holder))
+
+    # --- Webhook deliveries ---------------------------------------------------------------
+
+    def record_delivery(self, pipeline: str, request_uuid: str, event: str, at: datetime) -> bool:
+        """Note a webhook delivery; False when this ``request_uuid`` was noted before (a repeat).
+
+        Atomic: of two concurrent calls with one uuid, exactly one returns True. Deliveries noted
+        more than ``DELIVERY_MEMORY`` before ``at`` are forgotten on the way.
+        """
+        with translated_errors(self.engine, f"record webhook delivery {request_uuid}"):
+            with self.engine.begin() as conn:
+                conn.execute(
+                    delete(delivery_table).where(delivery_table.c.received_at < as_utc(at) - DELIVERY_MEMORY)
+                )
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(
+                        insert(delivery_table).values(
+                            pipeline=pipeline, request_uuid=request_uuid, event=event, received_at=as_utc(at)
+                        )
+                    )
+            except sa_exc.IntegrityError:
+                return False
+            return True
 
     # --- Helpers ------------------------------------------------------------------------------
 

@@ -4,10 +4,12 @@ This is the shape the code reads and writes; ``migrations/versions`` is how a da
 The two must agree: ``tests/integration/test_store.py`` compares them with Alembic's autogenerate
 and fails on any difference, and checks that ``releases`` has one column per ``Release`` field.
 
-- ``releases``: one column per scalar ``Release`` field. ``commits``, ``changes`` and ``approvals``
-  are JSON text (lists of plain dicts, see ``codec``); ``state`` is the ``State`` value.
+- ``releases``: one column per scalar ``Release`` field. ``commits``, ``changes``, ``approvals``
+  and ``feedback`` are JSON text (lists of plain dicts, see ``codec``); ``state`` is the ``State`` value.
 - ``events``: the append-only history. The store inserts rows here and never updates or deletes one.
 - ``locks``: named leases (``name`` -> ``holder`` until ``expires_at``).
+- ``webhook_deliveries``: the ``X-Request-UUID`` of every Bitbucket webhook delivery taken in, so a
+  repeated delivery (Bitbucket retries) is recognised and ignored; pruned after a week.
 
 Every timestamp column is ``UtcDateTime``: it refuses naive datetimes, writes UTC and always reads
 back an aware UTC datetime (SQLite keeps no time zone, PostgreSQL answers in the session's).
@@ -89,6 +91,7 @@ releases = Table(
     Column("updated_at", UtcDateTime, nullable=False),
     Column("commits", Text, nullable=False),
     Column("changes", Text, nullable=False),
+    Column("base_commit", Text, nullable=True),
     Column("staging_app", Text, nullable=False),
     Column("staging_build_id", Text, nullable=True),
     Column("staging_release_id", Text, nullable=True),
@@ -118,6 +121,8 @@ releases = Table(
     Column("pending_since", UtcDateTime, nullable=True),
     Column("reason", Text, nullable=False),
     Column("superseded_by", Integer, nullable=True),
+    Column("feedback", Text, nullable=False),
+    Column("description_digest", Text, nullable=True),
     UniqueConstraint("pipeline", "commit"),
     Index(None, "pipeline", "state"),
     Index(None, "pipeline", "id"),
@@ -136,8 +141,19 @@ events = Table(
     Column("state_from", Text, nullable=True),
     Column("state_to", Text, nullable=True),
     Column("refs", Text, nullable=False),
+    Column("detail", Text, nullable=True),
     Index(None, "release_id", "id"),
     sqlite_autoincrement=True,
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("pipeline", Text, primary_key=True),
+    Column("request_uuid", Text, primary_key=True),
+    Column("event", Text, nullable=False),
+    Column("received_at", UtcDateTime, nullable=False),
+    Index(None, "received_at"),
 )
 
 locks = Table(

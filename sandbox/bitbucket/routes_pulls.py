@@ -228,7 +228,16 @@ def register(app: flask.Flask, bb: BitbucketCloud) -> None:
                 "closed_by": None,
                 "reason": "",
                 "comments": [],
-                "activity": [{"kind": "update", "date": stamp, "user": me, "state": "OPEN"}],
+                "activity": [
+                    {
+                        "kind": "update",
+                        "date": stamp,
+                        "user": me,
+                        "state": "OPEN",
+                        "source_hash": source_sha,
+                        "dest_hash": dest_sha,
+                    }
+                ],
             }
             set_reviewers(pr, reviewers)
             repo["next_pr"] += 1
@@ -279,7 +288,15 @@ def register(app: flask.Flask, bb: BitbucketCloud) -> None:
                 set_reviewers(pr, reviewers)
             pr["updated_on"] = now()
             pr["activity"].append(
-                {"kind": "update", "date": pr["updated_on"], "user": me, "state": "OPEN", "changes": changes}
+                {
+                    "kind": "update",
+                    "date": pr["updated_on"],
+                    "user": me,
+                    "state": "OPEN",
+                    "changes": changes,
+                    "source_hash": pr["source_hash"],
+                    "dest_hash": pr["dest_hash"],
+                }
             )
             bb.save(repo)
             events.pullrequest(bb, repo, pr, "pullrequest:updated", me)
@@ -350,7 +367,17 @@ def register(app: flask.Flask, bb: BitbucketCloud) -> None:
     def close(pr: Record, state: str, me: str) -> None:
         stamp = now()
         pr.update(state=state, closed_by=me, updated_on=stamp)
-        pr["activity"].append({"kind": "update", "date": stamp, "user": me, "state": state})
+        pr["activity"].append(
+            {
+                "kind": "update",
+                "date": stamp,
+                "user": me,
+                "state": state,
+                "reason": pr["reason"],
+                "source_hash": pr["source_hash"],
+                "dest_hash": pr["dest_hash"],
+            }
+        )
 
     @app.route(f"{R}/<int:pr_id>/decline", methods=["POST"])
     def decline(workspace: str, slug: str, pr_id: int) -> flask.Response:
@@ -447,13 +474,14 @@ def register(app: flask.Flask, bb: BitbucketCloud) -> None:
             "draft": False,
             "title": pr["title"],
             "description": pr["description"],
-            "reason": pr["reason"],
+            "reason": a.get("reason", ""),
             "author": user,
             "date": a["date"],
             "reviewers": [shapes.user(r) for r in pr["reviewers"]],
             "changes": a.get("changes", {}),
-            "source": shapes.endpoint(repo, pr["source"], pr["source_hash"]),
-            "destination": shapes.endpoint(repo, pr["destination"], pr["dest_hash"]),
+            # Where the branches pointed when this update happened (older state files lack it).
+            "source": shapes.endpoint(repo, pr["source"], a.get("source_hash") or pr["source_hash"]),
+            "destination": shapes.endpoint(repo, pr["destination"], a.get("dest_hash") or pr["dest_hash"]),
         }
         return {"update": update, "pull_request": mini}
 

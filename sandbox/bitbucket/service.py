@@ -196,7 +196,14 @@ class BitbucketCloud:
                 pr["source_hash"] = new
                 pr["updated_on"] = now()
                 pr["activity"].append(
-                    {"kind": "update", "date": pr["updated_on"], "user": actor, "state": "OPEN"}
+                    {
+                        "kind": "update",
+                        "date": pr["updated_on"],
+                        "user": actor,
+                        "state": "OPEN",
+                        "source_hash": new,
+                        "dest_hash": pr["dest_hash"],
+                    }
                 )
                 events.pullrequest(self, repo, pr, "pullrequest:updated", actor)
 

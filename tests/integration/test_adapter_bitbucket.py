@@ -275,6 +275,9 @@ def test_pull_request_lifecycle_open_find_read_update_comment_decline(
     assert answer["description"] == "Notes v2" and answer["title"] == "Release 1"
 
     bb.comment(opened.id, "Staging verified.")
+    assert [(c.user.username if c.user else None, c.text) for c in bb.comments(opened.id)] == [
+        ("controller", "Staging verified.")
+    ]
     bb.decline_pull_request(opened.id, "Superseded by a newer candidate.")
     bb.decline_pull_request(opened.id, "Superseded by a newer candidate.")  # already declined: as is
     declined = bb.pull_request(opened.id)
@@ -290,6 +293,34 @@ def test_pull_request_lifecycle_open_find_read_update_comment_decline(
     assert found is not None and found.id == opened.id and found.state == "DECLINED"
     with pytest.raises(Permanent):
         bb.merge_pull_request(opened.id, "Merge a declined one")
+
+
+def test_activity_shows_where_the_source_pointed_at_each_update(
+    bb: BitbucketCloud, dev: Dev, name: str, base: str
+) -> None:
+    source = f"{name}/release"
+    first = dev.commit(source, {"release.txt": "r1"}, dev.head(base), "Release change")
+    opened = bb.open_pull_request(source, base, "Release 1", "Notes")
+    dev.approve(opened.id, "po")
+    moved = dev.commit(source, {"release.txt": "r2"}, first, "Sneak in", author="Ops <ops@whisper.example>")
+    dev.call("POST", f"{R}/pullrequests/{opened.id}/comments", user="po", json={"content": {"raw": "Why?"}})
+    answer = dev.call("POST", f"{R}/pullrequests/{opened.id}/request-changes", user="po")
+    assert answer.status_code == 200, answer.text
+
+    entries = bb.activity(opened.id)
+    assert [e.at for e in entries] == sorted((e.at for e in entries), reverse=True)  # newest first
+    updates = [e for e in entries if e.kind == "update"]
+    assert first.startswith(updates[-1].source_commit) and updates[-1].state == "OPEN"  # when opened
+    assert moved.startswith(updates[0].source_commit)  # the push that moved the branch
+    assert {e.kind for e in entries} >= {"update", "approval", "comment", "changes_requested"}
+    (said,) = [e for e in entries if e.kind == "comment"]
+    assert said.user is not None and said.user.username == "po" and said.text == "Why?"
+
+    answer = dev.call("POST", f"{R}/pullrequests/{opened.id}/decline", user="po", json={"message": "Not now"})
+    assert answer.status_code == 200, answer.text
+    declined = bb.pull_request(opened.id)
+    assert declined.state == "DECLINED" and declined.reason == "Not now"
+    assert bb.activity(opened.id)[0].state == "DECLINED" and bb.activity(opened.id)[0].text == "Not now"
 
 
 def test_find_pull_request_is_the_newest(bb: BitbucketCloud, dev: Dev, name: str, base: str) -> None:

@@ -167,6 +167,16 @@ def test_web_url_and_release_output_without_output(heroku: HerokuPlatform) -> No
     assert heroku.release_output(gone) == ""
 
 
+def test_formation_lists_each_process_type_and_the_dynos_run_it(heroku: HerokuPlatform) -> None:
+    formation = {f.type: f for f in heroku.formation(STAGING)}
+    assert formation["web"].quantity == 1 and formation["web"].command
+    current = heroku.current_release(STAGING)
+    assert current is not None
+    web = [d for d in heroku.dynos(STAGING) if d.type == "web"]
+    assert len(web) == formation["web"].quantity
+    assert all(d.release_version == current.version for d in web)
+
+
 # -- error translation ---------------------------------------------------------------------------
 
 

@@ -14,16 +14,18 @@ from typing import Any, TypeVar
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import select, text
 from sqlalchemy.engine import make_url
 
 from pipeline.errors import NotFound, Permanent, Temporary
 from pipeline.model import Approval, Change, Commit, Event, Person, Release, State
-from pipeline.store import SqlStore, migrate, open_store
+from pipeline.store import SqlStore, alembic_config, migrate, open_store
 from pipeline.store.sql import normalise_url, safe_url
 from pipeline.store.tables import VERSION_TABLE, metadata, releases
 
 T0 = datetime(2026, 5, 4, 9, 30, 15, 123456, tzinfo=UTC)
+HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
 ALICE = Person(username="alice", uuid="{a1}", account_id="557058:a1", display_name="Alice Ops")
 BOB = Person(username="bob", uuid="{b2}", account_id="557058:b2", display_name="Bob Owner")
 PARIS = timezone(timedelta(hours=2))
@@ -58,7 +60,14 @@ def full_release() -> Release:
         updated_at=at(90).astimezone(PARIS),  # any offset goes in; UTC comes out, equal
         id=None,
         commits=(
-            Commit("f" * 40, "Merge PR #7: pay by card\n\nbody", "Alice <a@example.com>", ALICE, at(-60)),
+            Commit(
+                "f" * 40,
+                "Merge PR #7: pay by card\n\nbody",
+                "Alice <a@example.com>",
+                ALICE,
+                at(-60),
+                parents=("1" * 40, "e" * 40),
+            ),
             Commit("e" * 40, "fix: typo ✓", "ghost <g@example.com>", None, at(-61)),
         ),
         changes=(
@@ -74,8 +83,9 @@ def full_release() -> Release:
         release_branch="release/ffffffffffff",
         pull_request_id=12,
         pull_request_url="https://bitbucket.org/acme/shop/pull-requests/12",
+        base_commit="1" * 40,
         approvals=(
-            Approval(BOB, at(20), True, "allowed approver"),
+            Approval(BOB, at(20), True, "allowed approver", 12, "f" * 40, "policy-digest", "approval"),
             Approval(Person(username="alice"), at(21), False, "author of a change"),
         ),
         approved_at=at(20),
@@ -97,6 +107,8 @@ def full_release() -> Release:
         pending_since=at(30),
         reason="checking production",
         superseded_by=99,
+        feedback=("staging:#7", "production:#7?"),
+        description_digest="digest-1",
     )
 
 
@@ -148,7 +160,7 @@ def test_migrating_again_is_a_no_op(store_url: str) -> None:
     migrate(second.engine)
     with second.engine.connect() as conn:
         versions = conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all()
-    assert versions == ["0001"]
+    assert versions == [HEAD]
     assert second.get(added.id or 0) == added
     assert len(second.events(added.id or 0)) == 1
     first.close()
@@ -159,7 +171,7 @@ def test_processes_opening_a_new_database_at_once_migrate_it_once(store_url: str
     stores = race(4, lambda _i: open_store(store_url))
     try:
         with stores[0].engine.connect() as conn:
-            assert conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all() == ["0001"]
+            assert conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all() == [HEAD]
         assert stores[3].add(new_release(), "ReleaseDetected", "new", "controller").id is not None
     finally:
         for opened in stores:
@@ -477,3 +489,68 @@ def test_the_store_url_hides_the_password(store: SqlStore) -> None:
     assert password is None or str(password) not in store.url
     with store.engine.connect() as conn:
         assert conn.execute(select(releases.c.id)).all() == []
+
+
+# --- Upgrades, event details, webhook deliveries ---------------------------------------------
+
+
+def test_a_database_of_the_first_schema_upgrades_keeping_its_releases(store_url: str) -> None:
+    from sqlalchemy import insert
+
+    from pipeline.store.sql import make_engine, sqlite_path
+
+    path = sqlite_path(store_url)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(store_url)
+    migrate(engine, "0001")
+    row = {
+        "pipeline": "shop",
+        "commit": "c" * 40,
+        "branch": "develop",
+        "state": "awaiting_approval",
+        "created_at": T0,
+        "updated_at": T0,
+        "commits": "[]",
+        "changes": "[]",
+        "staging_app": "shop-staging",
+        "approvals": '[{"user": {"username": "bob"}, "at": "2026-05-04T09:30:15+00:00", '
+        '"counted": true, "reason": "ok"}]',
+        "production_app": "shop-production",
+        "check_attempts": 0,
+        "reason": "waiting",
+    }
+    with engine.begin() as conn:
+        conn.execute(insert(releases).values(row))
+    migrate(engine)
+    engine.dispose()
+    store = open_store(store_url)
+    try:
+        (old,) = store.history("shop")
+        assert old.feedback == () and old.base_commit is None and old.description_digest is None
+        (approval,) = old.approvals
+        assert approval.counted and approval.kind == "approval" and approval.policy_digest == ""
+    finally:
+        store.close()
+
+
+def test_event_details_round_trip(store: SqlStore) -> None:
+    added = store.add(new_release(), "ReleaseDetected", "new", "controller")
+    rid = added.id or 0
+    output = "Applying 003_notes.sql\n" * 200
+    store.save(added, [Event(rid, at(1), "StagingVerified", "controller", "ok", detail=output)])
+    assert [e.detail for e in store.events(rid)] == ["", output]
+
+
+def test_a_webhook_delivery_is_noted_once(store: SqlStore) -> None:
+    assert store.record_delivery("shop", "req-1", "repo:push", T0) is True
+    assert store.record_delivery("shop", "req-1", "repo:push", at(1)) is False
+    assert store.record_delivery("other", "req-1", "repo:push", at(1)) is True  # per pipeline
+    # Forgotten after a week: Bitbucket retries within minutes, the table stays small.
+    assert store.record_delivery("shop", "req-2", "repo:push", T0 + timedelta(days=8)) is True
+    assert store.record_delivery("shop", "req-1", "repo:push", T0 + timedelta(days=8)) is True
+
+
+def test_concurrent_repeats_of_one_delivery_are_noted_once(store: SqlStore) -> None:
+    taken = race(6, lambda _i: store.record_delivery("shop", "req-same", "pullrequest:approved", T0))
+    assert sorted(taken) == [False] * 5 + [True]

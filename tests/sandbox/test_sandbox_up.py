@@ -62,6 +62,7 @@ def test_json_first_line_holds_the_contract_and_sigterm_stops_everything(state_d
         assert env["HEROKU_API_URL"] == info["heroku"]["url"]
         assert env["HEROKU_API_KEY"] == info["heroku"]["api_key"]
         assert env["HEROKU_DATA_API_URL"] == info["heroku"]["data_url"]
+        assert len(env["BITBUCKET_WEBHOOK_SECRET"]) >= 32  # made once, kept in the state dir
 
         # the real client works with nothing but the root URL it is given
         from atlassian.bitbucket import Cloud

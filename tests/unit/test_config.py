@@ -19,7 +19,13 @@ from pipeline.errors import ConfigInvalid
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "bb-token-7f3a9c1e5d"
 API_KEY = "hk-key-4b8e2d6f0a"
-ENV = {"BITBUCKET_TOKEN": TOKEN, "HEROKU_API_KEY": API_KEY, "PIPELINE_ACTOR": "ops"}
+HOOK_SECRET = "hook-secret-2c9e41f7"
+ENV = {
+    "BITBUCKET_TOKEN": TOKEN,
+    "HEROKU_API_KEY": API_KEY,
+    "BITBUCKET_WEBHOOK_SECRET": HOOK_SECRET,
+    "PIPELINE_ACTOR": "ops",
+}
 
 Edit = Callable[[Path], None]
 
@@ -296,7 +302,11 @@ PROBLEMS: list[tuple[str, Edit, dict[str, str | None], tuple[str, str, str]]] = 
         "unknown check plugin",
         mutate("environments/staging.yml", lambda d: d["checks"].append({"smoke": {"url": "/"}})),
         {},
-        ("environments/staging.yml", "checks[1]", "unknown check 'smoke'; known checks: http"),
+        (
+            "environments/staging.yml",
+            "checks[1]",
+            "unknown check 'smoke'; known checks: commit, dynos, http, release_phase",
+        ),
     ),
     (
         "a check item with two names",
@@ -333,6 +343,46 @@ PROBLEMS: list[tuple[str, Edit, dict[str, str | None], tuple[str, str, str]]] = 
         mutate("pipeline.yml", lambda d: d["approval"].update(approvers=["po", "ann", "po"])),
         {},
         ("pipeline.yml", "approval.approvers[2]", "listed twice"),
+    ),
+    (
+        "an approval max_age that is no duration",
+        mutate("pipeline.yml", lambda d: d["approval"].update(max_age="three days")),
+        {},
+        ("pipeline.yml", "approval.max_age", "expected a duration such as 30s, 5m, 26h"),
+    ),
+    (
+        "unlinked_authors neither block nor allow",
+        mutate("pipeline.yml", lambda d: d["approval"].update(unlinked_authors="ignore")),
+        {},
+        ("pipeline.yml", "approval.unlinked_authors", "expected 'block' or 'allow'"),
+    ),
+    (
+        "authors_may_approve not true or false",
+        mutate("pipeline.yml", lambda d: d["approval"].update(authors_may_approve="sometimes")),
+        {},
+        ("pipeline.yml", "approval.authors_may_approve", "expected true or false"),
+    ),
+    (
+        "a webhook port out of range",
+        mutate("pipeline.yml", lambda d: d["webhooks"].update(port=70000)),
+        {},
+        ("pipeline.yml", "webhooks.port", "must be at most 65535"),
+    ),
+    (
+        "a webhook public_url that is no URL",
+        mutate("pipeline.yml", lambda d: d["webhooks"].update(public_url="release.example.com/hook")),
+        {},
+        ("pipeline.yml", "webhooks.public_url", "expected an http:// or https:// URL"),
+    ),
+    (
+        "a webhook secret in pipeline.yml says which variable",
+        mutate("pipeline.yml", lambda d: d["webhooks"].update(secret="x")),
+        {},
+        (
+            "pipeline.yml",
+            "webhooks.secret",
+            "secrets come from the environment: set BITBUCKET_WEBHOOK_SECRET",
+        ),
     ),
     (
         "an unquoted {uuid}",
@@ -546,8 +596,27 @@ def test_secrets_are_not_required_to_read_the_store(shipped: Path) -> None:
     assert [(p.file, p.key) for p in config.missing_secrets(settings)] == [
         ("environment", "BITBUCKET_TOKEN"),
         ("environment", "HEROKU_API_KEY"),
+        ("environment", "BITBUCKET_WEBHOOK_SECRET"),  # the shipped pipeline.yml has webhooks:
     ]
     assert config.missing_secrets(config.load(shipped, ENV)) == []
+
+
+def test_approval_max_age_can_be_switched_off_only_explicitly(shipped: Path) -> None:
+    assert config.load(shipped, ENV).approval.max_age == timedelta(hours=72)
+    mutate("pipeline.yml", lambda d: d["approval"].pop("max_age"))(shipped.parent)
+    assert config.load(shipped, ENV).approval.max_age == timedelta(hours=72)  # the default
+    for off in ("never", None):
+        mutate("pipeline.yml", lambda d, off=off: d["approval"].update(max_age=off))(shipped.parent)
+        assert config.load(shipped, ENV).approval.max_age is None
+
+
+def test_the_webhook_secret_is_needed_only_with_webhooks(shipped: Path) -> None:
+    without = {k: v for k, v in ENV.items() if k != "BITBUCKET_WEBHOOK_SECRET"}
+    settings = config.load(shipped, without)  # tick and the reading commands need no webhook secret
+    (problem,) = config.missing_webhook_secret(settings)
+    assert problem.key == "BITBUCKET_WEBHOOK_SECRET" and "signed" in problem.message
+    mutate("pipeline.yml", lambda d: d.pop("webhooks"))(shipped.parent)
+    assert config.missing_webhook_secret(config.load(shipped, without)) == []
 
 
 def test_a_secret_is_never_echoed_in_an_error(shipped: Path) -> None:
@@ -582,7 +651,20 @@ def test_describe_is_the_resolved_plan_as_json(shipped: Path) -> None:
     plan = config.describe(config.load(shipped, env))
     text = json.dumps(plan)
     assert TOKEN not in text and API_KEY not in text and "db-password-1" not in text
-    assert plan["secrets"] == {"BITBUCKET_TOKEN": "set", "HEROKU_API_KEY": "set"}
+    assert plan["secrets"] == {
+        "BITBUCKET_TOKEN": "set",
+        "HEROKU_API_KEY": "set",
+        "BITBUCKET_WEBHOOK_SECRET": "set",
+    }
+    assert HOOK_SECRET not in text
+    assert plan["webhooks"] == {"host": "127.0.0.1", "port": 8765, "public_url": None}
+    assert plan["approval"] == {
+        "approvers": ["po"],
+        "min_approvals": 1,
+        "max_age": "3d",
+        "authors_may_approve": False,
+        "unlinked_authors": "block",
+    }
     assert plan["database_url"] == "postgresql+psycopg://pipeline:***@db:5432/pipeline"
     assert plan["source"]["url"] == "https://bitbucket.example/***"
     assert plan["schedule"] == {"poll_interval": "30s"}
@@ -602,6 +684,8 @@ def test_describe_is_the_resolved_plan_as_json(shipped: Path) -> None:
             "options": {
                 "retries": 5,
                 "interval": "2s",
+                "backoff": 1.0,
+                "soak": "0s",
                 "path": "/health",
                 "expect_status": 200,
                 "body_contains": None,
@@ -617,7 +701,11 @@ def test_describe_is_the_resolved_plan_as_json(shipped: Path) -> None:
 
 def test_describe_says_which_secret_is_missing(shipped: Path) -> None:
     plan = config.describe(config.load(shipped, {"HEROKU_API_KEY": API_KEY}, require_secrets=False))
-    assert plan["secrets"] == {"BITBUCKET_TOKEN": "missing", "HEROKU_API_KEY": "set"}
+    assert plan["secrets"] == {
+        "BITBUCKET_TOKEN": "missing",
+        "HEROKU_API_KEY": "set",
+        "BITBUCKET_WEBHOOK_SECRET": "missing",
+    }
     assert plan["credentials"] == "from the environment"
 
 
