@@ -1,25 +1,32 @@
 """Post-deploy check plugins: a new check is one small file.
 
-A check answers one question about a freshly deployed app ("does /health say 200?"). Each one is a
-module ``checks/<name>.py``, named from ``environments/<stage>.yml`` by that module name::
+A check answers one question about a freshly deployed app ("does /health say 200?", "did the
+release phase succeed?", "do the dynos keep running?"). Each one is a module ``checks/<name>.py``,
+named from ``environments/<stage>.yml`` by that module name::
 
     checks:
-      - http: {path: /health, expect_status: 200, retries: 5, interval: 2s}
+      - http: {path: /health, expect_status: 200, retries: 5, interval: 2s, soak: 30s}
+      - release_phase:
+      - dynos: {soak: 1m}
 
 A plugin module exposes exactly two things:
 
 ``Options``
-    A pydantic model inheriting :class:`CheckOptions` (so it has ``retries`` and ``interval``, and
-    is ``extra="forbid"`` and frozen). Its fields are the keys allowed under the check's name in the
-    YAML; ``pipeline.config`` validates them before anything runs and names the offending key
-    (``checks[0].http.retries``). Durations use :data:`Duration` ("30s", "5m", "1h30m", 2.5).
+    A pydantic model inheriting :class:`CheckOptions` (so it has ``retries``, ``interval``,
+    ``backoff`` and ``soak``, and is ``extra="forbid"`` and frozen). Its fields are the keys allowed
+    under the check's name in the YAML; ``pipeline.config`` validates them before anything runs and
+    names the offending key (``checks[0].http.retries``). Durations use :data:`Duration` ("30s",
+    "5m", "1h30m", 2.5).
 
 ``run(options: Options, target: Target) -> pipeline.model.CheckResult``
     Makes ONE attempt and reports it: ``passed``; ``failed`` with the evidence (status code, an
     excerpt of the body, latency...); or ``error`` when the check could not run at all (connection
-    refused, timeout). It never raises for an ordinary failure. Retrying is the controller's job: it
-    calls ``run`` once per pass, counts attempts against ``options.retries`` and waits
-    ``options.interval`` between them. ``run`` reads nothing from the environment and keeps no state.
+    refused, timeout, Heroku not answering). It never raises for an ordinary failure. Retrying and
+    soaking are the controller's job: it calls ``run`` once per due attempt, waits ``interval``
+    (times ``backoff`` after each failure) between attempts that did not pass, gives up after
+    ``retries`` more, and once a check passed keeps calling it every ``interval`` until it has
+    passed for ``soak`` (a failure during the soak fails the stage). ``run`` reads nothing from the
+    environment and keeps no state; what it needs from Heroku it reads through ``target.platform``.
 
 Modules whose names start with ``_`` are helpers, not checks. :func:`known_plugins` lists the
 checks, :func:`load_plugin` imports one, :func:`run_check` runs one and turns a crashing plugin into
@@ -38,12 +45,15 @@ import re
 from dataclasses import dataclass
 from datetime import timedelta
 from types import ModuleType
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
 
 from pipeline.errors import PipelineError
 from pipeline.model import CheckResult
+
+if TYPE_CHECKING:
+    from pipeline.ports import Platform
 
 # --- Durations --------------------------------------------------------------------------------
 
@@ -136,11 +146,18 @@ PositiveDuration = Annotated[Duration, AfterValidator(_positive)]
 # --- The plugin interface ---------------------------------------------------------------------
 
 
+MAX_INTERVAL = timedelta(minutes=5)
+"""No wait between two attempts of a check is longer than this, whatever the backoff."""
+
+
 class CheckOptions(BaseModel):
     """What every check accepts. Plugins' ``Options`` inherit it (and its strictness).
 
     ``retries``: how many more attempts the controller makes after a first one that did not pass
-    (0 = one attempt only). ``interval``: how long it waits between attempts.
+    (0 = one attempt only). ``interval``: how long it waits between attempts (and between two
+    attempts of the soak). ``backoff``: the wait is multiplied by this after every attempt that did
+    not pass (1 = always ``interval``), never beyond :data:`MAX_INTERVAL`. ``soak``: once the check
+    passed, keep checking for this long before it counts as passed; a failure meanwhile fails it.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -149,6 +166,23 @@ class CheckOptions(BaseModel):
         default=3, ge=0, description="further attempts after a first one that did not pass (0 = one attempt)"
     )
     interval: Duration = Field(default=timedelta(seconds=2), description="wait between attempts")
+    backoff: float = Field(
+        default=1.0,
+        ge=1.0,
+        le=10.0,
+        description="multiply the wait by this after each attempt that did not pass",
+    )
+    soak: Duration = Field(
+        default=timedelta(0), description="keep checking for this long after the first pass; a failure fails"
+    )
+
+    def wait_after(self, failures: int) -> timedelta:
+        """The wait before the next attempt after ``failures`` attempts in a row did not pass."""
+        if failures <= 0:
+            return min(self.interval, MAX_INTERVAL)
+        factor = self.backoff ** (failures - 1)
+        seconds = min(self.interval.total_seconds() * factor, MAX_INTERVAL.total_seconds())
+        return timedelta(seconds=seconds)
 
 
 @dataclass(frozen=True)
@@ -157,6 +191,9 @@ class Target:
 
     ``web_url`` is the app's public root URL as Heroku reports it (``https://<app>.herokuapp.com/``,
     or the sandbox's loopback URL); ``release_version`` the Heroku release number when known.
+    ``platform`` is the Heroku Platform API (``pipeline.ports.Platform``) for checks that look at
+    Heroku itself (the release, its release phase, the formation and dynos); checks only read
+    through it. Its methods raise ``pipeline.errors.ExternalError``: report that as ``error``.
     """
 
     stage: str
@@ -164,6 +201,7 @@ class Target:
     web_url: str
     release_version: int | None
     commit: str
+    platform: Platform | None = None
 
 
 class UnknownCheck(PipelineError, LookupError):

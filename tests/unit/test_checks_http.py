@@ -18,6 +18,14 @@ from pydantic import ValidationError
 import checks
 from checks import Target, http
 
+NESTED = {
+    "status": "ok",
+    "database": {"status": "up", "latency_ms": 3},
+    "checks": [{"name": "db", "ok": True}, {"name": "cache", "ok": False}],
+    "flag": True,
+    "count": 1,
+}
+
 
 class _App(BaseHTTPRequestHandler):
     """A tiny app with one route per behaviour the check must judge."""
@@ -28,6 +36,7 @@ class _App(BaseHTTPRequestHandler):
         "/down": (503, "text/plain", "database unreachable: connection refused by 10.0.0.5", 0),
         "/text": (200, "text/plain", "all good here", 0),
         "/list": (200, "application/json", "[1, 2, 3]", 0),
+        "/nested": (200, "application/json", json.dumps(NESTED), 0),
         "/big": (500, "text/html", "<p>" + "x" * 5000 + "</p>", 0),
         "/empty": (204, "text/plain", "", 0),
         "/slow": (200, "text/plain", "ok", 0.3),
@@ -151,6 +160,93 @@ def test_expect_json(web_url: str, path: str, expect_json: dict[str, Any], outco
     got, detail = check(web_url, path=path, expect_json=expect_json)
     assert got == outcome
     assert says in detail
+
+
+@pytest.mark.parametrize(
+    "expect_json",
+    [
+        {"database.status": "up"},
+        {"$.database.status": "up", "$.status": "ok"},
+        {"checks[0].name": "db", "checks[1].ok": False},
+        {"$.checks[1].name": "cache"},
+        {"database": {"status": "up", "latency_ms": 3}},
+        {"checks": [{"name": "db", "ok": True}, {"name": "cache", "ok": False}]},
+    ],
+)
+def test_expect_json_paths_reach_into_objects_and_lists(web_url: str, expect_json: dict[str, Any]) -> None:
+    outcome, detail = check(web_url, path="/nested", expect_json=expect_json)
+    assert outcome == "passed", detail
+
+
+@pytest.mark.parametrize(
+    ("expect_json", "says"),
+    [
+        ({"database.status": "down"}, 'JSON \'database.status\' is "up", expected "down"'),
+        ({"$.database.status": "down"}, 'JSON \'$.database.status\' is "up", expected "down"'),
+        ({"database.version": 1}, "JSON 'database' has no key 'version' (path 'database.version')"),
+        ({"release.version": 1}, "JSON has no key 'release' (path 'release.version')"),
+        ({"checks[5].name": "x"}, "JSON 'checks' has 2 items, no [5] (path 'checks[5].name')"),
+        ({"checks[1].id": 2}, "JSON 'checks[1]' has no key 'id' (path 'checks[1].id')"),
+        ({"status.code": 200}, "JSON 'status' is string \"ok\", not an object (path 'status.code')"),
+        ({"checks.name": "db"}, 'JSON \'checks\' is list [{"name": "db", '),
+        ({"database[0]": 1}, 'JSON \'database\' is object {"status": "up", '),
+        ({"[0]": 1}, "body is JSON object, not a list"),
+        ({"flag": 1}, "JSON 'flag' is true, expected 1"),  # JSON's true is not the number 1
+        ({"count": True}, "JSON 'count' is 1, expected true"),
+        ({"checks[0]": {"name": "db"}}, 'JSON \'checks[0]\' is {"name": "db", "ok": true}, expected'),
+    ],
+)
+def test_expect_json_paths_that_do_not_match_say_where_and_what(
+    web_url: str, expect_json: dict[str, Any], says: str
+) -> None:
+    outcome, detail = check(web_url, path="/nested", expect_json=expect_json)
+    assert outcome == "failed"
+    assert says in detail
+
+
+def test_a_path_may_start_with_an_index_when_the_body_is_a_list(web_url: str) -> None:
+    assert check(web_url, path="/list", expect_json={"$[0]": 1, "[2]": 3})[0] == "passed"
+    outcome, detail = check(web_url, path="/list", expect_json={"$[3]": 4})
+    assert outcome == "failed" and "JSON has 3 items, no [3]" in detail
+
+
+def test_a_root_of_the_wrong_kind_is_said_once(web_url: str) -> None:
+    outcome, detail = check(web_url, path="/list", expect_json={"status": "ok", "db.status": "up"})
+    assert outcome == "failed"
+    assert detail.count("body is JSON list, not an object") == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "steps"),
+    [
+        ("status", ("status",)),
+        ("$.status", ("status",)),
+        ("database.status", ("database", "status")),
+        ("checks[0].name", ("checks", 0, "name")),
+        ("$.checks[12][3]", ("checks", 12, 3)),
+        ("$[1].name", (1, "name")),
+        ("[0]", (0,)),
+        ("db-status", ("db-status",)),
+        ("$schema", ("$schema",)),
+    ],
+)
+def test_json_paths_are_read_into_steps(text: str, steps: tuple[str | int, ...]) -> None:
+    assert http.parse_json_path(text) == steps
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["", "$", "$.", ".status", "status.", "a..b", "checks[x]", "checks[-1]", "checks[0]name", "a[0", "a]"],
+)
+def test_a_bad_json_path_is_refused_when_options_are_read(path: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        http.Options.model_validate({"expect_json": {"status": "ok", path: 1}})
+    (error,) = caught.value.errors()
+    assert error["loc"] == ("expect_json",)
+    message = str(error["ctx"]["error"])
+    assert repr(path) in message
+    assert http.JSON_PATH_SYNTAX in message
+    assert "'status'" not in message  # only the bad ones are named
 
 
 def test_every_mismatch_is_reported_at_once(web_url: str) -> None:
