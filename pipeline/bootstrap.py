@@ -12,8 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pipeline.config import Settings
+    from pipeline.scheduler import Scheduler
     from pipeline.services import Services
     from pipeline.store import SqlStore
+    from pipeline.web.server import WebServer
     from sandbox.core import Sandbox
 
 
@@ -66,9 +68,7 @@ def services(settings: Settings, *, connect: bool = True) -> Services:
     from pipeline.errors import ConfigError, ConfigInvalid
     from pipeline.services import Services
 
-    redact_logs(
-        [s.get_secret_value() for s in (settings.bitbucket_token, settings.heroku_api_key) if s is not None]
-    )
+    redact_logs(settings.secrets)
     releases = store(settings)
     if not connect:
         return Services(settings, releases)
@@ -89,7 +89,57 @@ def services(settings: Settings, *, connect: bool = True) -> Services:
     controller = Controller(
         settings, source, platform, backups, releases, controller_account=account, approvers=approvers
     )
-    return Services(settings, releases, controller=controller, platform=platform)
+    return Services(settings, releases, controller=controller, platform=platform, source=source)
+
+
+def web_server(services: Services, scheduler: Scheduler) -> WebServer | None:
+    """The webhook receiver ``serve`` runs beside its scheduler (None without ``webhooks:``), bound
+    but not started: a taken port is an OSError here, before anything runs. A genuine, new delivery
+    of an event that can move a release brings the next pass forward and makes it look at
+    everything; repeats are recognised through the store, across restarts and processes."""
+    from pipeline.controller import utcnow
+    from pipeline.web.app import create_app
+    from pipeline.web.server import WebServer
+    from pipeline.web.webhooks import Delivery, WebhookReceiver
+
+    settings = services.settings
+    if settings.webhooks is None:
+        return None
+    assert settings.webhook_secret is not None, "serve checks the secret before building the server"
+    log = logging.getLogger("pipeline.webhooks")
+
+    def note(request_uuid: str, event: str) -> bool:
+        return services.store.record_delivery(settings.name, request_uuid, event, utcnow())
+
+    def act(delivery: Delivery) -> None:
+        log.info(
+            "webhook %s (%s, attempt %s): a pass starts",
+            delivery.event,
+            delivery.request_uuid,
+            delivery.attempt,
+        )
+        scheduler.run_now(look=True)
+
+    def health() -> dict[str, Any]:
+        def iso(at: Any) -> str | None:
+            return at.isoformat().replace("+00:00", "Z") if at else None
+
+        return {
+            "status": "ok",
+            "pipeline": settings.name,
+            "passes": scheduler.passes,
+            "last_pass_started_at": iso(scheduler.last_pass_started_at),
+            "last_pass_at": iso(scheduler.last_pass_at),
+        }
+
+    receiver = WebhookReceiver(
+        secret=settings.webhook_secret.get_secret_value(),
+        workspace=settings.source.workspace,
+        repository=settings.source.repository,
+        note_delivery=note,
+        on_delivery=act,
+    )
+    return WebServer(create_app(receiver, health), settings.webhooks.host, settings.webhooks.port)
 
 
 class _Redact(logging.Filter):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shlex
 import signal
 import sys
@@ -18,11 +19,13 @@ import click
 import yaml
 
 from pipeline import bootstrap, demo
-from pipeline.config import Settings, describe, missing_secrets
+from pipeline.config import Settings, describe, missing_secrets, missing_webhook_secret
 from pipeline.controller import PassReport
 from pipeline.errors import ConfigInvalid, ExternalError, NotFound
 from pipeline.scheduler import Scheduler
 from pipeline.services import Services, SettleTimeout
+from pipeline.web.app import WEBHOOK_PATH
+from pipeline.web.server import WebServer
 
 DEFAULT_SANDBOX_DIR = Path(".pipeline") / "sandbox"
 
@@ -176,21 +179,41 @@ def serve(config_path: Path) -> None:
     _serve(services)
 
 
-def _serve(services: Services, ready: Callable[[Scheduler], None] | None = None) -> None:
+def _serve(services: Services, ready: Callable[[Scheduler, WebServer | None], None] | None = None) -> None:
+    """Passes on the scheduler and, with ``webhooks:``, the webhook receiver, until a signal.
+    ``ready(scheduler, server)`` runs in a thread of its own once both are up."""
+    settings = services.settings
+    for problem in missing_webhook_secret(settings):
+        click.echo(f"error: {problem}", err=True)
+        sys.exit(2)
     stop = _StopSignal()
-    interval = services.settings.schedule.poll_interval
+    interval = settings.schedule.poll_interval
+    scheduler = Scheduler(lambda detect: services.tick(detect=detect), interval)
+    try:
+        server = bootstrap.web_server(services, scheduler)
+    except OSError as exc:
+        hooks = settings.webhooks
+        where = f"{hooks.host}:{hooks.port}" if hooks else ""
+        raise click.ClickException(
+            f"cannot take webhooks on {where}: {exc}; set webhooks.port (or PIPELINE_WEBHOOK_PORT) "
+            "to a free port, or 0 for any"
+        ) from exc
     click.echo(
-        f"Serving pipeline {services.settings.name}: a pass every {interval.total_seconds():g}s; "
-        "SIGINT or SIGTERM stops after the running pass.",
+        f"Serving pipeline {settings.name}: a pass every {interval.total_seconds():g}s"
+        + (f", and at once on each Bitbucket webhook to {server.url}{WEBHOOK_PATH}" if server else "")
+        + "; SIGINT or SIGTERM stops after the running pass.",
         err=True,
     )
-    scheduler = Scheduler(lambda detect: services.tick(detect=detect), interval)
+    if server is not None:
+        server.start()
     if ready is not None:
-        threading.Thread(target=ready, args=(scheduler,), daemon=True).start()
+        threading.Thread(target=ready, args=(scheduler, server), daemon=True).start()
     scheduler.start()
     try:
         stop.wait()
     finally:
+        if server is not None:
+            server.stop()
         scheduler.shutdown()
     click.echo("Stopped.", err=True)
 
@@ -213,6 +236,64 @@ class _StopSignal:
     def wait(self) -> None:
         while not self.received:
             time.sleep(0.2)
+
+
+# --- Webhooks -----------------------------------------------------------------------------------
+
+
+@main.group()
+def webhooks() -> None:
+    """Bitbucket webhooks: a merge, a build result or an approval starts a pass at once."""
+
+
+@webhooks.command("install")
+@CONFIG_OPTION
+@click.option(
+    "--url",
+    default=None,
+    help="Where Bitbucket posts (default: webhooks.public_url, else http://<host>:<port>/webhooks/bitbucket).",
+)
+def webhooks_install(config_path: Path, url: str | None) -> None:
+    """Register the webhook, with BITBUCKET_WEBHOOK_SECRET, on the repository (or update it:
+    running it again changes nothing but the secret, events and URL it was given)."""
+    settings = _settings(config_path)
+    hooks = settings.webhooks
+    if hooks is None:
+        click.echo(
+            f"error: {settings.config_path.name}: webhooks: not configured: add webhooks: "
+            "{host, port, public_url} so serve listens for deliveries",
+            err=True,
+        )
+        sys.exit(2)
+    for problem in missing_webhook_secret(settings):
+        click.echo(f"error: {problem}", err=True)
+        sys.exit(2)
+    target = url or hooks.public_url
+    if target is None:
+        if hooks.port == 0:
+            click.echo(
+                f"error: {settings.config_path.name}: webhooks.public_url: needed when webhooks.port is 0 "
+                "(any free port): set it to where Bitbucket reaches serve, or give --url",
+                err=True,
+            )
+            sys.exit(2)
+        target = f"http://{hooks.host}:{hooks.port}{WEBHOOK_PATH}"
+    elif not re.match(r"https?://[^/]+", target):
+        click.echo(
+            f"error: --url: expected an http:// or https:// URL such as https://ci.example{WEBHOOK_PATH}",
+            err=True,
+        )
+        sys.exit(2)
+    services = _connect(settings)
+    try:
+        hook, outcome = services.install_webhook(target)
+    except ExternalError as exc:
+        raise click.ClickException(f"could not register the webhook: {exc}") from exc
+    src = settings.source
+    click.echo(
+        f"Webhook {outcome} on {src.workspace}/{src.repository}: {hook.url} ({hook.uuid}), signed with "
+        f"BITBUCKET_WEBHOOK_SECRET, for {len(hook.events)} events: {', '.join(hook.events)}"
+    )
 
 
 # --- Reading ------------------------------------------------------------------------------------
@@ -273,8 +354,11 @@ def history(config_path: Path, as_json: bool, limit: int) -> None:
 @CONFIG_OPTION
 @click.argument("release_id", type=int)
 @click.option("--json", "as_json", is_flag=True)
-def show(config_path: Path, release_id: int, as_json: bool) -> None:
-    """One release with every event."""
+@click.option(
+    "--details", "verbose", is_flag=True, help="Also print each event's evidence (outputs, policies)."
+)
+def show(config_path: Path, release_id: int, as_json: bool, verbose: bool) -> None:
+    """One release: what is in it, every approval seen and why it counted or not, every event."""
     services = _services(config_path, connect=False)
     try:
         detail = services.show(release_id)
@@ -287,17 +371,26 @@ def show(config_path: Path, release_id: int, as_json: bool) -> None:
     click.echo(f"  {detail['reason']}")
     if detail["pull_request"]:
         click.echo(f"  pull request #{detail['pull_request']['id']} {detail['pull_request']['url']}")
+    if detail["approvals_seen"]:
+        click.echo(
+            "  Approvals seen (each judged on the pull request and commit shown, under the policy digest):"
+        )
     for a in detail["approvals_seen"]:
-        mark = "counted" if a["counted"] else "ignored"
-        click.echo(f"  approval by {a['user']} at {a['at']}: {mark} - {a['reason']}")
-    click.echo("  Pull requests:")
-    for c in detail["changes"] or [{"id": "-", "title": "none", "author": "", "url": ""}]:
-        click.echo(f"    #{c['id']} {c['title']} {c['author'] or ''} {c['url']}")
+        mark = "counted" if a["counted"] else "not counted"
+        what = "requested changes" if a["kind"] == "changes_requested" else "approved"
+        where = f"#{a['pull_request']} {a['commit'][:12]} policy {a['policy_digest']}" if a["commit"] else ""
+        click.echo(f"    {a['user']} {what} at {a['at']} ({where}): {mark} - {a['reason']}")
+    click.echo("  Release notes:")
+    for line in detail["notes"]["text"].splitlines():
+        click.echo(f"    {line}" if line else "")
     click.echo("  Events:")
     for e in detail["events"]:
         move = f" [{e['from'] or ''} -> {e['to']}]" if e["from"] != e["to"] else ""
         refs = " ".join(f"{k}={v}" for k, v in e["refs"].items())
         click.echo(f"    {e['at']} {e['kind']}{move} by {e['actor']}: {e['reason']} {refs}".rstrip())
+        if e["detail"] and verbose:
+            for line in e["detail"].splitlines():
+                click.echo(f"        | {line}")
 
 
 # --- make run, make demo ------------------------------------------------------------------------
@@ -327,15 +420,19 @@ def run(config_path: Path, state_dir: Path) -> None:
         info = box.info()
         _describe(info, err=True)
         overrides = dict(info["env"]) | {"PIPELINE_DATABASE_URL": bootstrap.sandbox_database_url(state_dir)}
+        overrides.setdefault("PIPELINE_WEBHOOK_PORT", "0")  # any free port; the hook is told which
         services = _connect(_settings(config_path, overrides=overrides))
 
-        def merge_a_change(scheduler: Scheduler) -> None:
+        def merge_a_change(scheduler: Scheduler, server: WebServer | None) -> None:
+            if server is not None:  # the sandbox's Bitbucket posts its webhooks to this serve
+                services.install_webhook(f"{server.url}{WEBHOOK_PATH}")
             people = demo.People(info)
             stamp = time.strftime("%Y-%m-%d %H:%M:%S")
             merged = people.merge_change(
                 f"Demo change {stamp}", {"DEMO.md": f"Changed at {stamp}\n".encode()}
             )
-            scheduler.run_now(look=True)  # as a webhook will: do not wait a poll for the merge
+            if server is None:
+                scheduler.run_now(look=True)  # as a webhook would: do not wait a poll for the merge
             poll = services.settings.schedule.poll_interval.total_seconds()
             exe = "pipeline"
             where = f" --state-dir {state_dir}" if state_dir != DEFAULT_SANDBOX_DIR else ""
@@ -350,7 +447,9 @@ def run(config_path: Path, state_dir: Path) -> None:
                         f"    {env_line} && .venv/bin/{exe} status",
                         "Once it waits for approval, approve it as the Product Owner:",
                         f"    .venv/bin/{exe} sandbox approve --as po{where}",
-                        f"(the controller looks again within {poll:g}s)",
+                        "(the sandbox's Bitbucket tells the controller at once, by webhook)"
+                        if server is not None
+                        else f"(the controller looks again within {poll:g}s)",
                         f"History: .venv/bin/{exe} history (after the eval above).  Ctrl-C stops everything.",
                         "",
                     ]

@@ -51,6 +51,20 @@ CRASH_EXIT_STATUS = 70
 SERVER_ERROR_RETRY = 5.0
 RATE_LIMITED_RETRY = 60.0
 DETECT_EVERY = 5.0  # seconds between two looks at the watched branch, unless told to look
+# States whose open release pull request describes the release as it moves.
+DESCRIBED_STATES = frozenset(
+    {
+        State.STAGING_VERIFYING,
+        State.AWAITING_APPROVAL,
+        State.APPROVED,
+        State.BACKING_UP,
+        State.PROMOTING,
+        State.PRODUCTION_VERIFYING,
+        State.RELEASED,
+    }
+)
+# States of a release that reached production and stayed there.
+PRODUCTION_STATES = (State.RELEASED, State.BACKUPS_VERIFIED, State.BACKUPS_UNVERIFIED)
 LOOK_EVERY = 10.0  # seconds between two looks at a release waiting on a person or CI, unless told to
 
 
@@ -206,6 +220,7 @@ class Controller:
             updated_at=now,
             commits=tuple(commits),
             changes=tuple(changes),
+            base_commit=production_head,
             staging_app=self.settings.staging.app,
             production_app=self.settings.production.app,
         )
@@ -280,6 +295,10 @@ class Controller:
         if wait is not None and wait.detail != release.reason:
             # What it waits on is the release's last word until it moves again (``pipeline status``).
             release = self.store.save(replace(release, reason=wait.detail), [])
+        try:
+            release = self._describe(release)
+        except Temporary as exc:
+            log.warning("release %s: the release pull request's description waits: %s", release.id, exc)
         if wait is not None and wait.on in (domain.WaitingOn.PERSON, domain.WaitingOn.CI):
             self._parked[release_id] = (time.monotonic() + LOOK_EVERY, wait)
         return ReleaseReport(release_id, release.commit, release.state, moved, wait)
@@ -310,6 +329,8 @@ class Controller:
             seen["pull_request"] = self.source.pull_request(release.pull_request_id)
         if state in (State.AWAITING_APPROVAL, State.APPROVED) and release.release_branch:
             seen["release_branch_head"] = self.source.branch_head(release.release_branch)
+        if state in (State.AWAITING_APPROVAL, State.APPROVED) and release.pull_request_id:
+            seen["activity"] = tuple(self.source.activity(release.pull_request_id))
         if state == State.AWAITING_APPROVAL:
             seen["newer_verified"] = next((r for r in newer if r.staging_verified_at is not None), None)
         if state == State.APPROVED:
@@ -321,6 +342,7 @@ class Controller:
                 # About to promote: the approval is judged again, on what Bitbucket says now.
                 seen["pull_request"] = self.source.pull_request(release.pull_request_id)
                 seen["release_branch_head"] = self.source.branch_head(release.release_branch or "")
+                seen["activity"] = tuple(self.source.activity(release.pull_request_id))
         if state == State.PROMOTING:
             seen.update(self._promotion(release))
         if state == State.PRODUCTION_VERIFYING:
@@ -461,10 +483,13 @@ class Controller:
                 fields=dict(action.fields),
                 refs=dict(action.refs),
                 actor=action.actor,
+                detail=action.detail,
             )
         if isinstance(action, domain.PostStatus):
             self._post_status(release, action)
             return release
+        if isinstance(action, domain.NotifyChanges):
+            return self._notify_changes(release, action)
         handler = {
             domain.DeployToStaging: self._deploy_to_staging,
             domain.OpenReleasePullRequest: self._open_pull_request,
@@ -487,6 +512,7 @@ class Controller:
         refs: dict[str, str] | None = None,
         actor: str = domain.CONTROLLER,
         keep_reason: bool = False,
+        detail: str = "",
     ) -> Release:
         now = self.clock()
         changes = dict(fields or {})
@@ -503,6 +529,7 @@ class Controller:
             state_from=release.state,
             state_to=updated.state,
             refs=dict(refs or {}),
+            detail=detail,
         )
         log.info(
             "release %s %s: %s%s",
@@ -556,7 +583,7 @@ class Controller:
     def _post_status(self, release: Release, action: domain.PostStatus) -> None:
         stage = self.settings.staging if action.key == domain.STAGING_STATUS else self.settings.production
         try:
-            url = self._web_url(stage.app)
+            url = action.url or self._web_url(stage.app)
             name = f"{stage.name.capitalize()} ({stage.app})"
             self.source.set_status(release.commit, action.key, action.state, name, action.description, url)
         except Permanent as exc:  # refused for good: feedback is not a step of the path, go on without it
@@ -599,9 +626,7 @@ class Controller:
                 pr = existing
             else:
                 pinned = replace(release, release_branch=branch)
-                description = notes.pull_request_description(
-                    pinned, self.settings.approval.approvers, self.settings.approval.min_approvals
-                )
+                description = self._description(pinned)
                 pr = self.source.open_pull_request(branch, target, notes.title(pinned), description)
         except Permanent as exc:
             why = f"could not open the release pull request from {branch}: {exc}; a person must fix it"
@@ -615,6 +640,89 @@ class Controller:
             fields={"release_branch": branch, "pull_request_id": pr.id, "pull_request_url": pr.url},
             refs={"pull_request": str(pr.id), "branch": branch},
         )
+
+    # --- Feedback in Bitbucket ------------------------------------------------------------------
+
+    def _notify_changes(self, release: Release, action: domain.NotifyChanges) -> Release:
+        """Comment on each merged pull request of the release that its change reached a stage.
+
+        Write-ahead per pull request: its key goes into ``release.feedback`` with a "?" before the
+        comment is posted and without once it is. A pass that finds a "?" (it died around the post)
+        reads the pull request's comments and posts only when none carries the marker."""
+        marker = notes.comment_marker(release, action.stage)
+        announced: set[str] = set()
+        if action.stage == "staging":  # once on staging is enough, whichever release took it there
+            for other in self.store.history(self.settings.name, 200):
+                if other.id != release.id:
+                    announced.update(k for k in other.feedback if not k.endswith("?"))
+        if action.stage == "rolled_back":
+            stage, wanted = self.settings.production, {f"production:#{c.id}" for c in release.changes}
+        elif action.stage == "production":
+            stage, wanted = self.settings.production, set()
+        else:
+            stage, wanted = self.settings.staging, set()
+        version = (
+            release.staging_release_version
+            if action.stage == "staging"
+            else release.rollback_release_version or release.production_release_version
+        )
+        for change in release.changes:
+            key = f"{action.stage}:#{change.id}"
+            if key in release.feedback or key in announced:
+                continue
+            if wanted and f"production:#{change.id}" not in release.feedback:
+                continue  # never told it reached production: nothing to take back
+            text = notes.change_comment(release, change, action.stage, stage.app, version)
+            try:
+                if f"{key}?" in release.feedback:
+                    posted = any(c.text.startswith(marker) for c in self.source.comments(change.id))
+                else:
+                    release = self._feedback(release, add=f"{key}?")
+                    posted = False
+                if not posted:
+                    self.source.comment(change.id, text)
+            except Permanent as exc:  # feedback is not a step of the path: say so and go on
+                log.warning(
+                    "release %s: could not comment on pull request #%s: %s", release.id, change.id, exc
+                )
+            release = self._feedback(release, add=key, remove=f"{key}?")
+        return release
+
+    def _feedback(self, release: Release, *, add: str, remove: str | None = None) -> Release:
+        keys = (*(k for k in release.feedback if k not in (add, remove)), add)
+        return self.store.save(replace(release, feedback=keys), [])
+
+    def _description(self, release: Release) -> str:
+        """The release pull request's description for the release as it is now."""
+        approval = self.settings.approval
+        rules = notes.ApprovalRules(
+            approvers=tuple(approval.approvers),
+            min_approvals=approval.min_approvals,
+            max_age=domain.span_text(approval.max_age) if approval.max_age else None,
+            authors_may_approve=approval.authors_may_approve,
+            digest=domain.approval_digest(self.policy),
+        )
+        events = self.store.events(release.id) if release.id is not None else []
+        since = self.store.last_in(self.settings.name, PRODUCTION_STATES)
+        branch = self.settings.source.production_branch
+        return notes.pull_request_description(release, rules, events, since, branch)
+
+    def _describe(self, release: Release) -> Release:
+        """Keep the open release pull request's description current: rewritten (one PUT) when what
+        it says has changed since it was last written."""
+        if release.pull_request_id is None or release.state not in DESCRIBED_STATES:
+            return release
+        text = self._description(release)
+        digest = notes.digest(text)
+        if digest == release.description_digest:
+            return release
+        try:
+            self.source.update_pull_request(release.pull_request_id, text)
+        except Permanent as exc:  # closed meanwhile (merged, declined): nothing left to describe
+            log.warning(
+                "release %s: could not update pull request #%s: %s", release.id, release.pull_request_id, exc
+            )
+        return self.store.save(replace(release, description_digest=digest), [])
 
     def _decline(self, release: Release, action: domain.DeclinePullRequest) -> Release:
         if release.pull_request_id is None:
@@ -717,6 +825,7 @@ class Controller:
         )
 
     def _merge(self, release: Release, action: domain.MergePullRequest) -> Release:
+        release = self._describe(release)  # its last word before it closes
         assert release.pull_request_id is not None
         message = f"Release {release.id}: {release.commit[:12]} (merged by the release controller)"
         try:
@@ -748,6 +857,9 @@ def policy_of(
         approver_names=tuple(settings.approval.approvers),
         min_approvals=settings.approval.min_approvals,
         controller_account=controller_account,
+        approval_max_age=settings.approval.max_age,
+        authors_may_approve=settings.approval.authors_may_approve,
+        unlinked_authors=settings.approval.unlinked_authors,
         staging=verification_of(settings.staging),
         production=verification_of(settings.production),
         capture_backup=backups.capture_before_promotion if backups else False,

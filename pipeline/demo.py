@@ -145,6 +145,35 @@ class People:
         self._call(user, "POST", f"/pullrequests/{pull_request}/approve")
         return pull_request
 
+    def unapprove(self, pull_request: int, *, user: str = "po") -> None:
+        """Withdraw ``user``'s approval of a pull request."""
+        self._call(user, "DELETE", f"/pullrequests/{pull_request}/approve")
+
+    def request_changes(self, pull_request: int, *, user: str = "po", comment: str = "") -> None:
+        """Request changes on a pull request as ``user``, saying why in a comment first."""
+        if comment:
+            self.comment(pull_request, comment, user=user)
+        self._call(user, "POST", f"/pullrequests/{pull_request}/request-changes")
+
+    def decline(self, pull_request: int, *, user: str = "po", reason: str = "") -> None:
+        """Decline a pull request as ``user``, with the reason Bitbucket's dialog asks for."""
+        self._call(user, "POST", f"/pullrequests/{pull_request}/decline", json={"message": reason})
+
+    def comment(self, pull_request: int, text: str, *, user: str = "dev") -> None:
+        self._call(user, "POST", f"/pullrequests/{pull_request}/comments", json={"content": {"raw": text}})
+
+    def comments(self, pull_request: int) -> list[dict[str, Any]]:
+        """The comments on a pull request, oldest first (every page)."""
+        found: list[dict[str, Any]] = []
+        page = self._call("dev", "GET", f"/pullrequests/{pull_request}/comments", params={"pagelen": 100})
+        while True:
+            found.extend(page.get("values", []))
+            if not page.get("next"):
+                return found
+            response = self.as_user("dev").get(page["next"], timeout=30)
+            response.raise_for_status()
+            page = response.json()
+
     def statuses(self, commit: str) -> dict[str, dict[str, Any]]:
         """Commit statuses by key, as Bitbucket shows them on the commit."""
         page = self._call("dev", "GET", f"/commit/{commit}/statuses")

@@ -18,7 +18,9 @@ an answer that may still come, and only then does the effect again.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -31,14 +33,19 @@ from pipeline.model import (
     Dyno,
     HerokuBuild,
     HerokuRelease,
+    Participant,
     Person,
     Promotion,
     PullRequest,
+    PullRequestActivity,
     Release,
     State,
 )
 
 CONTROLLER = "controller"
+
+# Events by which a counted approval stops counting.
+LOSING_EVENTS = frozenset({"ApprovalWithdrawn", "ApprovalVoided"})
 
 # Commit status keys, one per stage, as developers see them on the commit in Bitbucket.
 STAGING_STATUS = "pipeline/staging"
@@ -64,6 +71,10 @@ class Policy:
     approver_names: tuple[str, ...] = ()
     min_approvals: int = 1
     controller_account: Person | None = None
+    # An approval older than this at the moment it is judged (promotion included) does not count.
+    approval_max_age: timedelta | None = timedelta(hours=72)
+    authors_may_approve: bool = False
+    unlinked_authors: str = "block"  # block | allow
     staging: Verification = Verification()
     production: Verification = Verification()
     capture_backup: bool = True
@@ -78,6 +89,27 @@ class Policy:
     @property
     def approvers_text(self) -> str:
         return ", ".join(self.approver_names or sorted(self.approvers))
+
+
+def approval_policy(policy: Policy) -> dict[str, Any]:
+    """The rules approvals are judged by, as plain JSON: what ``approval_digest`` digests, and what
+    the history keeps beside each approval so an auditor can see the rules it was judged under."""
+    bot = policy.controller_account
+    return {
+        "approvers": sorted(policy.approvers),
+        "min_approvals": policy.min_approvals,
+        "max_age_seconds": policy.approval_max_age.total_seconds() if policy.approval_max_age else None,
+        "authors_may_approve": policy.authors_may_approve,
+        "unlinked_authors": policy.unlinked_authors,
+        "controller_account": (bot.uuid or bot.account_id or bot.username) if bot else None,
+        "bound_to": "the commit verified on staging; any move of the release branch voids earlier approvals",
+    }
+
+
+def approval_digest(policy: Policy) -> str:
+    """A short, stable digest of ``approval_policy(policy)`` (16 hex characters of its SHA-256)."""
+    text = json.dumps(approval_policy(policy), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def pin_approvers(
@@ -131,6 +163,8 @@ class Observation:
     newer_verified: Release | None = None
     newer_approved: Release | None = None
     dynos: tuple[Dyno, ...] | None = None
+    # The release pull request's activity, newest first (moves of the release branch, comments).
+    activity: tuple[PullRequestActivity, ...] = ()
     staging_busy_with: int | None = None
     production_busy_with: int | None = None
     # The effect marked pending was refused (an HTTP error answer) in this process: it did not
@@ -143,7 +177,8 @@ class Observation:
 
 @dataclass(frozen=True)
 class Update:
-    """Record an event, and change state and fields. ``to`` None keeps the state."""
+    """Record an event, and change state and fields. ``to`` None keeps the state; ``detail`` is
+    longer evidence kept with the event."""
 
     kind: str
     reason: str
@@ -151,6 +186,7 @@ class Update:
     fields: Mapping[str, Any] = field(default_factory=dict)
     refs: Mapping[str, str] = field(default_factory=dict)
     actor: str = CONTROLLER
+    detail: str = ""
 
 
 @dataclass(frozen=True)
@@ -194,11 +230,22 @@ class MergePullRequest:
 
 @dataclass(frozen=True)
 class PostStatus:
-    """Post the stage's commit status on the release's commit (the same key overwrites)."""
+    """Post the stage's commit status on the release's commit (the same key overwrites). ``url``:
+    where it links (default: the stage's app)."""
 
     key: str
     state: str  # INPROGRESS | SUCCESSFUL | FAILED | STOPPED
     description: str
+    url: str | None = None
+
+
+@dataclass(frozen=True)
+class NotifyChanges:
+    """Comment on every pull request merged into the release that its change reached ``stage``
+    (``staging`` or ``production``) or was taken out again (``rolled_back``). Once per pull request
+    and stage: a change already announced on staging by an earlier release is not announced again."""
+
+    stage: str
 
 
 class WaitingOn(StrEnum):
@@ -223,7 +270,8 @@ class Wait:
 
 
 Effect = DeployToStaging | OpenReleasePullRequest | DeclinePullRequest | CaptureBackup | Promote | RollBack
-Action = Update | Effect | MergePullRequest | PostStatus | Wait
+Feedback = PostStatus | DeclinePullRequest | NotifyChanges
+Action = Update | Effect | MergePullRequest | PostStatus | NotifyChanges | Wait
 
 
 @dataclass(frozen=True)
@@ -241,12 +289,11 @@ class Decision:
 
 def _decision(*actions: Action) -> Decision:
     """The actions in the order they run: feedback first (commit statuses, declining a pull
-    request: idempotent, so safe to repeat), then the rest as given. A crash right after a release
-    reaches a final state then never loses the feedback that goes with it."""
-    feedback = tuple(a for a in actions if isinstance(a, PostStatus | DeclinePullRequest))
-    return Decision(
-        feedback + tuple(a for a in actions if not isinstance(a, PostStatus | DeclinePullRequest))
-    )
+    request, comments on the merged pull requests: idempotent, so safe to repeat), then the rest as
+    given. A crash right after a release reaches a final state then never loses the feedback that
+    goes with it."""
+    feedback = tuple(a for a in actions if isinstance(a, Feedback))
+    return Decision(feedback + tuple(a for a in actions if not isinstance(a, Feedback)))
 
 
 def _wait(on: WaitingOn, detail: str, until: datetime | None = None) -> Decision:
@@ -361,6 +408,12 @@ def _staging_verifying(release: Release, seen: Observation, policy: Policy, now:
                 State.AWAITING_APPROVAL,
                 refs={"pull_request": str(release.pull_request_id)},
             ),
+            PostStatus(
+                PRODUCTION_STATUS,
+                "INPROGRESS",
+                f"Waiting for approval by {policy.approvers_text} on #{release.pull_request_id}",
+                release.pull_request_url,
+            ),
         )
     outcome = _verification(release, seen, policy, now, "Staging", release.staging_release_version)
     if isinstance(outcome, Decision):
@@ -371,6 +424,7 @@ def _staging_verifying(release: Release, seen: Observation, policy: Policy, now:
     return _decision(
         Update("StagingVerified", _checks_summary(seen.checks), fields={"staging_verified_at": now}),
         PostStatus(STAGING_STATUS, "SUCCESSFUL", f"Verified on {release.staging_app} v{version}"),
+        NotifyChanges("staging"),
         OpenReleasePullRequest(),
     )
 
@@ -379,33 +433,41 @@ def _awaiting_approval(release: Release, seen: Observation, policy: Policy, now:
     pr = seen.pull_request
     if pr is None:
         return _decision(OpenReleasePullRequest())
-    closed = _closed(release, pr, policy)
+    closed = _closed(release, pr, seen.activity, policy)
     if closed is not None:
         return closed
     if seen.newer_verified is not None:
         return _supersede(release, seen.newer_verified)
-    judged = judge_approvals(release, pr, seen.release_branch_head, policy)
+    judged = judge_approvals(release, pr, seen.release_branch_head, policy, now, seen.activity)
     actions: list[Action] = list(_approval_events(release, judged))
-    counted = [a for a in judged if a.counted]
+    counted = [a for a in judged if a.counted and a.kind == "approval"]
     if len(counted) >= policy.min_approvals:
         who = ", ".join(a.user.username for a in counted)
         actions.append(
             Update(
                 "ReleaseApproved",
-                f"approved by {who}",
+                f"approved by {who} (approval policy {approval_digest(policy)})",
                 State.APPROVED,
                 {"approvals": judged, "approved_at": now},
-                {"pull_request": str(pr.id)},
+                {"pull_request": str(pr.id), "policy": approval_digest(policy)},
                 actor=who,
+                detail=_approval_evidence(counted, policy),
             )
         )
         return _decision(*actions)
     missing = policy.min_approvals - len(counted)
     approvers = policy.approvers_text
+    # What keeps an approver's own approval from counting is what they need to know first.
+    blocked = [
+        a.reason
+        for a in judged
+        if a.kind == "approval" and not a.counted and a.user.is_one_of(policy.approvers)
+    ]
+    because = f" ({'; '.join(blocked)})" if blocked else ""
     actions.append(
         Wait(
             WaitingOn.PERSON,
-            f"waiting for {missing} more approval(s) from {approvers} on pull request #{pr.id}",
+            f"waiting for {missing} more approval(s) from {approvers} on pull request #{pr.id}{because}",
         )
     )
     return _decision(*actions)
@@ -416,7 +478,7 @@ def _approved(release: Release, seen: Observation, policy: Policy, now: datetime
         # A newer release (which contains this one) is approved or already in production: promoting
         # this one after it would take production back.
         return _supersede(release, seen.newer_approved)
-    recheck = _approval_recheck(release, seen, policy)
+    recheck = _approval_recheck(release, seen, policy, now)
     if recheck is not None:
         return recheck
     if seen.production_busy_with is not None:
@@ -442,23 +504,38 @@ def _approved(release: Release, seen: Observation, policy: Policy, now: datetime
     )
 
 
-def _approval_recheck(release: Release, seen: Observation, policy: Policy) -> Decision | None:
+def _approval_recheck(release: Release, seen: Observation, policy: Policy, now: datetime) -> Decision | None:
     """Approval is re-checked at the moment of promotion, not only when it was given: None when it
-    still holds and there is nothing new to record; else the decision (rejected, withdrawn, or the
-    events of approvals judged since)."""
+    still holds and there is nothing new to record; else the decision (rejected, withdrawn, expired,
+    voided by a move of the release branch, or the events of approvals judged since)."""
     pr = seen.pull_request
     if pr is None:
         return None
-    closed = _closed(release, pr, policy)
+    closed = _closed(release, pr, seen.activity, policy)
     if closed is not None:
         return closed
-    judged = judge_approvals(release, pr, seen.release_branch_head, policy)
+    judged = judge_approvals(release, pr, seen.release_branch_head, policy, now, seen.activity)
     actions: list[Action] = list(_approval_events(release, judged))
-    if sum(a.counted for a in judged) < policy.min_approvals:
-        why = "; ".join(a.reason for a in judged if not a.counted) or "approval withdrawn"
+    if sum(a.counted and a.kind == "approval" for a in judged) < policy.min_approvals:
+        lost = [u.reason for u in actions if isinstance(u, Update) and u.kind in LOSING_EVENTS]
+        lost = lost or [a.reason for a in judged if not a.counted and a.kind == "approval"]
+        why = "; ".join(lost) or "approval withdrawn"
         actions.append(
             Update(
-                "ApprovalWithdrawn", why, State.AWAITING_APPROVAL, {"approvals": judged, "approved_at": None}
+                "ApprovalLost",
+                why,
+                State.AWAITING_APPROVAL,
+                # A backup taken for this promotion is no longer fresh by the time it is approved
+                # again: the next promotion captures its own (this one stays in the history).
+                {"approvals": judged, "approved_at": None, "backup_id": None, "backup_name": None},
+            )
+        )
+        actions.append(
+            PostStatus(
+                PRODUCTION_STATUS,
+                "INPROGRESS",
+                f"Approval no longer holds; waiting for approval on #{pr.id}",
+                release.pull_request_url,
             )
         )
         return _decision(*actions)
@@ -497,7 +574,7 @@ def _backing_up(release: Release, seen: Observation, policy: Policy, now: dateti
             Update("BackupFailed", why, State.PROMOTION_FAILED, fields, refs),
             PostStatus(PRODUCTION_STATUS, "FAILED", f"Backup {backup.name} failed; not promoted"),
         )
-    recheck = _approval_recheck(release, seen, policy)
+    recheck = _approval_recheck(release, seen, policy, now)
     if recheck is not None and any(isinstance(a, Update) and a.to is not None for a in recheck.actions):
         return _decision(
             Update("BackupCaptured", f"backup {backup.name} completed", fields=fields, refs=refs),
@@ -590,6 +667,7 @@ def _production_verifying(release: Release, seen: Observation, policy: Policy, n
             {"released_at": now},
         ),
         PostStatus(PRODUCTION_STATUS, "SUCCESSFUL", f"Released on {release.production_app} v{version}"),
+        NotifyChanges("production"),
     )
 
 
@@ -626,6 +704,7 @@ def _rolled_back(release: Release, rollback: HerokuRelease) -> Decision:
             {"release": rollback.id},
         ),
         PostStatus(PRODUCTION_STATUS, "FAILED", f"Rolled back to {previous}: production verification failed"),
+        NotifyChanges("rolled_back"),
         DeclinePullRequest(
             f"Production verification failed: {release.reason}. "
             f"{release.production_app} was rolled back to {previous}."
@@ -682,64 +761,209 @@ _STEPS = {
 
 
 def judge_approvals(
-    release: Release, pr: PullRequest, release_branch_head: str | None, policy: Policy
+    release: Release,
+    pr: PullRequest,
+    release_branch_head: str | None,
+    policy: Policy,
+    now: datetime,
+    activity: Sequence[PullRequestActivity] = (),
 ) -> tuple[Approval, ...]:
-    """Every approval on the release pull request, each counted or ignored with the reason.
+    """Every approval (and request for changes) on the release pull request, each counted or not
+    with the reason and its evidence (pull request, commit, policy digest).
 
     An approval counts when the approver is listed in ``approval.approvers``, is not the controller's
-    account, wrote no commit in the release, approved after staging was verified, and the release
-    branch still points at the release's commit. Distinct people only (Bitbucket lists each once).
+    account, wrote no commit in the release (unless ``authors_may_approve``), no commit of the
+    release has an author linked to no account (unless ``unlinked_authors`` is ``allow``), approved
+    after staging was verified, after the last move of the release branch (the pull request's
+    activity shows every move), while the branch points at the release's commit, and at most
+    ``approval_max_age`` before ``now``. Distinct people only (Bitbucket lists each once). A request
+    for changes "counts" when a listed approver made it: it rejects the release.
     """
+    digest = approval_digest(policy)
     branch_moved = release_branch_head is None or not release.commit.startswith(release_branch_head[:12])
-    authors = [c for c in release.commits if c.author is not None]
+    moved = last_branch_move(activity, release.commit)
     judged: list[Approval] = []
     for p in pr.participants:
-        if not p.approved:
+        if p.approved:
+            kind = "approval"
+        elif p.state == "changes_requested":
+            kind = "changes_requested"
+        else:
             continue
         at = p.participated_on or release.created_at
-        name = p.user.username
-        wrote = next((c for c in authors if c.author is not None and c.author.same_as(p.user)), None)
-        if policy.controller_account is not None and p.user.same_as(policy.controller_account):
-            reason = "the controller's own account never counts"
-        elif not p.user.is_one_of(policy.approvers):
-            reason = f"{name} is not an approver (approval.approvers: {policy.approvers_text})"
-        elif wrote is not None:
-            reason = (
-                f"{name} wrote commit {wrote.hash[:12]} in this release; authors never approve their work"
-            )
-        elif p.participated_on is None:
-            reason = (
-                f"Bitbucket gives no time for {name}'s approval: it cannot be shown to follow verification"
-            )
-        elif release.staging_verified_at is None or at < release.staging_verified_at:
-            reason = f"{name} approved at {at.isoformat()}, before staging was verified"
-        elif branch_moved:
-            where = release_branch_head[:12] if release_branch_head else "nowhere (deleted)"
-            reason = (
-                f"release branch {release.release_branch} points at {where}, not at {release.commit[:12]}: "
-                "approvals are bound to the commit verified on staging"
-            )
+        if kind == "changes_requested":
+            counted, reason = _judge_change_request(p.user, pr, activity, policy)
         else:
-            reason = f"{name} is an approver and approved {release.commit[:12]} after staging verification"
-            judged.append(Approval(p.user, at, True, reason))
-            continue
-        judged.append(Approval(p.user, at, False, reason))
+            why_not = _why_not_counted(release, p, at, branch_moved, release_branch_head, moved, policy, now)
+            counted = why_not is None
+            reason = why_not or (
+                f"{p.user.username} is an approver and approved {release.commit[:12]} after staging "
+                "verification, with the release branch unmoved"
+            )
+        judged.append(
+            Approval(
+                p.user,
+                at,
+                counted,
+                reason,
+                pull_request_id=pr.id,
+                commit=release.commit,
+                policy_digest=digest,
+                kind=kind,
+            )
+        )
     return tuple(judged)
 
 
+def _why_not_counted(
+    release: Release,
+    p: Participant,
+    at: datetime,
+    branch_moved: bool,
+    release_branch_head: str | None,
+    moved: tuple[datetime, str] | None,
+    policy: Policy,
+    now: datetime,
+) -> str | None:
+    """Why approval participant ``p`` does not count, or None when it does (see judge_approvals)."""
+    name = p.user.username
+    if policy.controller_account is not None and p.user.same_as(policy.controller_account):
+        return "the controller's own account never counts"
+    if not p.user.is_one_of(policy.approvers):
+        return f"{name} is not an approver (approval.approvers: {policy.approvers_text})"
+    if not policy.authors_may_approve:
+        wrote = next(
+            (
+                c
+                for c in release.commits
+                if (c.author is not None and c.author.same_as(p.user))
+                or (c.author is None and p.user.display_name and c.author_name == p.user.display_name)
+            ),
+            None,
+        )
+        if wrote is not None:
+            return f"{name} wrote commit {wrote.hash[:12]} in this release; authors never approve their work"
+        unlinked = next((c for c in release.commits if c.author is None), None)
+        if unlinked is not None and policy.unlinked_authors == "block":
+            author = unlinked.author_name or unlinked.author_raw
+            return (
+                f"commit {unlinked.hash[:12]} is by {author!r}, an e-mail linked to no Bitbucket "
+                f"account: nobody can show {name} did not write it "
+                "(link the e-mail to its account, or set approval.unlinked_authors: allow)"
+            )
+    if p.participated_on is None:
+        return f"Bitbucket gives no time for {name}'s approval: it cannot be shown to follow verification"
+    if release.staging_verified_at is None or at < release.staging_verified_at:
+        return f"{name} approved at {_iso(at)}, before staging was verified"
+    if branch_moved:
+        where = release_branch_head[:12] if release_branch_head else "nowhere (deleted)"
+        return (
+            f"release branch {release.release_branch} points at {where}, not at {release.commit[:12]}: "
+            "approvals are bound to the commit verified on staging"
+        )
+    if moved is not None and at <= moved[0]:
+        return (
+            f"{name} approved at {_iso(at)}, before release branch {release.release_branch} moved "
+            f"(to {moved[1][:12]} at {_iso(moved[0])}): a move voids every earlier approval; approve again"
+        )
+    if policy.approval_max_age is not None and now - at > policy.approval_max_age:
+        return (
+            f"{name} approved at {_iso(at)}, more than {span_text(policy.approval_max_age)} ago "
+            "(approval.max_age): unapprove and approve again"
+        )
+    return None
+
+
+def _judge_change_request(
+    user: Person, pr: PullRequest, activity: Sequence[PullRequestActivity], policy: Policy
+) -> tuple[bool, str]:
+    """Whether a request for changes rejects the release (a listed approver's does), and why."""
+    if policy.controller_account is not None and user.same_as(policy.controller_account):
+        return False, "the controller's own account never rejects"
+    if not user.is_one_of(policy.approvers):
+        return (
+            False,
+            f"{user.username} requested changes but is not an approver: it does not reject the release",
+        )
+    return (
+        True,
+        f"{user.username} requested changes on release pull request #{pr.id}: {_said(user, activity)}",
+    )
+
+
+def last_branch_move(activity: Sequence[PullRequestActivity], commit: str) -> tuple[datetime, str] | None:
+    """When the pull request's source branch last moved, and to what, from its activity (newest
+    first): an update whose source commit differs from the update before it. A pull request opened
+    from anything but ``commit`` counts as moved when it was opened."""
+    updates = [a for a in reversed(activity) if a.kind == "update" and a.source_commit]
+    moved: tuple[datetime, str] | None = None
+    previous = commit
+    for update in updates:
+        if not _same_commit(update.source_commit, previous):
+            moved = (update.at, update.source_commit)
+        previous = update.source_commit
+    return moved
+
+
+def _said(user: Person, activity: Sequence[PullRequestActivity]) -> str:
+    """What ``user`` last wrote on the pull request (its first line), or that they wrote nothing."""
+    said = next((a.text for a in activity if a.kind == "comment" and a.user and a.user.same_as(user)), "")
+    line = (said.strip().splitlines() or [""])[0][:200]
+    return repr(line) if line else "no comment given"
+
+
 def _approval_events(release: Release, judged: tuple[Approval, ...]) -> list[Update]:
-    """An event for every approval that is new or judged differently than last time."""
-    before = {(a.user.uuid or a.user.username, a.at): a for a in release.approvals}
+    """An event for every approval that is new or judged differently than last time, and one when
+    an approval was withdrawn (unapproved in Bitbucket)."""
+    before = {_approval_key(a): a for a in release.approvals}
+    now_seen = {_approval_key(a) for a in judged}
     updates: list[Update] = []
     for a in judged:
-        old = before.get((a.user.uuid or a.user.username, a.at))
+        old = before.get(_approval_key(a))
         if old is not None and old.counted == a.counted and old.reason == a.reason:
             continue
-        kind = "ApprovalCounted" if a.counted else "ApprovalIgnored"
+        if a.kind == "changes_requested":
+            kind = "ChangesRequested" if a.counted else "ChangesRequestIgnored"
+        elif a.counted:
+            kind = "ApprovalCounted"
+        else:
+            kind = "ApprovalVoided" if old is not None and old.counted else "ApprovalIgnored"
         updates.append(Update(kind, a.reason, fields={"approvals": judged}, actor=a.user.username))
+    gone = [a for key, a in before.items() if key not in now_seen and a.kind == "approval"]
+    for a in gone:
+        why = f"{a.user.username} withdrew the approval given at {_iso(a.at)}"
+        updates.append(Update("ApprovalWithdrawn", why, fields={"approvals": judged}, actor=a.user.username))
     if not updates and len(judged) != len(release.approvals):
-        updates.append(Update("ApprovalWithdrawn", "an approval was withdrawn", fields={"approvals": judged}))
+        updates.append(Update("ApprovalsChanged", "approvals changed", fields={"approvals": judged}))
     return updates
+
+
+def _approval_key(a: Approval) -> tuple[str, str, datetime]:
+    return (a.kind, a.user.uuid or a.user.account_id or a.user.username, a.at)
+
+
+def _approval_evidence(counted: Sequence[Approval], policy: Policy) -> str:
+    """The evidence kept with ReleaseApproved: each counted approval and the policy they were judged by."""
+    return json.dumps(
+        {
+            "approvals": [
+                {
+                    "approver": a.user.username,
+                    "uuid": a.user.uuid,
+                    "account_id": a.user.account_id,
+                    "at": _iso(a.at),
+                    "pull_request": a.pull_request_id,
+                    "commit": a.commit,
+                    "policy_digest": a.policy_digest,
+                }
+                for a in counted
+            ],
+            "policy": approval_policy(policy),
+            "policy_digest": approval_digest(policy),
+        },
+        indent=2,
+        sort_keys=True,
+    )
 
 
 def backup_problem(backup: Backup | None, max_age: timedelta, now: datetime) -> str | None:
@@ -831,36 +1055,53 @@ def _in_grace(release: Release, seen: Observation, action: str, policy: Policy, 
     )
 
 
-def _closed(release: Release, pr: PullRequest, policy: Policy) -> Decision | None:
-    """A person ended the release: the pull request was closed outside the controller, or an approver
-    requested changes."""
+def _closed(
+    release: Release, pr: PullRequest, activity: Sequence[PullRequestActivity], policy: Policy
+) -> Decision | None:
+    """A person ended the release, saying who and why: an approver requested changes, or the pull
+    request was declined (or merged) outside the controller."""
     if (
         pr.state == "DECLINED"
         and pr.closed_by is not None
         and pr.closed_by.same_as(policy.controller_account)
     ):
         return None  # the controller declined it (superseded, rolled back): its own reason follows
+    decline: list[Action] = []
     if pr.state == "OPEN":
         requested = next(
             (
                 p
                 for p in pr.participants
-                if p.state == "changes_requested" and p.user.is_one_of(policy.approvers)
+                if p.state == "changes_requested"
+                and p.user.is_one_of(policy.approvers)
+                and not p.user.same_as(policy.controller_account)
             ),
             None,
         )
         if requested is None:
             return None
         who = requested.user.username
-        why = f"{who} requested changes on release pull request #{pr.id}"
+        why = f"{who} requested changes on release pull request #{pr.id}: {_said(requested.user, activity)}"
+        decline.append(
+            DeclinePullRequest(
+                f"Rejected: {why}. This release will not go to production; the next merge into "
+                f"{release.branch} brings a new candidate."
+            )
+        )
     else:
         who = pr.closed_by.username if pr.closed_by else "someone"
-        why = f"release pull request #{pr.id} was {pr.state.lower()} by {who}"
+        said = pr.reason.strip() or next(
+            (a.text.strip() for a in activity if a.kind == "update" and a.state == pr.state and a.text), ""
+        )
+        because = f": {said[:200]!r}" if said else " (no reason given)"
+        outside = " outside the controller" if pr.state == "MERGED" else ""
+        why = f"release pull request #{pr.id} was {pr.state.lower()} by {who}{outside}{because}"
         if pr.state == "MERGED":
-            why += " outside the controller; production was not changed"
+            why += "; production was not changed"
     return _decision(
         Update("ReleaseRejected", why, State.REJECTED, actor=who, refs={"pull_request": str(pr.id)}),
-        PostStatus(PRODUCTION_STATUS, "STOPPED", why[:140]),
+        PostStatus(PRODUCTION_STATUS, "STOPPED", why[:140], release.pull_request_url),
+        *decline,
     )
 
 
@@ -897,6 +1138,23 @@ def _promotion_failed(
         Update("PromotionFailed", why, State.PROMOTION_FAILED, dict(fields or {}), refs),
         PostStatus(PRODUCTION_STATUS, "FAILED", why[:140]),
     )
+
+
+def _same_commit(a: str, b: str) -> bool:
+    return bool(a) and bool(b) and (a.startswith(b) or b.startswith(a))
+
+
+def _iso(at: datetime) -> str:
+    return at.isoformat().replace("+00:00", "Z")
+
+
+def span_text(span: timedelta) -> str:
+    """72h -> "72h", 90 minutes -> "90m", 45 s -> "45s" (for messages)."""
+    seconds = int(span.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0 and not (unit == "d" and seconds < 4 * 86400):
+            return f"{seconds // size}{unit}"
+    return f"{span.total_seconds():g}s"
 
 
 def _failed_target(promotion: Promotion | None) -> str | None:

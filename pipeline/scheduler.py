@@ -2,7 +2,9 @@
 
 One interval job runs the pass; APScheduler's ``max_instances=1`` and ``coalesce`` keep passes from
 overlapping or piling up, and the store's pass lock keeps two ``serve`` processes on one database
-from passing at once. ``run_now()`` brings the next pass forward (webhooks will use it).
+from passing at once. ``run_now(look=True)`` brings the next pass forward and makes it look at
+everything (a webhook delivery); one that comes while a pass runs is remembered, and another pass
+follows at once, so no delivery waits for the poll interval.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -37,17 +39,31 @@ class Scheduler:
             self._safe_pass, "interval", seconds=interval.total_seconds(), id=JOB_ID, next_run_time=utcnow()
         )
         self._look.set()  # the first pass looks at everything
+        self._running = threading.Event()
         self.passes = 0
+        self.last_pass_started_at: datetime | None = None
+        self.last_pass_at: datetime | None = None
 
     def _safe_pass(self) -> None:
+        self._running.set()
+        try:
+            self._pass()
+        finally:
+            self._running.clear()
+        if self._look.is_set():  # a delivery came during the pass: it gets a pass of its own now
+            self.run_now()
+
+    def _pass(self) -> None:
         look = self._look.is_set()
         self._look.clear()
+        self.last_pass_started_at = utcnow()
         try:
             report = self._run_pass(True if look else None)
         except Exception:  # one bad pass must not stop the service; the next one tries again
             log.exception("pass failed")
             return
         self.passes += 1
+        self.last_pass_at = utcnow()
         for r in report.releases:
             wait = f" - waiting on {r.wait.on}: {r.wait.detail}" if r.wait else ""
             log.info("release %s %s %s%s", r.release_id, r.commit[:12], r.state, wait)
@@ -60,6 +76,8 @@ class Scheduler:
         happened in Bitbucket (a merge, an approval), so that pass looks at everything."""
         if look:
             self._look.set()
+            if self._running.is_set():
+                return  # the running pass sees the flag when it ends and starts another at once
         job = self._scheduler.get_job(JOB_ID)
         if job is not None:
             job.modify(next_run_time=utcnow() + delay)

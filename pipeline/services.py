@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from pipeline import notes
 from pipeline.config import Settings
-from pipeline.controller import Controller, PassReport, utcnow
+from pipeline.controller import PRODUCTION_STATES, Controller, PassReport, utcnow
 from pipeline.errors import ExternalError, PipelineError
-from pipeline.model import Event, HerokuRelease, Release
-from pipeline.ports import Platform, ReleaseStore
+from pipeline.model import Event, HerokuRelease, Release, Webhook
+from pipeline.ports import Platform, ReleaseStore, SourceControl
 
 
 class SettleTimeout(PipelineError):
@@ -29,6 +30,7 @@ class Services:
     store: ReleaseStore
     controller: Controller | None = None
     platform: Platform | None = None
+    source: SourceControl | None = None
     clock: Callable[[], datetime] = utcnow
 
     # --- Passes --------------------------------------------------------------------------------
@@ -65,6 +67,20 @@ class Services:
             overtime = time.monotonic() > deadline
             time.sleep(1.0 if report.skipped else report.pause(self.clock()))
 
+    # --- Webhooks ------------------------------------------------------------------------------
+
+    def install_webhook(self, url: str) -> tuple[Webhook, str]:
+        """Register (or update) the repository's webhook to ``url`` with the configured secret and
+        the events that can move a release; ("created" | "updated"). Idempotent: one hook per URL."""
+        from pipeline.web.webhooks import USED_EVENTS
+
+        assert self.source is not None, "built without adapters: use bootstrap.services(settings)"
+        assert self.settings.webhook_secret is not None, "the CLI checks the secret first"
+        description = f"release controller: pipeline {self.settings.name}"
+        return self.source.install_webhook(
+            url, self.settings.webhook_secret.get_secret_value(), USED_EVENTS, description
+        )
+
     # --- Reading -------------------------------------------------------------------------------
 
     def history(self, limit: int = 50) -> list[dict[str, Any]]:
@@ -74,7 +90,22 @@ class Services:
     def show(self, release_id: int) -> dict[str, Any]:
         """One release, everything known about it, and every event oldest first."""
         release = self.store.get(release_id)
-        return release_detail(release) | {"events": [event_json(e) for e in self.store.events(release_id)]}
+        since = next(
+            (
+                r
+                for r in self.store.history(self.settings.name, 500)
+                if (r.id or 0) < release_id and r.state in PRODUCTION_STATES
+            ),
+            None,
+        )
+        detail = release_detail(release)
+        detail["notes"] = {
+            "since": {"release": since.id, "commit": since.commit} if since else None,
+            "base_commit": release.base_commit,
+            "production_branch": self.settings.source.production_branch,
+            "text": notes.release_notes(release, since, self.settings.source.production_branch),
+        }
+        return detail | {"events": [event_json(e) for e in self.store.events(release_id)]}
 
     def status(self) -> dict[str, Any]:
         """Per environment what runs now, and which releases wait on what."""
@@ -163,7 +194,18 @@ def release_detail(r: Release) -> dict[str, Any]:
         "released_at": _iso(r.released_at),
         "previous_production_release": r.previous_release_version,
         "approvals_seen": [
-            {"user": a.user.username, "at": _iso(a.at), "counted": a.counted, "reason": a.reason}
+            {
+                "user": a.user.username,
+                "account_id": a.user.account_id,
+                "uuid": a.user.uuid,
+                "kind": a.kind,
+                "at": _iso(a.at),
+                "counted": a.counted,
+                "reason": a.reason,
+                "pull_request": a.pull_request_id,
+                "commit": a.commit,
+                "policy_digest": a.policy_digest,
+            }
             for a in r.approvals
         ],
         "changes": [
@@ -174,6 +216,7 @@ def release_detail(r: Release) -> dict[str, Any]:
             {"hash": c.hash, "message": c.message, "author": c.author.username if c.author else c.author_raw}
             for c in r.commits
         ],
+        "feedback": list(r.feedback),
     }
 
 
@@ -186,6 +229,7 @@ def event_json(e: Event) -> dict[str, Any]:
         "from": str(e.state_from) if e.state_from else None,
         "to": str(e.state_to) if e.state_to else None,
         "refs": e.refs,
+        "detail": e.detail,
     }
 
 

@@ -25,7 +25,11 @@ def world(tmp_path: Path, database_kind: str, fresh_database: Any) -> Iterator[W
     with fresh_database(database_kind, tmp_path) as database_url:
         box = Sandbox(tmp_path / "sandbox").start()
         try:
-            env = dict(box.info()["env"]) | {"PIPELINE_DATABASE_URL": database_url, "PIPELINE_ACTOR": "tests"}
+            env = dict(box.info()["env"]) | {
+                "PIPELINE_DATABASE_URL": database_url,
+                "PIPELINE_ACTOR": "tests",
+                "PIPELINE_WEBHOOK_PORT": "0",  # any free port: tests never fight over one
+            }
             config_path = write_config(tmp_path / "config")
             settings = config.load(config_path, env=env)
             services = bootstrap.services(settings)

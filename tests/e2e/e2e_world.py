@@ -37,6 +37,24 @@ class World:
     def settle(self, timeout: float = 90) -> None:
         self.services.settle(timeout)
 
+    def configure(self, **sections: dict[str, Any]) -> None:
+        """Change sections of pipeline.yml (``approval={"min_approvals": 2}`` merges into
+        ``approval:``) and rebuild the settings and services on the same sandbox and store."""
+        from pipeline import bootstrap, config
+
+        data = yaml.safe_load(self.config_path.read_text())
+        for name, changes in sections.items():
+            data[name] = {**(data.get(name) or {}), **changes}
+        self.config_path.write_text(yaml.safe_dump(data))
+        self.settings = config.load(self.config_path, env=self.env)
+        self.services = bootstrap.services(self.settings)
+
+    def pull_request_of(self, commit: str) -> int:
+        """The release pull request of the release of ``commit``."""
+        found = self.release(commit).pull_request_id
+        assert found is not None, f"release of {commit[:12]} has no pull request yet"
+        return found
+
     def release(self, commit: str) -> Release:
         found = self.services.store.by_commit(self.settings.name, commit)
         assert found is not None, f"no release of {commit[:12]}"

@@ -8,84 +8,37 @@ nor HEROKU_API_KEY's value may ever appear in what a command prints.
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
 import subprocess
-import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from cli_support import (
+    CONFIG_INVALID,
+    SECRETS,
+    SECRETS_SET,
+    assert_no_secrets,
+    edited_config,
+    environment,
+    errors,
+    ok,
+    pipeline,
+    serving,
+)
 from e2e_world import World, wait_until, write_config
 
 from pipeline.model import State
 
 GOOD = {"CHANGELOG.md": b"- Claims can carry a note\n"}
-SECRETS = ("BITBUCKET_TOKEN", "HEROKU_API_KEY")
 HISTORY_CONTRACT = {"id", "commit", "state", "approvals", "staging", "production", "backup", "created_at"}
-CONFIG_INVALID = 2
-
-
-def environment(world: World, *, without: tuple[str, ...] = ()) -> dict[str, str]:
-    """This process's environment plus the sandbox's, less the variables named in ``without``."""
-    env = dict(os.environ) | world.env
-    for name in without:
-        env.pop(name, None)
-    return env
-
-
-def assert_no_secrets(world: World, *outputs: str) -> None:
-    for name in SECRETS:
-        secret = world.env[name]
-        assert len(secret) >= 8, f"the sandbox's {name} is too short to look for"
-        for output in outputs:
-            assert secret not in output, f"the value of {name} was printed"
-
-
-def pipeline(
-    world: World,
-    *args: str,
-    config: Path | None = None,
-    env: dict[str, str] | None = None,
-    timeout: float = 180,
-) -> subprocess.CompletedProcess[str]:
-    """``pipeline <args> --config <config>`` as a real process; never prints a secret."""
-    config_path = world.config_path if config is None else config
-    run = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", *args, "--config", str(config_path)],
-        env=environment(world) if env is None else env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    assert_no_secrets(world, run.stdout, run.stderr)
-    return run
-
-
-def ok(run: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
-    assert run.returncode == 0, f"exit {run.returncode}\nstdout:\n{run.stdout}\nstderr:\n{run.stderr}"
-    return run
-
-
-def errors(run: subprocess.CompletedProcess[str]) -> list[str]:
-    return [line for line in run.stderr.splitlines() if line.startswith("error: ")]
 
 
 def assert_iso(value: Any) -> None:
     assert isinstance(value, str) and value.endswith("Z"), value
     datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
-def edited_config(directory: Path, checks: list[dict[str, Any]] | None = None, **changes: Any) -> Path:
-    """write_config's copy of the shipped configuration, with top-level keys of pipeline.yml changed."""
-    path = write_config(directory, checks)
-    data = yaml.safe_load(path.read_text())
-    data.update(changes)
-    path.write_text(yaml.safe_dump(data))
-    return path
 
 
 # --- config check -------------------------------------------------------------------------------
@@ -99,13 +52,13 @@ def test_config_check_prints_the_plan_with_secrets_shown_as_set(world: World) ->
         ("staging", "claims-staging"),
         ("production", "claims-production"),
     ]
-    assert plan["secrets"] == {"BITBUCKET_TOKEN": "set", "HEROKU_API_KEY": "set"}
-    assert plan["approval"] == {"approvers": ["po"], "min_approvals": 1}
+    assert plan["secrets"] == SECRETS_SET
+    assert plan["approval"]["approvers"] == ["po"] and plan["approval"]["min_approvals"] == 1
     assert "configuration OK" in text.stderr
 
     as_json = ok(pipeline(world, "config", "check", "--json"))
     plan = json.loads(as_json.stdout)  # nothing but the JSON on stdout
-    assert plan["secrets"] == {"BITBUCKET_TOKEN": "set", "HEROKU_API_KEY": "set"}
+    assert plan["secrets"] == SECRETS_SET
     assert plan["source"]["url"] == world.env["BITBUCKET_URL"]
     assert plan["heroku"]["api_url"] == world.env["HEROKU_API_URL"]
     assert plan["stages"][1]["backups"]["capture_before_promotion"] is True
@@ -117,17 +70,18 @@ def test_config_check_without_secrets_prints_the_plan_but_exits_2(world: World) 
     run = pipeline(world, "config", "check", env=bare)
     assert run.returncode == CONFIG_INVALID, run.stderr
     plan = yaml.safe_load(run.stdout)
-    assert plan["secrets"] == {"BITBUCKET_TOKEN": "missing", "HEROKU_API_KEY": "missing"}
+    assert plan["secrets"] == {name: "missing" for name in SECRETS}
     assert [line.split(": ")[1:3] for line in errors(run)] == [
         ["environment", "BITBUCKET_TOKEN"],
         ["environment", "HEROKU_API_KEY"],
+        ["environment", "BITBUCKET_WEBHOOK_SECRET"],
     ]
     assert "configuration OK" not in run.stderr
 
     as_json = pipeline(world, "config", "check", "--json", env=bare)
     assert as_json.returncode == CONFIG_INVALID
     assert json.loads(as_json.stdout)["secrets"]["HEROKU_API_KEY"] == "missing"
-    assert len(errors(as_json)) == 2
+    assert len(errors(as_json)) == 3
 
 
 # --- Configuration problems stop everything -----------------------------------------------------
@@ -180,7 +134,7 @@ def test_a_secret_pasted_into_pipeline_yml_is_refused_without_echoing_it(
     assert problem.endswith("set BITBUCKET_TOKEN")
 
 
-@pytest.mark.parametrize("name", SECRETS)
+@pytest.mark.parametrize("name", ["BITBUCKET_TOKEN", "HEROKU_API_KEY"])
 def test_a_refused_secret_stops_tick_at_start_naming_it_without_echoing_it(world: World, name: str) -> None:
     wrong = f"wrong-{name.lower()}-0123456789"
     run = pipeline(world, "tick", env=environment(world) | {name: wrong})
@@ -300,36 +254,19 @@ def test_a_release_through_tick_status_history_and_show(world: World) -> None:
 @pytest.mark.timeout(120)
 def test_serve_moves_a_merge_on_its_own_and_stops_on_sigterm(world: World, tmp_path: Path) -> None:
     config = edited_config(tmp_path / "serve", schedule={"poll_interval": "1s"})
-    out, err = tmp_path / "serve.out", tmp_path / "serve.err"
-    with out.open("w") as stdout, err.open("w") as stderr:
-        serve = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.cli", "serve", "--config", str(config)],
-            env=environment(world),
-            stdout=stdout,
-            stderr=stderr,
-            text=True,
-        )
-    try:
-        wait_until("serve to start", lambda: "Serving pipeline claims" in err.read_text(), timeout=30)
+    with serving(world, config, tmp_path) as served:
         merged = world.people.merge_change("Served by the scheduler", GOOD)
 
         def awaiting() -> bool:
             release = world.services.store.by_commit(world.settings.name, merged.commit)
-            assert serve.poll() is None, f"serve exited {serve.returncode}: {err.read_text()}"
+            served.alive()
             return release is not None and release.state == State.AWAITING_APPROVAL
 
         wait_until("serve to bring the merge to awaiting_approval", awaiting, timeout=60)
-        serve.send_signal(signal.SIGTERM)
-        assert serve.wait(timeout=15) == 0, err.read_text()
-    finally:
-        if serve.poll() is None:
-            serve.kill()
-            serve.wait()
-    log = err.read_text()
+    log = served.log()
     assert log.rstrip().endswith("Stopped."), log
     assert "a pass every 1s" in log
     assert "Traceback" not in log
-    assert_no_secrets(world, out.read_text(), log)
 
 
 # --- Secrets with -v ----------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,6 +23,7 @@ from pipeline.model import (
     Promotion,
     PromotionTarget,
     PullRequest,
+    PullRequestActivity,
     Release,
     State,
 )
@@ -200,7 +202,7 @@ FAIL = (CheckResult("http", "failed", "GET /health -> 503"),)
 
 def test_staging_checks_pass_then_the_release_pull_request_is_opened() -> None:
     decision = domain.decide(release(State.STAGING_VERIFYING), Observation(checks=PASS), POLICY, NOW)
-    assert kinds(decision) == ["PostStatus", "StagingVerified", "OpenReleasePullRequest"]
+    assert kinds(decision) == ["PostStatus", "NotifyChanges", "StagingVerified", "OpenReleasePullRequest"]
 
 
 def test_staging_checks_are_retried_then_fail() -> None:
@@ -320,7 +322,7 @@ def test_min_approvals_counts_distinct_people() -> None:
 
 def test_an_approval_judged_before_is_not_recorded_again() -> None:
     seen = Observation(pull_request=pr(approval(DEV)), release_branch_head=COMMIT)
-    judged = domain.judge_approvals(awaiting(), seen.pull_request, COMMIT, POLICY)  # type: ignore[arg-type]
+    judged = domain.judge_approvals(awaiting(), seen.pull_request, COMMIT, POLICY, NOW)  # type: ignore[arg-type]
     decision = domain.decide(awaiting(approvals=judged), seen, POLICY, NOW)
     assert kinds(decision) == ["Wait"]
 
@@ -382,7 +384,7 @@ def test_a_newer_verified_candidate_supersedes_an_unapproved_release_and_decline
 
 
 def approved(**fields: Any) -> Release:
-    judged = domain.judge_approvals(awaiting(), pr(approval(PO)), COMMIT, POLICY)
+    judged = domain.judge_approvals(awaiting(), pr(approval(PO)), COMMIT, POLICY, NOW)
     return replace(awaiting(approvals=judged, approved_at=NOW, **fields), state=State.APPROVED)
 
 
@@ -649,3 +651,164 @@ def test_a_nickname_that_matches_no_pinned_account_does_not_count() -> None:
     assert any("not an approver" in a.reason for a in decision.actions if isinstance(a, domain.Update))
     genuine = Observation(pull_request=pr(approval(PO)), release_branch_head=COMMIT)
     assert final_state(domain.decide(awaiting(), genuine, pinned_policy, NOW)) == State.APPROVED
+
+
+# --- The approval policy: bound, fresh, counted and explained -----------------------------------
+
+CAROL = Person("carol", "{carol}", "1:carol", "Carol Product")
+
+
+def update(at: datetime, source: str, state: str = "OPEN", text: str = "") -> PullRequestActivity:
+    return PullRequestActivity("update", at, BOT, source_commit=source[:12], state=state, text=text)
+
+
+def said(user: Person, text: str, at: datetime = NOW) -> PullRequestActivity:
+    return PullRequestActivity("comment", at, user, text=text)
+
+
+def judged_for(
+    who: Participant, policy: Policy = POLICY, at: datetime = NOW, **seen: Any
+) -> tuple[domain.Approval, ...]:
+    observation = Observation(pull_request=pr(who), release_branch_head=COMMIT, **seen)
+    return domain.judge_approvals(
+        awaiting(),
+        observation.pull_request,
+        COMMIT,
+        policy,
+        at,
+        observation.activity,  # type: ignore[arg-type]
+    )
+
+
+def test_an_approval_older_than_max_age_does_not_count() -> None:
+    policy = replace(POLICY, approval_max_age=timedelta(hours=72))
+    given = approval(PO, NOW - timedelta(minutes=1))
+    fresh = judged_for(given, policy, at=NOW + timedelta(hours=71))
+    assert fresh[0].counted
+    (stale,) = judged_for(given, policy, at=NOW + timedelta(hours=73))
+    assert not stale.counted and "more than 72h ago" in stale.reason and "approve again" in stale.reason
+    (kept,) = judged_for(given, replace(policy, approval_max_age=None), at=NOW + timedelta(days=400))
+    assert kept.counted  # max_age: never
+
+
+def test_expiry_is_judged_again_at_promotion_time() -> None:
+    policy = replace(POLICY, approval_max_age=timedelta(seconds=30))
+    given = NOW - timedelta(seconds=10)
+    seen = Observation(pull_request=pr(approval(PO, given)), release_branch_head=COMMIT)
+    approved_now = domain.decide(awaiting(), seen, policy, NOW)
+    assert final_state(approved_now) == State.APPROVED
+    update_ = next(a for a in approved_now.actions if isinstance(a, domain.Update) and a.to == State.APPROVED)
+    held = replace(awaiting(**update_.fields), state=State.APPROVED)
+    # Production was busy for a minute: at the moment of promotion the approval has aged past 30s.
+    later = domain.decide(held, seen, policy, NOW + timedelta(minutes=1))
+    assert final_state(later) == State.AWAITING_APPROVAL
+    voided = [a for a in later.actions if isinstance(a, domain.Update) and a.kind == "ApprovalVoided"]
+    assert voided and "more than 30s ago" in voided[0].reason
+    assert "Promote" not in kinds(later) and "CaptureBackup" not in kinds(later)
+
+
+def test_authors_count_only_when_switched_on_explicitly() -> None:
+    wrote = (Commit(COMMIT, "Tweak", "PO <po@whisper.example>", PO, NOW),)
+    r = awaiting(commits=wrote)
+    the_pr = pr(approval(PO))
+    (strict,) = domain.judge_approvals(r, the_pr, COMMIT, POLICY, NOW)
+    assert not strict.counted and "wrote commit" in strict.reason
+    (lenient,) = domain.judge_approvals(r, the_pr, COMMIT, replace(POLICY, authors_may_approve=True), NOW)
+    assert lenient.counted
+
+
+def test_a_commit_by_an_unlinked_author_blocks_approvals_unless_allowed() -> None:
+    ghost = Commit("e" * 40, "Drive-by", "Ghost <ghost@nowhere.example>", None, NOW)
+    r = awaiting(commits=(*awaiting().commits, ghost))
+    (blocked,) = domain.judge_approvals(r, pr(approval(PO)), COMMIT, POLICY, NOW)
+    assert not blocked.counted and "linked to no Bitbucket account" in blocked.reason
+    assert "unlinked_authors: allow" in blocked.reason
+    allow = replace(POLICY, unlinked_authors="allow")
+    (allowed,) = domain.judge_approvals(r, pr(approval(PO)), COMMIT, allow, NOW)
+    assert allowed.counted
+    # An unlinked commit under the approver's own name is theirs, whatever the setting.
+    mine = Commit("e" * 40, "Mine", "Product Owner <po@elsewhere.example>", None, NOW)
+    (own,) = domain.judge_approvals(awaiting(commits=(mine,)), pr(approval(PO)), COMMIT, allow, NOW)
+    assert not own.counted and "wrote commit" in own.reason
+
+
+def test_any_move_of_the_release_branch_voids_every_earlier_approval() -> None:
+    opened, moved, back = NOW - timedelta(minutes=20), NOW - timedelta(minutes=10), NOW - timedelta(minutes=5)
+    history = (update(back, COMMIT), update(moved, "c" * 40), update(opened, COMMIT))  # newest first
+    assert domain.last_branch_move(history, COMMIT) == (back, COMMIT[:12])
+    (before,) = judged_for(approval(PO, NOW - timedelta(minutes=7)), activity=history)
+    assert not before.counted and "before release branch release/7 moved" in before.reason
+    (after,) = judged_for(approval(PO, NOW - timedelta(minutes=2)), activity=history)
+    assert after.counted
+    unmoved = (update(NOW - timedelta(minutes=3), COMMIT), update(opened, COMMIT))  # a title edit
+    assert domain.last_branch_move(unmoved, COMMIT) is None
+
+
+def test_changes_requested_by_an_approver_reject_saying_who_and_why() -> None:
+    the_pr = pr(Participant(PO, "REVIEWER", False, "changes_requested", NOW))
+    seen = Observation(
+        pull_request=the_pr,
+        release_branch_head=COMMIT,
+        activity=(said(PO, "The totals are wrong on staging\nsee screenshot"), said(DEV, "why?")),
+    )
+    decision = domain.decide(awaiting(), seen, POLICY, NOW)
+    assert final_state(decision) == State.REJECTED
+    rejected = next(
+        a for a in decision.actions if isinstance(a, domain.Update) and a.kind == "ReleaseRejected"
+    )
+    assert rejected.actor == "po" and "'The totals are wrong on staging'" in rejected.reason
+    decline = next(a for a in decision.actions if isinstance(a, domain.DeclinePullRequest))
+    assert "Rejected: po requested changes" in decline.comment
+    without = domain.decide(awaiting(), replace(seen, activity=()), POLICY, NOW)
+    assert "no comment given" in without.actions[-1].reason or any(
+        "no comment given" in a.reason for a in without.actions if isinstance(a, domain.Update)
+    )
+
+
+def test_a_decline_records_who_and_the_reason_given() -> None:
+    declined = replace(pr(state="DECLINED", closed_by=CAROL), reason="Wrong month for this")
+    decision = domain.decide(
+        awaiting(), Observation(pull_request=declined, release_branch_head=COMMIT), POLICY, NOW
+    )
+    rejected = next(
+        a for a in decision.actions if isinstance(a, domain.Update) and a.kind == "ReleaseRejected"
+    )
+    assert rejected.actor == "carol" and "declined by carol: 'Wrong month for this'" in rejected.reason
+    silent = domain.decide(
+        awaiting(), Observation(pull_request=pr(state="DECLINED", closed_by=CAROL)), POLICY, NOW
+    )
+    assert any("(no reason given)" in a.reason for a in silent.actions if isinstance(a, domain.Update))
+
+
+def test_a_change_request_by_someone_not_listed_is_recorded_but_does_not_reject() -> None:
+    (seen,) = judged_for(Participant(DEV, "PARTICIPANT", False, "changes_requested", NOW))
+    assert seen.kind == "changes_requested" and not seen.counted and "not an approver" in seen.reason
+
+
+def test_every_approval_keeps_its_evidence_and_the_policy_digest() -> None:
+    (counted,) = judged_for(approval(PO))
+    assert (counted.pull_request_id, counted.commit) == (4, COMMIT)
+    assert counted.policy_digest == domain.approval_digest(POLICY) and len(counted.policy_digest) == 16
+    assert domain.approval_digest(replace(POLICY, min_approvals=2)) != counted.policy_digest
+    assert domain.approval_digest(replace(POLICY)) == counted.policy_digest  # stable
+    decision = domain.decide(
+        awaiting(), Observation(pull_request=pr(approval(PO)), release_branch_head=COMMIT), POLICY, NOW
+    )
+    approved_ = next(
+        a for a in decision.actions if isinstance(a, domain.Update) and a.kind == "ReleaseApproved"
+    )
+    evidence = json.loads(approved_.detail)
+    assert evidence["policy"] == domain.approval_policy(POLICY)
+    assert evidence["approvals"][0]["approver"] == "po" and evidence["approvals"][0]["commit"] == COMMIT
+    assert approved_.refs["policy"] == counted.policy_digest
+
+
+def test_an_unapprove_is_recorded_as_withdrawn_and_stops_the_release_before_promotion() -> None:
+    held = approved()
+    seen = Observation(pull_request=pr(), release_branch_head=COMMIT)  # po unapproved
+    decision = domain.decide(held, seen, POLICY, NOW)
+    assert final_state(decision) == State.AWAITING_APPROVAL
+    withdrawn = [
+        a for a in decision.actions if isinstance(a, domain.Update) and a.kind == "ApprovalWithdrawn"
+    ]
+    assert withdrawn and withdrawn[0].actor == "po" and "withdrew" in withdrawn[0].reason
