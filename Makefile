@@ -27,9 +27,10 @@ bench: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/pipeline demo
 
-## make test: the whole suite (PostgreSQL tests skip, saying why, where no server answers on 127.0.0.1:5432).
+## make test: the whole suite on four workers, long tests first (PostgreSQL tests skip, saying why,
+## where no server answers on 127.0.0.1:5432). One file: .venv/bin/python -m pytest -q tests/...
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 4 --dist worksteal
 
 ## make fidelity: the real heroku CLI (npm package, ~400 MB, into .venv/heroku-cli) against the sandbox.
 HEROKU_CLI_DIR := $(VENV)/heroku-cli

@@ -655,12 +655,7 @@ class Controller:
             for other in self.store.history(self.settings.name, 200):
                 if other.id != release.id:
                     announced.update(k for k in other.feedback if not k.endswith("?"))
-        if action.stage == "rolled_back":
-            stage, wanted = self.settings.production, {f"production:#{c.id}" for c in release.changes}
-        elif action.stage == "production":
-            stage, wanted = self.settings.production, set()
-        else:
-            stage, wanted = self.settings.staging, set()
+        stage = self.settings.staging if action.stage == "staging" else self.settings.production
         version = (
             release.staging_release_version
             if action.stage == "staging"
@@ -670,8 +665,6 @@ class Controller:
             key = f"{action.stage}:#{change.id}"
             if key in release.feedback or key in announced:
                 continue
-            if wanted and f"production:#{change.id}" not in release.feedback:
-                continue  # never told it reached production: nothing to take back
             text = notes.change_comment(release, change, action.stage, stage.app, version)
             try:
                 if f"{key}?" in release.feedback:

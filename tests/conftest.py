@@ -67,6 +67,12 @@ def fresh_database() -> FreshDatabase:
     return fresh_database_url
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Long tests first (``@pytest.mark.slow``), so that with several workers (``make test`` runs
+    four) none of them starts last and leaves the others waiting; otherwise collection order."""
+    items.sort(key=lambda item: 0 if item.get_closest_marker("slow") else 1)
+
+
 def pytest_report_header() -> str:
     if postgres_available():
         return "PostgreSQL: answering on 127.0.0.1:5432; PostgreSQL tests run."

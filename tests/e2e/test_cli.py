@@ -149,6 +149,7 @@ def test_a_refused_secret_stops_tick_at_start_naming_it_without_echoing_it(world
 # --- The release path through the command -------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_a_release_through_tick_status_history_and_show(world: World) -> None:
     merged = world.people.merge_change("Add a note to claims", GOOD)

@@ -100,6 +100,7 @@ def run_until_final(world: World, commit: str, points: list[str]) -> list[str]:
     raise AssertionError(f"never finished; crashed at {crashed_at}")
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_a_release_survives_a_crash_at_every_step(world: World) -> None:
     """Releases one after another, each dying at every point of the path not yet hit (a point can
@@ -126,6 +127,7 @@ def test_a_release_survives_a_crash_at_every_step(world: World) -> None:
     assert not_hit == [], f"never died at {not_hit}"
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_a_rollback_survives_a_crash_at_every_step(world: World) -> None:
     not_hit = list(ROLLBACK_POINTS)

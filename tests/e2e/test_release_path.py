@@ -36,6 +36,16 @@ def test_a_good_merge_goes_to_production_after_the_product_owner_approves(world:
     assert pr["destination"]["branch"]["name"] == "main"
     assert f"#{merged.pull_request} Add a note to claims" in pr["description"]
     assert "waiting for 1 more approval(s) from po" in release.reason
+    # What Bitbucket shows: the release pull request describes where the release is and what is
+    # in it; production's status waits for approval, linking it; the merged pull request is told.
+    description = pr["description"]
+    assert "**waiting for approval**" in description and "- Waiting on: waiting for 1 more" in description
+    assert f"{release.staging_app} v{release.staging_release_version}, verified" in description
+    assert "## Commits since `main` at" in description and merged.commit[:12] in description
+    production_status = world.people.statuses(merged.commit)["pipeline/production"]
+    assert production_status["state"] == "INPROGRESS" and production_status["url"] == release.pull_request_url
+    (told,) = [c["content"]["raw"] for c in world.people.comments(merged.pull_request)]
+    assert told.startswith(f"**Release {release.id}** reached staging") and "claims-staging v" in told
 
     world.people.approve(user="po")
     world.settle()
@@ -51,7 +61,13 @@ def test_a_good_merge_goes_to_production_after_the_product_owner_approves(world:
     assert len(world.heroku_builds(merged.commit)) == 1
     assert len(world.promotions()) == 1
     assert world.people.statuses(merged.commit)["pipeline/production"]["state"] == "SUCCESSFUL"
-    assert world.people.pull_request(release.pull_request_id or 0)["state"] == "MERGED"
+    merged_release = world.people.pull_request(release.pull_request_id or 0)
+    assert merged_release["state"] == "MERGED"
+    assert "**released**" in merged_release["description"]  # its last word, written before the merge
+    assert "po approved at" in merged_release["description"] and "**counted**" in merged_release["description"]
+    told = [c["content"]["raw"] for c in world.people.comments(merged.pull_request)]
+    assert len(told) == 2 and told[1].startswith(f"**Release {release.id}** reached production")
+    assert f"claims-production v{release.production_release_version}" in told[1]
     assert world.events(release)[:4] == [
         "ReleaseDetected",
         "GatePassed",
@@ -69,6 +85,10 @@ def test_a_good_merge_goes_to_production_after_the_product_owner_approves(world:
     assert entry["production"] == {"app": "claims-production", "release": release.production_release_version}
     assert entry["backup"]["id"] == release.backup_id
     assert entry["created_at"].endswith("Z")
+
+    shown = world.services.show(release.id or 0)
+    assert shown["notes"]["base_commit"] == release.base_commit and shown["notes"]["since"] is None
+    assert f"#{merged.pull_request} Add a note to claims" in shown["notes"]["text"]
 
     status = world.services.status()
     live = {e["stage"]: e["release"] for e in status["environments"]}
@@ -128,6 +148,8 @@ def test_a_release_whose_production_check_fails_is_rolled_back(world: World) -> 
     assert "rolled claims-production back" in release.reason
     assert world.people.statuses(merged.commit)["pipeline/production"]["state"] == "FAILED"
     assert world.people.pull_request(release.pull_request_id or 0)["state"] == "DECLINED"
+    told = [c["content"]["raw"] for c in world.people.comments(merged.pull_request)]
+    assert told[-1].startswith(f"**Release {release.id}** was rolled back from production")
 
 
 def test_approvals_that_do_not_count_are_recorded_with_the_reason(world: World) -> None:
