@@ -64,7 +64,9 @@ def test_a_good_merge_goes_to_production_after_the_product_owner_approves(world:
     merged_release = world.people.pull_request(release.pull_request_id or 0)
     assert merged_release["state"] == "MERGED"
     assert "**released**" in merged_release["description"]  # its last word, written before the merge
-    assert "po approved at" in merged_release["description"] and "**counted**" in merged_release["description"]
+    assert (
+        "po approved at" in merged_release["description"] and "**counted**" in merged_release["description"]
+    )
     told = [c["content"]["raw"] for c in world.people.comments(merged.pull_request)]
     assert len(told) == 2 and told[1].startswith(f"**Release {release.id}** reached production")
     assert f"claims-production v{release.production_release_version}" in told[1]
