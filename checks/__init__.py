@@ -146,17 +146,13 @@ PositiveDuration = Annotated[Duration, AfterValidator(_positive)]
 # --- The plugin interface ---------------------------------------------------------------------
 
 
-MAX_INTERVAL = timedelta(minutes=5)
-"""No wait between two attempts of a check is longer than this, whatever the backoff."""
-
-
 class CheckOptions(BaseModel):
     """What every check accepts. Plugins' ``Options`` inherit it (and its strictness).
 
     ``retries``: how many more attempts the controller makes after a first one that did not pass
     (0 = one attempt only). ``interval``: how long it waits between attempts (and between two
     attempts of the soak). ``backoff``: the wait is multiplied by this after every attempt that did
-    not pass (1 = always ``interval``), never beyond :data:`MAX_INTERVAL`. ``soak``: once the check
+    not pass (1 = always ``interval``), never beyond 5 minutes. ``soak``: once the check
     passed, keep checking for this long before it counts as passed; a failure meanwhile fails it.
     """
 
@@ -175,14 +171,6 @@ class CheckOptions(BaseModel):
     soak: Duration = Field(
         default=timedelta(0), description="keep checking for this long after the first pass; a failure fails"
     )
-
-    def wait_after(self, failures: int) -> timedelta:
-        """The wait before the next attempt after ``failures`` attempts in a row did not pass."""
-        if failures <= 0:
-            return min(self.interval, MAX_INTERVAL)
-        factor = self.backoff ** (failures - 1)
-        seconds = min(self.interval.total_seconds() * factor, MAX_INTERVAL.total_seconds())
-        return timedelta(seconds=seconds)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ import yaml
 from pipeline import bootstrap, demo
 from pipeline.config import Settings, describe, missing_secrets, missing_webhook_secret
 from pipeline.controller import PassReport
-from pipeline.errors import ConfigInvalid, ExternalError, NotFound
+from pipeline.errors import BadInput, ConfigInvalid, ExternalError, NotFound, Refused
 from pipeline.scheduler import Scheduler
 from pipeline.services import Services, SettleTimeout
 from pipeline.web.app import WEBHOOK_PATH
@@ -319,11 +319,131 @@ def status(config_path: Path, as_json: bool) -> None:
             approved = f", approved by {', '.join(live['approved_by'])}" if live["approved_by"] else ""
             line = f"v{live['version']} since {live['since']} ({ours}{approved})"
         click.echo(f"  {env['stage']:<11} {env['app']:<22} {line}")
+        for note in _decided_lines(env):
+            click.echo(f"  {'':<11} {note}")
     if not state["releases"]:
         click.echo("Nothing in flight.")
     for r in state["releases"]:
         link = f" {r['pull_request']}" if r["pull_request"] else ""
         click.echo(f"  release {r['id']} {r['commit'][:12]} {r['state']}: {r['waiting_on']}{link}")
+
+
+def _decided_lines(env: dict[str, Any]) -> list[str]:
+    """What ``status`` says about a stage's lock, freeze, override, window and rollback."""
+    lines = []
+    if env.get("locked"):
+        lock = env["locked"]
+        lines.append(
+            f"LOCKED since {lock['at']} by {lock['by']}: {lock['reason']} "
+            f"(`pipeline unlock {env['stage']} --reason ...`)"
+        )
+    if env.get("frozen"):
+        freeze = env["frozen"]
+        until = f" until {freeze['until']}" if freeze["until"] else ""
+        lines.append(f"FROZEN{until} since {freeze['at']} by {freeze['by']}: {freeze['reason']}")
+    if env.get("override"):
+        o = env["override"]
+        lines.append(f"override for release {o['release']} by {o['by']}: {o['reason']}")
+    if env.get("window"):
+        w = env["window"]
+        lines.append(
+            "deploy window open"
+            if w["open"]
+            else f"deploy window closed; opens {w['opens']} ({w['timezone']})"
+        )
+    return lines
+
+
+def _refusals(run: Callable[[], Any]) -> Any:
+    """Run a request, turning our refusals into exits: bad input 2 (nothing changed), refused 1."""
+    try:
+        return run()
+    except BadInput as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except Refused as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+REASON = click.option("--reason", required=True, help="Why: it goes into the history with your name.")
+ENV = click.argument("env", metavar="ENV")
+
+
+@main.command()
+@CONFIG_OPTION
+@ENV
+@REASON
+@click.option(
+    "--until", default=None, help="When it ends by itself: 2h, 3d, or a time such as 2026-12-24T18:00."
+)
+def freeze(config_path: Path, env: str, reason: str, until: str | None) -> None:
+    """Freeze ENV: nothing starts deploying to it until `pipeline unfreeze ENV` (or --until)."""
+    services = _services(config_path, connect=False)
+    state = _refusals(lambda: services.freeze(env, reason, until))
+    until_text = f" until {state.frozen_until.isoformat()}" if state.frozen_until else " until unfrozen"
+    click.echo(f"{state.name} is frozen{until_text} by {state.frozen_by}: {state.freeze_reason}")
+
+
+@main.command()
+@CONFIG_OPTION
+@ENV
+@click.option("--reason", default="", help="Why (optional): it goes into the history with your name.")
+def unfreeze(config_path: Path, env: str, reason: str) -> None:
+    """Lift ENV's freeze: releases waiting for it move on the next pass."""
+    services = _services(config_path, connect=False)
+    state = _refusals(lambda: services.unfreeze(env, reason))
+    click.echo(f"{env} unfrozen." if state is not None else f"{env} was not frozen: nothing changed.")
+
+
+@main.command()
+@CONFIG_OPTION
+@ENV
+@REASON
+def unlock(config_path: Path, env: str, reason: str) -> None:
+    """Clear ENV's lock (a rollback locks it so the controller does not promote again by itself)."""
+    services = _services(config_path, connect=False)
+    state = _refusals(lambda: services.unlock(env, reason))
+    click.echo(f"{env} unlocked." if state is not None else f"{env} was not locked: nothing changed.")
+
+
+@main.command()
+@CONFIG_OPTION
+@ENV
+@click.option("--now", "now", is_flag=True, required=True, help="Start now, outside the window or a freeze.")
+@REASON
+def promote(config_path: Path, env: str, now: bool, reason: str) -> None:
+    """Start the release waiting for ENV now, outside its deploy window or a freeze: a one-time
+    override, recorded as such. The approval rules still hold, and a lock does not give way."""
+    if not now:
+        click.echo(
+            "error: --now: say --now: promote only starts a waiting release ahead of its window", err=True
+        )
+        sys.exit(2)
+    services = _services(config_path)
+    release = _refusals(lambda: services.promote_now(env, reason))
+    click.echo(f"release {release.id} {release.commit[:12]} {release.state}: {release.reason}")
+
+
+@main.command("log")
+@CONFIG_OPTION
+@click.option(
+    "--environment", "environment", default=None, metavar="ENV", help="Only this environment's events."
+)
+@click.option("--limit", type=click.IntRange(1), default=30, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def log_command(config_path: Path, environment: str | None, limit: int, as_json: bool) -> None:
+    """Who did what, when and why, newest first: releases and environments (freezes, locks,
+    overrides, rollbacks)."""
+    services = _services(config_path, connect=False)
+    events = _refusals(lambda: services.log(environment, limit))
+    if as_json:
+        _json(events)
+        return
+    for e in events:
+        about = f"release {e['release']}" if e["release"] else ""
+        where = f"{e['environment']}" if e["environment"] else ""
+        subject = " / ".join(x for x in (where, about) if x)
+        click.echo(f"{e['at']} {subject:<22} {e['kind']} by {e['actor']}: {e['reason']}")
 
 
 @main.command()

@@ -27,10 +27,11 @@ import re
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
@@ -49,6 +50,7 @@ from pydantic_core import ErrorDetails
 import checks
 from checks import CheckOptions, PositiveDuration
 from pipeline.errors import ConfigError, ConfigInvalid
+from pipeline.model import DeployWindows, Window
 
 ENVIRONMENT = "environment"
 """The "file" that problems with environment variables name."""
@@ -242,6 +244,89 @@ class _StageHeroku(_Section):
     )
 
 
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_DAY_NAMES = {name: i for i, name in enumerate(DAYS)} | {
+    full: i
+    for i, full in enumerate(("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"))
+}
+_HOURS = re.compile(r"(?P<h1>[01]\d|2[0-3]):(?P<m1>[0-5]\d)-(?P<h2>[01]\d|2[0-3]|24):(?P<m2>[0-5]\d)")
+
+
+def _day(value: object) -> int:
+    if isinstance(value, str) and value.strip().lower() in _DAY_NAMES:
+        return _DAY_NAMES[value.strip().lower()]
+    raise ValueError(f"expected a day of the week: {', '.join(DAYS)}")
+
+
+def _hours(value: object) -> tuple[time, time]:
+    match = _HOURS.fullmatch(value.strip()) if isinstance(value, str) else None
+    if match is None:
+        raise ValueError('expected hours such as "09:00-17:00" (24-hour clock; the end may be 24:00)')
+    start = time(int(match["h1"]), int(match["m1"]))
+    if match["h2"] == "24" and match["m2"] != "00":
+        raise ValueError('expected hours such as "09:00-17:00": the end may be 24:00, not later')
+    end = time(0) if match["h2"] == "24" else time(int(match["h2"]), int(match["m2"]))
+    if end != time(0) and end <= start:
+        raise ValueError("the end must be after the start (a window does not cross midnight: use two)")
+    return start, end
+
+
+def _zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            "not a time zone: use an IANA name such as Europe/Amsterdam, America/New_York or UTC"
+        ) from None
+    return value
+
+
+def _pattern(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"not a regular expression: {exc}") from None
+    return value
+
+
+class WindowSettings(_Section):
+    """One item of ``windows.allow``: days of the week and hours of the day."""
+
+    days: Annotated[tuple[Annotated[int, BeforeValidator(_day)], ...], Field(min_length=1)] = Field(
+        description="days of the week: mon, tue, wed, thu, fri, sat, sun"
+    )
+    hours: Annotated[tuple[time, time], BeforeValidator(_hours)] = Field(
+        default=(time(0), time(0)), description='hours of the day, e.g. "09:00-17:00" (default all day)'
+    )
+
+
+class WindowsSettings(_Section):
+    """``windows:`` in a stage's file: when a deployment of it may start."""
+
+    timezone: Annotated[Text, AfterValidator(_zone)] = Field(
+        default="UTC", description="the IANA time zone the windows are in"
+    )
+    allow: tuple[WindowSettings, ...] = Field(min_length=1, description="the windows: [{days, hours}, ...]")
+
+    def windows(self) -> DeployWindows:
+        return DeployWindows(
+            ZoneInfo(self.timezone),
+            tuple(Window(frozenset(w.days), w.hours[0], w.hours[1]) for w in self.allow),
+        )
+
+
+MIGRATION_PATTERN = r"(?im)^.*\b(applying|migrating|running upgrade)\b"
+
+
+class RollbackSettings(_Section):
+    """``rollback:`` in a stage's file."""
+
+    migration_pattern: Annotated[Text, AfterValidator(_pattern)] = Field(
+        default=MIGRATION_PATTERN,
+        description="a regular expression matching a release phase's output when it migrated the database",
+    )
+
+
 class _EnvironmentFile(_Section):
     heroku: _StageHeroku = Field(description="the stage's Heroku app: {app: ..., pipeline: ...}")
     checks: list[Any] | None = Field(
@@ -249,6 +334,12 @@ class _EnvironmentFile(_Section):
     )
     backups: Annotated[BackupSettings | None, BeforeValidator(_none_is_empty)] = Field(
         default=None, description="production backup policy"
+    )
+    windows: WindowsSettings | None = Field(
+        default=None, description="when a deployment may start: {timezone, allow: [{days, hours}]}"
+    )
+    rollback: Annotated[RollbackSettings, BeforeValidator(_none_is_empty)] = Field(
+        default_factory=RollbackSettings, description="rollback rules: {migration_pattern}"
     )
 
 
@@ -278,6 +369,8 @@ class StageSettings:
     pipeline: str | None
     checks: tuple[CheckSpec, ...]
     backups: BackupSettings | None
+    windows: WindowsSettings | None = None
+    rollback: RollbackSettings = field(default_factory=RollbackSettings)
 
 
 @dataclass(frozen=True)
@@ -527,6 +620,8 @@ def _load_stage(
         pipeline=environment.heroku.pipeline,
         checks=specs,
         backups=backups if is_production else None,
+        windows=environment.windows,
+        rollback=environment.rollback,
     )
 
 
@@ -765,7 +860,10 @@ def _validate(
         return model.model_validate(data)
     except ValidationError as exc:
         errors = exc.errors(include_url=False)
-        item_errors = {tuple(e["loc"][:-1]) for e in errors if e["loc"] and isinstance(e["loc"][-1], int)}
+        # Every list that holds a bad item (at any depth): its "too short" only repeats that.
+        item_errors = {
+            tuple(e["loc"][:i]) for e in errors for i, part in enumerate(e["loc"]) if isinstance(part, int)
+        }
         for error in errors:
             loc = (*prefix, *error["loc"])
             if any(loc[: len(bad)] == bad for bad in skip):
@@ -943,6 +1041,8 @@ def describe(settings: Settings) -> dict[str, Any]:
                     {"kind": c.kind, "options": c.options.model_dump(mode="json")} for c in stage.checks
                 ],
                 "backups": stage.backups.model_dump(mode="json") if stage.backups else None,
+                "windows": _windows_plan(stage.windows),
+                "rollback": stage.rollback.model_dump(mode="json"),
             }
         )
     source = settings.source.model_dump(mode="json")
@@ -972,6 +1072,22 @@ def describe(settings: Settings) -> dict[str, Any]:
         "actor": settings.actor,
     }
     return _scrub(plan, [s for s in settings.secrets if len(s) >= 6])
+
+
+def _windows_plan(windows: WindowsSettings | None) -> dict[str, Any] | None:
+    if windows is None:
+        return None
+    return {
+        "timezone": windows.timezone,
+        "allow": [
+            {
+                "days": [DAYS[d] for d in sorted(w.days)],
+                "hours": f"{w.hours[0]:%H:%M}-"
+                + ("24:00" if w.hours[1] == time(0) else f"{w.hours[1]:%H:%M}"),
+            }
+            for w in windows.allow
+        ],
+    }
 
 
 def _scrub(value: Any, secrets: list[str]) -> Any:

@@ -25,10 +25,11 @@ from typing import Any
 
 import checks
 from pipeline import domain, notes
-from pipeline.config import Settings, StageSettings
+from pipeline.config import CheckSpec, Settings, StageSettings
 from pipeline.errors import ExternalError, Permanent, Temporary
 from pipeline.model import (
     Backup,
+    CheckProgress,
     CheckResult,
     Event,
     HerokuBuild,
@@ -282,9 +283,10 @@ class Controller:
                 release = self.store.get(release_id)
                 break
             if release == before:
-                # It decided to act but nothing changed (an effect refused for good, already said):
-                # that is a wait on a person, not movement.
-                wait = domain.Wait(domain.WaitingOn.PERSON, release.reason)
+                # Nothing changed: only idempotent feedback ran beside a wait (which stands), or an
+                # effect was refused for good, already said: that is a wait on a person.
+                if wait is None:
+                    wait = domain.Wait(domain.WaitingOn.PERSON, release.reason)
                 break
             moved = True
             if release.state != before.state:
@@ -295,6 +297,8 @@ class Controller:
         if wait is not None and wait.detail != release.reason:
             # What it waits on is the release's last word until it moves again (``pipeline status``).
             release = self.store.save(replace(release, reason=wait.detail), [])
+        if moved:
+            self._spend_override(release)
         try:
             release = self._describe(release)
         except Temporary as exc:
@@ -317,7 +321,8 @@ class Controller:
         if state == State.DETECTED:
             seen["build_statuses"] = self.source.build_statuses(release.commit)
         if state == State.GATED:
-            seen["staging_busy_with"] = next((r.id for r in others if r.state.in_staging), None)
+            seen["staging_busy_with"] = self._busy(self.settings.staging.name, others)
+            seen["environment"] = self.store.environment(self.settings.name, self.settings.staging.name)
         if state == State.STAGING_DEPLOYING:
             seen["build"] = self._staging_build(release)
             build = seen["build"]
@@ -334,7 +339,8 @@ class Controller:
         if state == State.AWAITING_APPROVAL:
             seen["newer_verified"] = next((r for r in newer if r.staging_verified_at is not None), None)
         if state == State.APPROVED:
-            seen["production_busy_with"] = next((r.id for r in others if r.state.in_production), None)
+            seen["production_busy_with"] = self._busy(self.settings.production.name, others)
+            seen["environment"] = self.store.environment(self.settings.name, self.settings.production.name)
             seen["newer_approved"] = self._newer_approved(release)
         if state == State.BACKING_UP:
             seen["backup"] = backup = self._backup(release)
@@ -347,7 +353,13 @@ class Controller:
             seen.update(self._promotion(release))
         if state == State.PRODUCTION_VERIFYING:
             if release.pending_action == "rollback" or release.rollback_release_id is not None:
-                seen["rollback_release"] = self._rollback_release(release)
+                seen["rollback_release"] = rollback = self._rollback_release(release)
+                if (
+                    rollback is not None
+                    and rollback.id == release.rollback_release_id
+                    and rollback.status == "succeeded"
+                ):
+                    seen.update(self._verify(self.settings.production, release, rollback.version, now))
             else:
                 version = release.production_release_version
                 seen.update(self._verify(self.settings.production, release, version, now))
@@ -357,6 +369,25 @@ class Controller:
             ]
             seen["latest_backup"] = finished[0] if finished else None
         return domain.Observation(**seen)
+
+    def _busy(self, stage: str, others: list[Release]) -> str | None:
+        """What else deploys to ``stage`` now: a release there, or a rollback a person asked for."""
+        there = next(
+            (
+                r
+                for r in others
+                if (r.state.in_staging if stage == self.settings.staging.name else r.state.in_production)
+            ),
+            None,
+        )
+        if there is not None:
+            return f"release {there.id} ({there.state})"
+        rollback = next(
+            (r for r in self.store.rollbacks(self.settings.name, active=True) if r.environment == stage), None
+        )
+        if rollback is not None:
+            return f"rollback {rollback.id} by {rollback.requested_by} ({rollback.state})"
+        return None
 
     def _newer_approved(self, release: Release) -> Release | None:
         """A newer release approved or gone to production (not failed there), if any."""
@@ -381,13 +412,15 @@ class Controller:
     def _verify(
         self, stage: StageSettings, release: Release, version: int | None, now: datetime
     ) -> dict[str, Any]:
-        """The stage's dynos, and the checks' results once the dynos run ``version`` and a try is due."""
-        if release.next_check_at is not None and release.next_check_at > now:
+        """The stage's dynos, and an attempt of every check that is due (by its progress) once the
+        dynos run ``version``; nothing when no check is due yet."""
+        due = due_checks(stage, release.check_progress, now)
+        if not due:
             return {}
         dynos = tuple(self.platform.dynos(stage.app))
         if domain.dyno_problem(dynos, version)[0] is not None:
             return {"dynos": dynos}
-        return {"dynos": dynos, "checks": self._run_checks(stage, release, version)}
+        return {"dynos": dynos, "checks": self._run_checks(stage, release, version, due)}
 
     def _staging_build(self, release: Release) -> HerokuBuild | None:
         if release.staging_build_id is not None:
@@ -442,29 +475,21 @@ class Controller:
         )
 
     def _run_checks(
-        self, stage: StageSettings, release: Release, version: int | None
-    ) -> tuple[CheckResult, ...]:
-        """Run every check of the stage once."""
+        self, stage: StageSettings, release: Release, version: int | None, due: list[int]
+    ) -> dict[int, CheckResult]:
+        """One attempt of each due check of the stage, by its position in the stage's list."""
         target = checks.Target(
             stage=stage.name,
             app=stage.app,
             web_url=self._web_url(stage.app),
             release_version=version,
             commit=release.commit,
+            platform=self.platform,
         )
-        results = []
-        for spec in stage.checks:
-            plugin = checks.load_plugin(spec.kind)
-            try:
-                results.append(plugin.run(spec.options, target))
-            except (
-                Exception
-            ) as exc:  # a plugin's bug must not stop the pass: it is a check that could not run
-                log.exception("check %s crashed", spec.kind)
-                results.append(
-                    CheckResult(spec.kind, "error", f"the check crashed: {type(exc).__name__}: {exc}")
-                )
-        return tuple(results)
+        return {
+            index: checks.run_check(stage.checks[index].kind, stage.checks[index].options, target)
+            for index in due
+        }
 
     def _web_url(self, app: str) -> str:
         if app not in self._web_urls:
@@ -475,6 +500,8 @@ class Controller:
 
     def _act(self, release: Release, action: domain.Action) -> Release:
         if isinstance(action, domain.Update):
+            if action.silent:
+                return self.store.save(replace(release, updated_at=self.clock(), **dict(action.fields)), [])
             return self._record(
                 release,
                 action.kind,
@@ -485,6 +512,9 @@ class Controller:
                 actor=action.actor,
                 detail=action.detail,
             )
+        if isinstance(action, domain.LockEnvironment):
+            self._lock(release, action)
+            return release
         if isinstance(action, domain.PostStatus):
             self._post_status(release, action)
             return release
@@ -717,6 +747,37 @@ class Controller:
             )
         return self.store.save(replace(release, description_digest=digest), [])
 
+    def _spend_override(self, release: Release) -> None:
+        """A person's override of a window or freeze serves one release once: it is used up when
+        the release has started deploying (or ended)."""
+        for stage, waiting in (
+            (self.settings.staging.name, State.GATED),
+            (self.settings.production.name, State.APPROVED),
+        ):
+            state = self.store.environment(self.settings.name, stage)
+            if state.override_release != release.id or release.state == waiting:
+                continue
+            why = f"release {release.id} started ({release.state}) on the override by {state.override_by}"
+            event = Event(release.id, self.clock(), "OverrideUsed", domain.CONTROLLER, why, environment=stage)
+            cleared = replace(
+                state, override_release=None, override_at=None, override_by="", override_reason=""
+            )
+            self.store.save_environment(cleared, [event])
+
+    def _lock(self, release: Release, action: domain.LockEnvironment) -> None:
+        """Lock the stage (unless it is locked already): nothing deploys there until a person
+        unlocks it, so the controller does not undo a rollback by promoting again."""
+        state = self.store.environment(self.settings.name, action.stage)
+        if state.locked:
+            return
+        now = self.clock()
+        why = f"release {release.id} was rolled back: {action.reason}"
+        event = Event(release.id, now, "EnvironmentLocked", domain.CONTROLLER, why, environment=action.stage)
+        self.store.save_environment(
+            replace(state, locked_at=now, locked_by=domain.CONTROLLER, lock_reason=why), [event]
+        )
+        log.warning("%s locked: %s", action.stage, why)
+
     def _decline(self, release: Release, action: domain.DeclinePullRequest) -> Release:
         if release.pull_request_id is None:
             return release
@@ -811,8 +872,15 @@ class Controller:
         return self._record(
             release,
             "RollbackStarted",
-            f"{app} v{rollback.version} runs v{action.version}'s slug",
-            fields={"rollback_release_id": rollback.id, "rollback_release_version": rollback.version},
+            f"{app} v{rollback.version} runs v{action.version}'s slug; verifying it",
+            fields={
+                "rollback_release_id": rollback.id,
+                "rollback_release_version": rollback.version,
+                "pending_action": None,
+                "pending_since": None,
+                "verification_started_at": self.clock(),
+                "check_progress": (),
+            },
             refs={"release": rollback.id},
             keep_reason=True,
         )
@@ -857,17 +925,39 @@ def policy_of(
         production=verification_of(settings.production),
         capture_backup=backups.capture_before_promotion if backups else False,
         backup_max_age=backups.max_age if backups else timedelta(hours=26),
+        staging_name=settings.staging.name,
+        production_name=settings.production.name,
+        windows={s.name: s.windows.windows() for s in settings.stages if s.windows is not None},
     )
 
 
 def verification_of(stage: StageSettings) -> domain.Verification:
-    """A stage passes when all its checks pass in one round; the most patient check sets the rounds."""
-    if not stage.checks:
-        return domain.Verification(attempts=1, interval=timedelta(0))
+    """Each configured check of the stage with its own rule: retries, interval, backoff, soak."""
     return domain.Verification(
-        attempts=max(spec.options.retries for spec in stage.checks) + 1,
-        interval=max(spec.options.interval for spec in stage.checks),
+        checks=tuple(
+            domain.CheckRule(
+                name=check_label(spec),
+                retries=spec.options.retries,
+                interval=spec.options.interval,
+                backoff=spec.options.backoff,
+                soak=spec.options.soak,
+            )
+            for spec in stage.checks
+        )
     )
+
+
+def check_label(spec: CheckSpec) -> str:
+    """A configured check's name for people: the plugin, and its path when it has one."""
+    path = getattr(spec.options, "path", None)
+    return f"{spec.kind} {path}" if isinstance(path, str) else spec.kind
+
+
+def due_checks(stage: StageSettings, progress: tuple[CheckProgress, ...], now: datetime) -> list[int]:
+    """The positions of the stage's checks to try now: not done, and their next try has come."""
+    if len(progress) != len(stage.checks):
+        return list(range(len(stage.checks)))
+    return [i for i, p in enumerate(progress) if not p.done and (p.next_at is None or p.next_at <= now)]
 
 
 def _dead_here(holder: str) -> bool:

@@ -29,8 +29,11 @@ from typing import Any
 from pipeline.model import (
     Approval,
     Backup,
+    CheckProgress,
     CheckResult,
+    DeployWindows,
     Dyno,
+    EnvironmentState,
     HerokuBuild,
     HerokuRelease,
     Participant,
@@ -52,12 +55,33 @@ STAGING_STATUS = "pipeline/staging"
 PRODUCTION_STATUS = "pipeline/production"
 
 
+# No wait between two attempts of a check is longer than this, whatever its backoff.
+MAX_CHECK_WAIT = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class CheckRule:
+    """How one check is tried: ``retries`` more attempts after one that did not pass, ``interval``
+    apart (times ``backoff`` after each failure in a row, at most ``MAX_CHECK_WAIT``), and once it
+    passes, ``soak``: it keeps being tried every ``interval`` for that long, and a failure then fails."""
+
+    name: str
+    retries: int = 3
+    interval: timedelta = timedelta(seconds=2)
+    backoff: float = 1.0
+    soak: timedelta = timedelta(0)
+
+    def wait_after(self, failures: int) -> timedelta:
+        """The wait before the next attempt after ``failures`` attempts in a row did not pass."""
+        factor = self.backoff ** max(failures - 1, 0)
+        return min(self.interval * factor, MAX_CHECK_WAIT)
+
+
 @dataclass(frozen=True)
 class Verification:
-    """How a stage is verified: ``attempts`` passes of the checks at most, ``interval`` apart."""
+    """How a stage is verified: every check, each with its own rule."""
 
-    attempts: int = 4
-    interval: timedelta = timedelta(seconds=2)
+    checks: tuple[CheckRule, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -85,6 +109,10 @@ class Policy:
     # answer lost in a crash is processed within a request timeout, and Heroku lists builds,
     # backups and releases as soon as it accepts them.
     intent_grace: timedelta = timedelta(seconds=20)
+    # The stages' names (as in `pipeline freeze production`) and when a deployment of each may start.
+    staging_name: str = "staging"
+    production_name: str = "production"
+    windows: Mapping[str, DeployWindows] = field(default_factory=dict)
 
     @property
     def approvers_text(self) -> str:
@@ -151,7 +179,8 @@ class Observation:
     build_statuses: Mapping[str, str] | None = None
     build: HerokuBuild | None = None
     heroku_release: HerokuRelease | None = None
-    checks: tuple[CheckResult, ...] | None = None
+    # The attempts made in this pass, by the check's position in the stage's list (None: none).
+    checks: Mapping[int, CheckResult] | None = None
     pull_request: PullRequest | None = None
     release_branch_head: str | None = None
     backup: Backup | None = None
@@ -165,8 +194,11 @@ class Observation:
     dynos: tuple[Dyno, ...] | None = None
     # The release pull request's activity, newest first (moves of the release branch, comments).
     activity: tuple[PullRequestActivity, ...] = ()
-    staging_busy_with: int | None = None
-    production_busy_with: int | None = None
+    # What else deploys to the stage now ("release 7", "rollback 2 by ops"), and what people decided
+    # about the stage this release is about to deploy to (lock, freeze, override).
+    staging_busy_with: str | None = None
+    production_busy_with: str | None = None
+    environment: EnvironmentState | None = None
     # The effect marked pending was refused (an HTTP error answer) in this process: it did not
     # happen, or what did is already visible; no reason to wait out ``Policy.intent_grace``.
     effect_refused: bool = False
@@ -187,6 +219,7 @@ class Update:
     refs: Mapping[str, str] = field(default_factory=dict)
     actor: str = CONTROLLER
     detail: str = ""
+    silent: bool = False  # save the fields only: no event (a soak that goes on)
 
 
 @dataclass(frozen=True)
@@ -224,6 +257,15 @@ class RollBack:
 
 
 @dataclass(frozen=True)
+class LockEnvironment:
+    """Lock a stage: the controller deploys nothing to it until a person unlocks it. Idempotent:
+    a stage already locked keeps its first lock."""
+
+    stage: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class MergePullRequest:
     """Merge the release pull request into the production branch."""
 
@@ -256,6 +298,7 @@ class WaitingOn(StrEnum):
     STAGE = "stage"  # another release is using the stage
     CI = "ci"  # required builds have not finished
     PERSON = "person"  # approval, or someone has to fix something
+    WINDOW = "window"  # a freeze, or the deploy window is closed: the clock or a person
 
     @property
     def moves_by_itself(self) -> bool:
@@ -270,8 +313,8 @@ class Wait:
 
 
 Effect = DeployToStaging | OpenReleasePullRequest | DeclinePullRequest | CaptureBackup | Promote | RollBack
-Feedback = PostStatus | DeclinePullRequest | NotifyChanges
-Action = Update | Effect | MergePullRequest | PostStatus | NotifyChanges | Wait
+Feedback = PostStatus | DeclinePullRequest | NotifyChanges | LockEnvironment
+Action = Update | Effect | MergePullRequest | Feedback | Wait
 
 
 @dataclass(frozen=True)
@@ -332,12 +375,19 @@ def _detected(release: Release, seen: Observation, policy: Policy, now: datetime
 def _gated(release: Release, seen: Observation, policy: Policy, now: datetime) -> Decision:
     if seen.newer is not None:
         return _supersede(release, seen.newer)
+    name = policy.staging_name
+    locked = _locked(name, seen.environment)
+    if locked is not None:
+        return _decision(locked)
     if seen.staging_busy_with is not None:
-        return _wait(WaitingOn.STAGE, f"staging is busy with release {seen.staging_busy_with}")
+        return _wait(WaitingOn.STAGE, f"{name} is busy with {seen.staging_busy_with}")
+    closed, overridden = _closed_to(release, name, seen.environment, policy.windows.get(name), now)
+    if closed is not None:
+        return _decision(closed)
     return _decision(
         Update(
             "StagingDeployStarted",
-            f"deploying {release.commit[:12]} to {release.staging_app}",
+            f"deploying {release.commit[:12]} to {release.staging_app}{overridden}",
             State.STAGING_DEPLOYING,
         ),
         PostStatus(STAGING_STATUS, "INPROGRESS", f"Deploying to {release.staging_app}"),
@@ -385,7 +435,7 @@ def _staging_deploying(release: Release, seen: Observation, policy: Policy, now:
         app, version = release.staging_app, heroku_release.version
         why = f"{app} v{version} {heroku_release.status}: the release phase failed"
         return _staging_failed(release, "StagingReleaseFailed", why, fields, refs)
-    fields.update(verification_started_at=now, check_attempts=0, next_check_at=now)
+    fields.update(verification_started_at=now, check_progress=())
     return _decision(
         Update(
             "StagingReleased",
@@ -415,14 +465,22 @@ def _staging_verifying(release: Release, seen: Observation, policy: Policy, now:
                 release.pull_request_url,
             ),
         )
-    outcome = _verification(release, seen, policy, now, "Staging", release.staging_release_version)
-    if isinstance(outcome, Decision):
-        return outcome
-    if isinstance(outcome, str):
-        return _staging_failed(release, "StagingVerificationFailed", outcome, {}, {})
     version = release.staging_release_version
+    verdict = _verify_release(release, seen, policy.staging, "Staging", version, policy, now)
+    if verdict.failed is not None:
+        fields = {"check_progress": verdict.progress}
+        return _staging_failed(
+            release, "StagingVerificationFailed", verdict.failed, fields, {}, detail=verdict.evidence
+        )
+    if not verdict.passed:
+        return _decision(*verdict.actions)
     return _decision(
-        Update("StagingVerified", _checks_summary(seen.checks), fields={"staging_verified_at": now}),
+        *verdict.updates,
+        Update(
+            "StagingVerified",
+            checks_summary(verdict.progress),
+            fields={"staging_verified_at": now, "check_progress": verdict.progress},
+        ),
         PostStatus(STAGING_STATUS, "SUCCESSFUL", f"Verified on {release.staging_app} v{version}"),
         NotifyChanges("staging"),
         OpenReleasePullRequest(),
@@ -481,13 +539,20 @@ def _approved(release: Release, seen: Observation, policy: Policy, now: datetime
     recheck = _approval_recheck(release, seen, policy, now)
     if recheck is not None:
         return recheck
+    name = policy.production_name
+    locked = _locked(name, seen.environment)
+    if locked is not None:
+        return _decision(locked)
     if seen.production_busy_with is not None:
-        return _wait(WaitingOn.STAGE, f"production is busy with release {seen.production_busy_with}")
+        return _wait(WaitingOn.STAGE, f"{name} is busy with {seen.production_busy_with}")
+    closed, overridden = _closed_to(release, name, seen.environment, policy.windows.get(name), now)
+    if closed is not None:
+        return _decision(closed)
     if policy.capture_backup:
         return _decision(
             Update(
                 "BackupStarted",
-                f"capturing a backup of {release.production_app}'s database",
+                f"capturing a backup of {release.production_app}'s database{overridden}",
                 State.BACKING_UP,
             ),
             PostStatus(PRODUCTION_STATUS, "INPROGRESS", f"Backing up {release.production_app}"),
@@ -496,7 +561,7 @@ def _approved(release: Release, seen: Observation, policy: Policy, now: datetime
     return _decision(
         Update(
             "PromotionStarted",
-            "promoting without a backup (backups.capture_before_promotion is off)",
+            f"promoting without a backup (backups.capture_before_promotion is off){overridden}",
             State.PROMOTING,
         ),
         PostStatus(PRODUCTION_STATUS, "INPROGRESS", f"Promoting to {release.production_app}"),
@@ -627,7 +692,7 @@ def _promoting(release: Release, seen: Observation, policy: Policy, now: datetim
             f"so Heroku kept v{release.previous_release_version} running"
         )
         return _promotion_failed(release, why, refs, fields)
-    fields.update(verification_started_at=now, check_attempts=0, next_check_at=now)
+    fields.update(verification_started_at=now, check_progress=())
     return _decision(
         Update(
             "ProductionReleased",
@@ -642,10 +707,10 @@ def _promoting(release: Release, seen: Observation, policy: Policy, now: datetim
 def _production_verifying(release: Release, seen: Observation, policy: Policy, now: datetime) -> Decision:
     if release.pending_action == "rollback" or release.rollback_release_id is not None:
         return _rolling_back(release, seen, policy, now)
-    outcome = _verification(release, seen, policy, now, "Production", release.production_release_version)
-    if isinstance(outcome, Decision):
-        return outcome
-    if isinstance(outcome, str):
+    version = release.production_release_version
+    verdict = _verify_release(release, seen, policy.production, "Production", version, policy, now)
+    if verdict.failed is not None:
+        outcome = verdict.failed
         if release.previous_release_id is None:
             why = f"{outcome}; nothing to roll back to (production had no release before)"
             return _promotion_failed(release, why, {})
@@ -653,18 +718,28 @@ def _production_verifying(release: Release, seen: Observation, policy: Policy, n
             Update(
                 "ProductionVerificationFailed",
                 outcome,
-                fields={"reason": outcome, "pending_action": "rollback", "pending_since": now},
+                fields={
+                    "reason": outcome,
+                    "rollback_reason": outcome,
+                    "pending_action": "rollback",
+                    "pending_since": now,
+                    "check_progress": verdict.progress,
+                },
+                detail=verdict.evidence,
             ),
+            LockEnvironment(policy.production_name, outcome),
             RollBack(release.previous_release_id, release.previous_release_version, outcome),
         )
-    version = release.production_release_version
+    if not verdict.passed:
+        return _decision(*verdict.actions)
     return _decision(
+        *verdict.updates,
         Update(
             "Released",
             f"{release.commit[:12]} runs on {release.production_app} v{version}, verified: "
-            + _checks_summary(seen.checks),
+            + checks_summary(verdict.progress),
             State.RELEASED,
-            {"released_at": now},
+            {"released_at": now, "check_progress": verdict.progress},
         ),
         PostStatus(PRODUCTION_STATUS, "SUCCESSFUL", f"Released on {release.production_app} v{version}"),
         NotifyChanges("production"),
@@ -672,25 +747,79 @@ def _production_verifying(release: Release, seen: Observation, policy: Policy, n
 
 
 def _rolling_back(release: Release, seen: Observation, policy: Policy, now: datetime) -> Decision:
+    """Production failed its checks: roll it back to the release it replaced, lock it, and verify
+    what runs again before the release ends."""
     rollback = seen.rollback_release
     previous = f"v{release.previous_release_version}"
+    cause = release.rollback_reason or release.reason  # (a release marked before the field existed)
+    lock = LockEnvironment(policy.production_name, cause)
     if rollback is None:
         if _in_grace(release, seen, "rollback", policy, now):
-            return _wait(
-                WaitingOn.HEROKU, f"a rollback to {previous} was requested; waiting for Heroku to list it"
+            return _decision(
+                lock,
+                Wait(
+                    WaitingOn.HEROKU, f"a rollback to {previous} was requested; waiting for Heroku to list it"
+                ),
             )
         assert release.previous_release_id is not None
-        return _decision(
-            RollBack(release.previous_release_id, release.previous_release_version, release.reason)
+        return _decision(lock, RollBack(release.previous_release_id, release.previous_release_version, cause))
+    if release.rollback_release_id != rollback.id:
+        fields = {
+            "rollback_release_id": rollback.id,
+            "rollback_release_version": rollback.version,
+            "pending_action": None,
+            "pending_since": None,
+            "verification_started_at": now,
+            "check_progress": (),
+        }
+        why = f"found {release.production_app} v{rollback.version}, the rollback to {previous}"
+        return _decision(lock, Update("RollbackAdopted", why, fields=fields, refs={"release": rollback.id}))
+    if rollback.status == "pending":
+        return _wait(WaitingOn.HEROKU, f"rollback release v{rollback.version} running its release phase")
+    if rollback.status != "succeeded":
+        app = release.production_app
+        why = (
+            f"{cause}; the rollback to {previous} failed too "
+            f"(v{rollback.version} {rollback.status}). "
+            f"Production runs v{release.production_release_version}: roll back by hand "
+            f"(`pipeline rollback {policy.production_name} --to <version> --reason ...`, or "
+            f"`heroku releases:rollback -a {app}`)"
         )
-    return _rolled_back(release, rollback)
+        return _promotion_failed(release, why, {"release": rollback.id})
+    verdict = _verify_release(release, seen, policy.production, "Rollback", rollback.version, policy, now)
+    if verdict.failed is not None:
+        return _rolled_back(release, rollback, policy, now, verdict, unverified=verdict.failed)
+    if not verdict.passed:
+        return _decision(lock, *verdict.actions)
+    return _rolled_back(release, rollback, policy, now, verdict)
 
 
-def _rolled_back(release: Release, rollback: HerokuRelease) -> Decision:
-    """The rollback release exists: record the end and say so on the commit and the pull request."""
+def _rolled_back(
+    release: Release,
+    rollback: HerokuRelease,
+    policy: Policy,
+    now: datetime,
+    verdict: Verdict,
+    *,
+    unverified: str | None = None,
+) -> Decision:
+    """The rollback runs and was verified (or fails its checks too): record the end, keep production
+    locked, and say so on the commit, the merged pull requests and the release pull request."""
+    cause = release.rollback_reason or release.reason
     previous = f"v{release.previous_release_version}"
-    why = f"{release.reason}; rolled {release.production_app} back to {previous} (now v{rollback.version})"
+    app, name = release.production_app, policy.production_name
+    if unverified is None:
+        after = f"rolled {app} back to {previous} (now v{rollback.version}), which passed its checks"
+        status = f"Rolled back to {previous}: production verification failed"
+    else:
+        after = (
+            f"rolled {app} back to {previous} (now v{rollback.version}), but it fails its checks too "
+            f"({unverified}): production needs a person"
+        )
+        status = f"Rolled back to {previous}, which fails its checks too"
+    why = f"{cause}; {after}; {name} is locked until `pipeline unlock {name} --reason ...`"
     return _decision(
+        *verdict.updates,
         Update(
             "RolledBack",
             why,
@@ -698,17 +827,18 @@ def _rolled_back(release: Release, rollback: HerokuRelease) -> Decision:
             {
                 "rollback_release_id": rollback.id,
                 "rollback_release_version": rollback.version,
+                "rollback_verified_at": now if unverified is None else None,
                 "pending_action": None,
                 "pending_since": None,
+                "check_progress": verdict.progress,
             },
             {"release": rollback.id},
+            detail=verdict.evidence,
         ),
-        PostStatus(PRODUCTION_STATUS, "FAILED", f"Rolled back to {previous}: production verification failed"),
+        LockEnvironment(name, cause),
+        PostStatus(PRODUCTION_STATUS, "FAILED", status),
         NotifyChanges("rolled_back"),
-        DeclinePullRequest(
-            f"Production verification failed: {release.reason}. "
-            f"{release.production_app} was rolled back to {previous}."
-        ),
+        DeclinePullRequest(f"Production verification failed: {cause}. {app} was rolled back to {previous}."),
     )
 
 
@@ -980,50 +1110,144 @@ def backup_problem(backup: Backup | None, max_age: timedelta, now: datetime) -> 
     return None
 
 
-def _verification(
-    release: Release, seen: Observation, policy: Policy, now: datetime, stage: str, version: int | None
-) -> Decision | bool | str:
-    """True when the checks passed; a Decision to wait or retry; a failure reason when out of tries.
+@dataclass(frozen=True)
+class Verdict:
+    """What one look at a verification says: ``passed``; ``failed`` (why, with the failing
+    attempt's ``evidence``); or neither, going on (``wait`` says what for). ``updates`` record the
+    attempts made (each carries the new ``progress``)."""
 
-    Checks count only once every dyno runs the new release (Heroku restarts dynos after a release
-    succeeds; a check that reached an old one would prove nothing); a dyno of the new release that
-    crashed, or dynos that do not start within ``Policy.dyno_start_timeout``, fail at once."""
-    rule = policy.staging if stage == "Staging" else policy.production
-    if seen.dynos is not None:
-        problem, crashed = dyno_problem(seen.dynos, version)
+    passed: bool = False
+    failed: str | None = None
+    evidence: str = ""
+    progress: tuple[CheckProgress, ...] = ()
+    updates: tuple[Update, ...] = ()
+    wait: Wait | None = None
+
+    @property
+    def actions(self) -> tuple[Action, ...]:
+        return (*self.updates, self.wait) if self.wait is not None else self.updates
+
+
+def verify(
+    rules: Sequence[CheckRule],
+    progress: Sequence[CheckProgress],
+    results: Mapping[int, CheckResult] | None,
+    dynos: Sequence[Dyno] | None,
+    *,
+    stage: str,
+    version: int | None,
+    started: datetime | None,
+    now: datetime,
+    dyno_start_timeout: timedelta,
+) -> Verdict:
+    """Judge one look at a verification (a stage after a deploy, production after a rollback).
+
+    Checks count only once every dyno runs ``version`` (Heroku restarts dynos after a release
+    succeeds; a check that reached an old one would prove nothing); a dyno that crashed on it, or
+    dynos not up within ``dyno_start_timeout`` of ``started``, fail at once. Then each check in
+    ``results`` (the attempts made now) moves its progress: a pass starts (or continues) its soak
+    and it is done once it has passed for ``soak``; a failure during the soak fails; any other
+    failure is tried again after the rule's wait, ``retries`` times. All done: passed."""
+    if dynos is not None:
+        problem, crashed = dyno_problem(tuple(dynos), version)
         if problem is not None:
-            started = release.verification_started_at or now
             if crashed:
-                return f"{stage}: {problem}"
-            if now - started > policy.dyno_start_timeout:
-                return f"{stage}: {problem} after {policy.dyno_start_timeout}"
-            return _wait(WaitingOn.HEROKU, f"{stage}: {problem}")
-    if seen.checks is None:
-        until = release.next_check_at
-        done = (
-            f"{release.check_attempts} of {rule.attempts} attempts failed; " if release.check_attempts else ""
+                return Verdict(failed=f"{stage}: {problem}")
+            if now - (started or now) > dyno_start_timeout:
+                return Verdict(failed=f"{stage}: {problem} after {span_text(dyno_start_timeout)}")
+            return Verdict(wait=Wait(WaitingOn.HEROKU, f"{stage}: {problem}"))
+    current = list(progress) if len(progress) == len(rules) else [CheckProgress(r.name) for r in rules]
+    attempts: list[tuple[str, str, str]] = []  # kind, reason, evidence
+    for index, result in sorted((results or {}).items()):
+        rule, before = rules[index], current[index]
+        if result.passed:
+            since = before.passing_since or now
+            soaked = now - since >= rule.soak
+            current[index] = CheckProgress(
+                rule.name, 0, since, None if soaked else now + rule.interval, soaked, result.detail
+            )
+            if before.passing_since is None and (not soaked or result.evidence):
+                # Worth an event of its own: a soak starts, or there is evidence to keep.
+                hold = f"; holding it until {_iso(since + rule.soak)}" if not soaked else ""
+                attempts.append(
+                    (f"{stage}CheckPassed", f"{rule.name}: {result.detail}{hold}", result.evidence)
+                )
+            continue
+        if before.passing_since is not None:
+            held = span_text(now - before.passing_since)
+            soak = span_text(rule.soak)
+            why = f"{stage} check {rule.name} failed {held} into its {soak} soak: {result.detail}"
+            return Verdict(failed=why, evidence=result.evidence, progress=tuple(current))
+        failures = before.failures + 1
+        if failures > rule.retries:
+            why = f"{stage} check {rule.name} did not pass in {failures} attempt(s): {result.detail}"
+            return Verdict(failed=why, evidence=result.evidence, progress=tuple(current))
+        wait = rule.wait_after(failures)
+        current[index] = CheckProgress(rule.name, failures, None, now + wait, False, result.detail)
+        reason = (
+            f"{rule.name}: attempt {failures} of {rule.retries + 1}: {result.detail}; "
+            f"trying again in {span_text(wait)}"
         )
-        return _wait(WaitingOn.RETRY, f"{stage} checks: {done}trying again shortly", until)
-    if all(c.passed for c in seen.checks):
-        return True
-    attempts = release.check_attempts + 1
-    failing = "; ".join(f"{c.name}: {c.detail}" for c in seen.checks if not c.passed)
-    if attempts >= rule.attempts:
-        return f"{stage} checks failed {attempts} time(s): {failing}"
-    next_at = now + rule.interval
-    return _decision(
-        Update(
-            f"{stage}CheckFailed",
-            f"attempt {attempts} of {rule.attempts}: {failing}",
-            fields={"check_attempts": attempts, "next_check_at": next_at},
-        ),
-        Wait(
-            WaitingOn.RETRY,
-            f"{stage} checks: {attempts} of {rule.attempts} attempts failed; "
-            f"trying again in {rule.interval.total_seconds():g}s",
-            next_at,
-        ),
+        attempts.append((f"{stage}CheckFailed", reason, result.evidence))
+    done = tuple(current)
+    updates = tuple(
+        Update(kind, reason, fields={"check_progress": done}, detail=evidence)
+        for kind, reason, evidence in attempts
     )
+    if all(p.done for p in done):
+        return Verdict(passed=True, progress=done, updates=updates)
+    if not updates and done != tuple(progress):  # a soak goes on, or the first look: keep the progress
+        updates = (Update("CheckProgress", "", fields={"check_progress": done}, silent=True),)
+    due = min((p.next_at for p in done if not p.done and p.next_at is not None), default=None)
+    return Verdict(
+        progress=done, updates=updates, wait=Wait(WaitingOn.RETRY, _progress_text(stage, done), due)
+    )
+
+
+def _verify_release(
+    release: Release,
+    seen: Observation,
+    rules: Verification,
+    stage: str,
+    version: int | None,
+    policy: Policy,
+    now: datetime,
+) -> Verdict:
+    return verify(
+        rules.checks,
+        release.check_progress,
+        seen.checks,
+        seen.dynos,
+        stage=stage,
+        version=version,
+        started=release.verification_started_at,
+        now=now,
+        dyno_start_timeout=policy.dyno_start_timeout,
+    )
+
+
+def _progress_text(stage: str, progress: Sequence[CheckProgress]) -> str:
+    """Where the checks stand, in words that do not change from one pass to the next."""
+    parts = []
+    for p in progress:
+        if p.done:
+            parts.append(f"{p.name} passed")
+        elif p.passing_since is not None:
+            parts.append(f"{p.name} passing, holding until {_iso(p.next_at) if p.next_at else 'now'}")
+        elif p.failures:
+            parts.append(
+                f"{p.name} failed {p.failures} time(s), next try {_iso(p.next_at) if p.next_at else 'now'}"
+            )
+        else:
+            parts.append(f"{p.name} not tried yet")
+    return f"{stage} checks: " + ("; ".join(parts) or "none")
+
+
+def checks_summary(progress: Sequence[CheckProgress]) -> str:
+    """The checks' last word each, once they passed."""
+    if not progress:
+        return "no checks configured"
+    return "; ".join(f"{p.name}: {p.detail}" for p in progress)
 
 
 def dyno_problem(dynos: tuple[Dyno, ...], version: int | None) -> tuple[str | None, bool]:
@@ -1036,12 +1260,6 @@ def dyno_problem(dynos: tuple[Dyno, ...], version: int | None) -> tuple[str | No
         listed = ", ".join(f"{d.name} {d.state} on v{d.release_version}" for d in behind)
         return f"waiting for the dynos to run v{version} ({listed})", False
     return None, False
-
-
-def _checks_summary(checks: tuple[CheckResult, ...] | None) -> str:
-    if not checks:
-        return "no checks configured"
-    return "; ".join(f"{c.name}: {c.detail}" for c in checks)
 
 
 def _in_grace(release: Release, seen: Observation, action: str, policy: Policy, now: datetime) -> bool:
@@ -1105,6 +1323,81 @@ def _closed(
     )
 
 
+def _locked(stage: str, environment: EnvironmentState | None) -> Wait | None:
+    """Why nothing may deploy to a locked stage, or None."""
+    if environment is None or environment.locked_at is None:
+        return None
+    return Wait(
+        WaitingOn.PERSON,
+        f"{stage} is locked since {_iso(environment.locked_at)} by {environment.locked_by}: "
+        f"{environment.lock_reason}; `pipeline unlock {stage} --reason ...` clears it",
+    )
+
+
+def _closed_to(
+    release: Release,
+    stage: str,
+    environment: EnvironmentState | None,
+    windows: DeployWindows | None,
+    now: datetime,
+) -> tuple[Wait | None, str]:
+    """(Why a deployment may not start now: a freeze or a closed window, or None; and what to add
+    to the start's reason when a person overrode both for this release)."""
+    if environment is not None and environment.override_release == release.id and release.id is not None:
+        by = environment.override_by
+        return (
+            None,
+            f"; window and freeze overridden by {by} (`pipeline promote {stage} --now`): "
+            f"{environment.override_reason}",
+        )
+    if environment is not None and environment.frozen(now):
+        until = f" until {_iso(environment.frozen_until)}" if environment.frozen_until else ""
+        why = (
+            f"{stage} is frozen{until} since {_iso(environment.frozen_at or now)} "
+            f"by {environment.frozen_by}: "
+            f"{environment.freeze_reason}; `pipeline unfreeze {stage}` lifts it, "
+            f"`pipeline promote {stage} --now --reason ...` starts this one anyway"
+        )
+        return Wait(WaitingOn.WINDOW, why, environment.frozen_until), ""
+    if windows is not None:
+        is_open, opens = window_state(windows, now)
+        if not is_open:
+            when = (
+                f"opens {opens.astimezone(windows.timezone):%a %Y-%m-%d %H:%M} {windows.zone_name} "
+                f"({_iso(opens)})"
+                if opens is not None
+                else "never opens (no day in its windows)"
+            )
+            why = (
+                f"waiting for the {stage} deploy window: {when}; "
+                f"`pipeline promote {stage} --now --reason ...` starts it now"
+            )
+            return Wait(WaitingOn.WINDOW, why, opens), ""
+    return None, ""
+
+
+def window_state(windows: DeployWindows, now: datetime) -> tuple[bool, datetime | None]:
+    """Whether a deployment may start at ``now``, and when the next window opens (None if never)."""
+    local = now.astimezone(windows.timezone)
+    opens: datetime | None = None
+    for offset in range(-1, 8):
+        day = (local + timedelta(days=offset)).date()
+        for window in windows.allow:
+            if day.weekday() not in window.days:
+                continue
+            start = datetime.combine(day, window.start, tzinfo=windows.timezone)
+            end = (
+                datetime.combine(day + timedelta(days=1), datetime.min.time(), tzinfo=windows.timezone)
+                if window.end == datetime.min.time()
+                else datetime.combine(day, window.end, tzinfo=windows.timezone)
+            )
+            if start <= local < end:
+                return True, None
+            if start > local and (opens is None or start < opens):
+                opens = start
+    return False, opens.astimezone(now.tzinfo) if opens is not None else None
+
+
 def _supersede(release: Release, newer: Release) -> Decision:
     link = f" ({newer.pull_request_url})" if newer.pull_request_url else ""
     why = f"superseded by release {newer.id} of {newer.commit[:12]}{link}"
@@ -1123,10 +1416,16 @@ def _supersede(release: Release, newer: Release) -> Decision:
 
 
 def _staging_failed(
-    release: Release, kind: str, why: str, fields: Mapping[str, Any], refs: Mapping[str, str]
+    release: Release,
+    kind: str,
+    why: str,
+    fields: Mapping[str, Any],
+    refs: Mapping[str, str],
+    *,
+    detail: str = "",
 ) -> Decision:
     return _decision(
-        Update(kind, why, State.STAGING_FAILED, fields, refs),
+        Update(kind, why, State.STAGING_FAILED, fields, refs, detail=detail),
         PostStatus(STAGING_STATUS, "FAILED", why[:140]),
     )
 

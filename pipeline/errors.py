@@ -7,6 +7,8 @@ Adapters translate every third-party error into one of these at the boundary
 - ``Permanent``: trying again will not help (404, 401, 422, a refused merge). Carries the evidence.
 - ``ConfigError``: bad configuration, found before anything runs. Names the file, the key path and
   what is expected.
+- ``BadInput``: a command's argument names nothing that exists, or is not allowed (exit status 2,
+  nothing changed); ``Refused``: a valid request that cannot be done now, saying why (exit 1).
 
 Messages never contain secrets: adapters build them from status codes, ids and response bodies only.
 """
@@ -35,6 +37,20 @@ class ConfigInvalid(PipelineError):
     def __init__(self, problems: list[ConfigError]) -> None:
         self.problems = problems
         super().__init__("\n".join(str(p) for p in problems))
+
+
+class BadInput(PipelineError):
+    """A command's input is wrong: ``option`` names the argument or option, the message what is
+    expected. Nothing was changed."""
+
+    def __init__(self, option: str, message: str) -> None:
+        self.option = option
+        super().__init__(f"{option}: {message}")
+
+
+class Refused(PipelineError):
+    """A valid request that cannot be carried out now (production busy, nothing to promote...);
+    the message says why and what to do. Nothing was changed."""
 
 
 class ExternalError(PipelineError):

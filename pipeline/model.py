@@ -10,7 +10,7 @@ Times are timezone-aware UTC ``datetime`` values everywhere.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, time, tzinfo
 from enum import StrEnum
 
 
@@ -285,6 +285,20 @@ class CheckResult:
 
 
 @dataclass(frozen=True)
+class CheckProgress:
+    """Where one check of a verification stands: attempts in a row that did not pass, since when it
+    has passed without a break (its soak), when it is tried next, whether it is done (passed and
+    soaked), and what its last attempt said."""
+
+    name: str
+    failures: int = 0
+    passing_since: datetime | None = None
+    next_at: datetime | None = None
+    done: bool = False
+    detail: str = ""
+
+
+@dataclass(frozen=True)
 class Approval:
     """One approval (or request for changes) seen on a release pull request, and the judgement on
     it, with its evidence: which pull request and commit it was given on, and the digest of the
@@ -346,10 +360,14 @@ class Release:
     rollback_release_id: str | None = None
     rollback_release_version: int | None = None
     released_at: datetime | None = None
-    # Verification progress of the stage being verified (reset when verification starts).
+    # After a failed production verification: why production was rolled back, and whether the
+    # release it went back to passed its checks.
+    rollback_reason: str = ""
+    rollback_verified_at: datetime | None = None
+    # Verification progress of what is being verified (reset when verification starts): the stage's
+    # checks, each with its own attempts and soak.
     verification_started_at: datetime | None = None
-    check_attempts: int = 0
-    next_check_at: datetime | None = None
+    check_progress: tuple[CheckProgress, ...] = ()
     # Write-ahead mark of an effect in flight, and the last word on why the release is where it is.
     pending_action: str | None = None
     pending_since: datetime | None = None
@@ -368,14 +386,128 @@ class Release:
 
 
 @dataclass(frozen=True)
+class EnvironmentState:
+    """What people decided about one environment (a stage) of a pipeline: a lock (set when
+    production is rolled back; the controller promotes nothing until someone clears it), a freeze
+    (nothing deploys until it is lifted or its ``frozen_until`` passes), and a one-time override of
+    the deploy window and freeze for one release (``pipeline promote ENV --now``)."""
+
+    pipeline: str
+    name: str
+    locked_at: datetime | None = None
+    locked_by: str = ""
+    lock_reason: str = ""
+    frozen_at: datetime | None = None
+    frozen_by: str = ""
+    freeze_reason: str = ""
+    frozen_until: datetime | None = None
+    override_release: int | None = None
+    override_at: datetime | None = None
+    override_by: str = ""
+    override_reason: str = ""
+
+    @property
+    def locked(self) -> bool:
+        return self.locked_at is not None
+
+    def frozen(self, now: datetime) -> bool:
+        """Frozen at ``now``: a freeze with an ``until`` that has passed no longer holds."""
+        return self.frozen_at is not None and (self.frozen_until is None or now < self.frozen_until)
+
+
+@dataclass(frozen=True)
+class Window:
+    """Days of the week (0 = Monday) and a span of the day, ``start`` <= time < ``end``, in the
+    deploy windows' time zone."""
+
+    days: frozenset[int]
+    start: time
+    end: time
+
+
+@dataclass(frozen=True)
+class DeployWindows:
+    """When a deployment of an environment may start: inside any of ``allow``, in ``timezone``."""
+
+    timezone: tzinfo
+    allow: tuple[Window, ...]
+
+    @property
+    def zone_name(self) -> str:
+        return str(getattr(self.timezone, "key", self.timezone))
+
+
+class RollbackState(StrEnum):
+    """Where a rollback asked for by a person is: requested -> rolling_back -> verifying ->
+    verified; ends ``verified``, ``unverified`` (it runs, but fails its checks) or ``failed``."""
+
+    REQUESTED = "requested"
+    ROLLING_BACK = "rolling_back"
+    VERIFYING = "verifying"
+    VERIFIED = "verified"
+    UNVERIFIED = "unverified"
+    FAILED = "failed"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (RollbackState.VERIFIED, RollbackState.UNVERIFIED, RollbackState.FAILED)
+
+
+@dataclass(frozen=True)
+class TakenOut:
+    """A Heroku release that a rollback takes off an environment, and the controller's release of
+    it (None when it was not the controller's)."""
+
+    version: int
+    release_id: int | None
+    commit: str | None
+    description: str
+
+
+@dataclass(frozen=True)
+class Rollback:
+    """A person's rollback of an environment to an earlier Heroku release (``pipeline rollback``).
+
+    The controller carries it out in its passes, like a release: the new Heroku release's id is
+    recorded before it waits, then the environment's checks verify what runs. ``forced`` holds the
+    reasons a ``--force`` was needed for (a target never verified, a migration taken out)."""
+
+    pipeline: str
+    environment: str
+    app: str
+    state: RollbackState
+    requested_at: datetime
+    requested_by: str
+    reason: str
+    from_release_id: str
+    from_version: int
+    to_release_id: str
+    to_version: int
+    updated_at: datetime
+    id: int | None = None
+    to_slug_id: str | None = None
+    taken_out: tuple[TakenOut, ...] = ()
+    forced: tuple[str, ...] = ()
+    heroku_release_id: str | None = None
+    heroku_version: int | None = None
+    pending_since: datetime | None = None
+    verification_started_at: datetime | None = None
+    check_progress: tuple[CheckProgress, ...] = ()
+    verified_at: datetime | None = None
+    outcome: str = ""
+
+
+@dataclass(frozen=True)
 class Event:
     """One entry of the append-only history: a transition or a decision, with its evidence.
 
     ``kind`` is past tense (ReleaseDetected, StagingVerified, ApprovalIgnored...); ``refs`` holds
-    the ids of what it touched (build, release, pull_request, backup, promotion...).
+    the ids of what it touched (build, release, pull_request, backup, promotion, rollback...).
+    An event of an environment (frozen, unlocked, rolled back by hand) has ``environment`` set, and
+    ``release_id`` only when it concerns one release too.
     """
 
-    release_id: int
+    release_id: int | None
     at: datetime
     kind: str
     actor: str
@@ -385,3 +517,5 @@ class Event:
     refs: dict[str, str] = field(default_factory=dict)
     id: int | None = None
     detail: str = ""  # longer evidence: a release phase's output, the policy an approval was judged by
+    environment: str | None = None
+    pipeline: str = ""  # filled in by the store for a release's events

@@ -18,6 +18,7 @@ from pipeline.model import (
     Comment,
     Commit,
     Dyno,
+    EnvironmentState,
     Event,
     Formation,
     HerokuBuild,
@@ -27,6 +28,7 @@ from pipeline.model import (
     PullRequest,
     PullRequestActivity,
     Release,
+    Rollback,
     State,
     Webhook,
 )
@@ -209,6 +211,13 @@ class Backups(Protocol):
         """Every backup of the app's databases, newest first."""
         ...
 
+    def public_url(self, app: str, backup_id: str) -> str:
+        """A short-lived signed URL (about an hour) of a completed backup's ``pg_dump -Fc`` archive,
+        by uuid, number or name (``b012``), as ``heroku pg:backups:url`` gets it. The URL is a
+        capability: callers keep it out of logs, messages and command lines. NotFound for no such
+        backup; Permanent when the backup is not completed."""
+        ...
+
 
 class ReleaseStore(Protocol):
     """Releases and their append-only event log.
@@ -262,6 +271,34 @@ class ReleaseStore(Protocol):
 
     def release_lock(self, name: str, holder: str) -> None:
         """Give a lock back (no-op when ``holder`` does not hold it)."""
+        ...
+
+    def log(self, pipeline: str, environment: str | None = None, limit: int = 50) -> list[Event]:
+        """The pipeline's events newest first (of releases and environments), or one environment's."""
+        ...
+
+    def environment(self, pipeline: str, name: str) -> EnvironmentState:
+        """What people decided about a stage (lock, freeze, override); nothing decided when new."""
+        ...
+
+    def save_environment(self, state: EnvironmentState, events: Sequence[Event]) -> EnvironmentState:
+        """Write a stage's state and append ``events`` (filed under it), atomically."""
+        ...
+
+    def add_rollback(self, rollback: Rollback, events: Sequence[Event]) -> Rollback:
+        """Store a new rollback with its first events; return it with its id."""
+        ...
+
+    def save_rollback(self, rollback: Rollback, events: Sequence[Event]) -> Rollback:
+        """Write a rollback's fields and append ``events``, atomically."""
+        ...
+
+    def rollback(self, rollback_id: int) -> Rollback:
+        """One rollback; NotFound when there is none."""
+        ...
+
+    def rollbacks(self, pipeline: str, *, active: bool = False, limit: int = 50) -> list[Rollback]:
+        """Rollbacks newest first (``active``: not final)."""
         ...
 
     def record_delivery(self, pipeline: str, request_uuid: str, event: str, at: datetime) -> bool:

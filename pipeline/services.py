@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any
 
-from pipeline import notes
-from pipeline.config import Settings
+from checks import parse_duration
+from pipeline import domain, notes
+from pipeline.config import Settings, StageSettings
 from pipeline.controller import PRODUCTION_STATES, Controller, PassReport, utcnow
-from pipeline.errors import ExternalError, PipelineError
-from pipeline.model import Event, HerokuRelease, Release, Webhook
+from pipeline.errors import BadInput, ExternalError, PipelineError, Refused
+from pipeline.model import EnvironmentState, Event, HerokuRelease, Release, State, Webhook
 from pipeline.ports import Platform, ReleaseStore, SourceControl
 
 
@@ -66,6 +67,104 @@ class Services:
                 raise SettleTimeout(f"still moving after {timeout:g}s: {waiting or report.skipped}")
             overtime = time.monotonic() > deadline
             time.sleep(1.0 if report.skipped else report.pause(self.clock()))
+
+    # --- Environments: freezes, locks, overrides ------------------------------------------------
+
+    def stage(self, name: str) -> StageSettings:
+        """The stage called ``name``; BadInput naming the known ones otherwise."""
+        for stage in self.settings.stages:
+            if stage.name == name:
+                return stage
+        known = ", ".join(s.name for s in self.settings.stages)
+        raise BadInput("ENV", f"unknown environment {name!r}: the environments are {known}")
+
+    def freeze(self, name: str, reason: str, until: str | None = None) -> EnvironmentState:
+        """Freeze a stage: nothing starts deploying to it until it is unfrozen or ``until`` (a
+        duration such as 2h, or a time) passes. Freezing again replaces the reason and end."""
+        stage, why = self.stage(name), _reason(reason)
+        now = self.clock()
+        ends = parse_until(until, now, stage) if until else None
+        state = self.store.environment(self.settings.name, stage.name)
+        frozen = replace(
+            state, frozen_at=now, frozen_by=self.settings.actor, freeze_reason=why, frozen_until=ends
+        )
+        what = f"frozen until {_iso(ends)}" if ends else "frozen until unfrozen"
+        kind = "EnvironmentFreezeChanged" if state.frozen(now) else "EnvironmentFrozen"
+        event = Event(
+            None, now, kind, self.settings.actor, f"{stage.name} {what}: {why}", environment=stage.name
+        )
+        return self.store.save_environment(frozen, [event])
+
+    def unfreeze(self, name: str, reason: str = "") -> EnvironmentState | None:
+        """Lift a stage's freeze; None (and nothing recorded) when it was not frozen."""
+        stage, now = self.stage(name), self.clock()
+        state = self.store.environment(self.settings.name, stage.name)
+        if not state.frozen(now):
+            return None
+        why = reason.strip() or "no reason given"
+        lifted = replace(state, frozen_at=None, frozen_by="", freeze_reason="", frozen_until=None)
+        event = Event(
+            None,
+            now,
+            "EnvironmentUnfrozen",
+            self.settings.actor,
+            f"{stage.name} unfrozen: {why}",
+            environment=stage.name,
+        )
+        return self.store.save_environment(lifted, [event])
+
+    def unlock(self, name: str, reason: str) -> EnvironmentState | None:
+        """Clear a stage's lock (set by a rollback); None (nothing recorded) when it was not locked."""
+        stage, why = self.stage(name), _reason(reason)
+        state = self.store.environment(self.settings.name, stage.name)
+        if not state.locked:
+            return None
+        now = self.clock()
+        was = f"locked since {_iso(state.locked_at)} by {state.locked_by}: {state.lock_reason}"
+        said = f"{stage.name} unlocked ({was}): {why}"
+        cleared = replace(state, locked_at=None, locked_by="", lock_reason="")
+        event = Event(None, now, "EnvironmentUnlocked", self.settings.actor, said, environment=stage.name)
+        return self.store.save_environment(cleared, [event])
+
+    def promote_now(self, name: str, reason: str) -> Release:
+        """Let the release waiting for stage ``name`` start now, outside its window or freeze (a
+        one-time override, recorded as such), then run a pass. The approval rules still hold; a
+        lock does not give way (unlock first). Refused when nothing waits for the stage."""
+        stage, why = self.stage(name), _reason(reason)
+        waiting_in = State.GATED if stage.name == self.settings.staging.name else State.APPROVED
+        state = self.store.environment(self.settings.name, stage.name)
+        if state.locked:
+            raise Refused(
+                f"{stage.name} is locked since {_iso(state.locked_at)} by {state.locked_by}: "
+                f"{state.lock_reason}; "
+                f"`pipeline unlock {stage.name} --reason ...` first"
+            )
+        waiting = [r for r in self.store.active(self.settings.name) if r.state == waiting_in]
+        if not waiting:
+            what = "approved" if waiting_in == State.APPROVED else "gated (builds green)"
+            raise Refused(
+                f"no release waits to go to {stage.name} (none is {what}): "
+                "`pipeline status` says what waits on what"
+            )
+        release = waiting[0]  # newest first: the one that would go
+        now = self.clock()
+        granted = replace(
+            state,
+            override_release=release.id,
+            override_at=now,
+            override_by=self.settings.actor,
+            override_reason=why,
+        )
+        said = f"release {release.id} may start deploying to {stage.name} now, window and freeze aside: {why}"
+        event = Event(release.id, now, "OverrideGranted", self.settings.actor, said, environment=stage.name)
+        self.store.save_environment(granted, [event])
+        self.tick(detect=False)
+        return self.store.get(release.id or 0)
+
+    def log(self, environment: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """The history of releases and environments, newest first (one environment's only, if named)."""
+        name = self.stage(environment).name if environment else None
+        return [event_json(e) for e in self.store.log(self.settings.name, name, limit)]
 
     # --- Webhooks ------------------------------------------------------------------------------
 
@@ -126,7 +225,7 @@ class Services:
         return {"pipeline": self.settings.name, "environments": environments, "releases": waiting}
 
     def _environment(self, stage: str, app: str) -> dict[str, Any]:
-        entry: dict[str, Any] = {"stage": stage, "app": app}
+        entry: dict[str, Any] = {"stage": stage, "app": app} | self._decided(stage)
         live: HerokuRelease | None = None
         if self.platform is not None:
             try:
@@ -146,6 +245,38 @@ class Services:
             "approved_by": [a.user.username for a in ours.counted_approvals] if ours else [],
         }
         return entry
+
+    def _decided(self, name: str) -> dict[str, Any]:
+        """What people decided about a stage, and its deploy window, as ``status`` shows them."""
+        now = self.clock()
+        state = self.store.environment(self.settings.name, name)
+        stage = self.stage(name)
+        window: dict[str, Any] | None = None
+        if stage.windows is not None:
+            windows = stage.windows.windows()
+            is_open, opens = domain.window_state(windows, now)
+            window = {"timezone": windows.zone_name, "open": is_open, "opens": _iso(opens)}
+        return {
+            "locked": {"at": _iso(state.locked_at), "by": state.locked_by, "reason": state.lock_reason}
+            if state.locked
+            else None,
+            "frozen": {
+                "at": _iso(state.frozen_at),
+                "by": state.frozen_by,
+                "reason": state.freeze_reason,
+                "until": _iso(state.frozen_until),
+            }
+            if state.frozen(now)
+            else None,
+            "override": {
+                "release": state.override_release,
+                "by": state.override_by,
+                "reason": state.override_reason,
+            }
+            if state.override_release is not None
+            else None,
+            "window": window,
+        }
 
     def _release_running(self, live: HerokuRelease) -> Release | None:
         """The controller's release whose slug ``live`` runs (the same slug on staging and production)."""
@@ -222,6 +353,8 @@ def release_detail(r: Release) -> dict[str, Any]:
 
 def event_json(e: Event) -> dict[str, Any]:
     return {
+        "release": e.release_id,
+        "environment": e.environment,
         "at": _iso(e.at),
         "kind": e.kind,
         "actor": e.actor,
@@ -231,6 +364,38 @@ def event_json(e: Event) -> dict[str, Any]:
         "refs": e.refs,
         "detail": e.detail,
     }
+
+
+def _reason(reason: str | None) -> str:
+    """A reason a person gives for what they do; it goes into the history, so it must say something."""
+    text = " ".join((reason or "").split())
+    if not text:
+        raise BadInput("--reason", "say why (it goes into the history with your name)")
+    return text
+
+
+def parse_until(text: str, now: datetime, stage: StageSettings) -> datetime:
+    """When a freeze ends: a duration from now ("2h", "1d12h") or a time, ISO 8601 ("2026-12-24T18:00",
+    "2026-12-24 18:00", with or without an offset; without one, in the stage's window time zone, else
+    UTC). BadInput when it is neither, or not in the future."""
+    value = text.strip()
+    try:
+        return now + parse_duration(value)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadInput(
+            "--until", "expected a duration such as 2h or 3d, or a time such as 2026-12-24T18:00 (ISO 8601)"
+        ) from None
+    if moment.tzinfo is None:
+        zone = stage.windows.windows().timezone if stage.windows is not None else UTC
+        moment = moment.replace(tzinfo=zone)
+    moment = moment.astimezone(UTC)
+    if moment <= now:
+        raise BadInput("--until", f"{_iso(moment)} is not in the future")
+    return moment
 
 
 def _iso(at: datetime | None) -> str | None:

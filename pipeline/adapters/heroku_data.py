@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from pipeline.adapters import http
 from pipeline.errors import NotFound, Permanent
@@ -156,3 +156,34 @@ class HerokuBackups:
         with http.reading(SERVICE, what):
             found = [backup(t) for t in items if is_backup(t)]
         return sorted(found, key=lambda b: b.num, reverse=True)
+
+    def public_url(self, app: str, backup_id: str) -> str:
+        """A short-lived signed URL of the backup's ``pg_dump -Fc`` archive (the ``url`` of its
+        transfer's ``actions/public-url``), by uuid, number or name, as ``heroku pg:backups:url``
+        gets it. The action is addressed by number, as the CLI addresses it: a uuid is read first
+        (one more request) to learn its number. NotFound when there is no such backup; Permanent
+        when it is not completed (the Data API's 422) or the answer holds no http(s) URL.
+
+        The URL is a capability (anyone holding it can download the database until it expires):
+        it is returned, and never put in a message or a log line here.
+        """
+        ident = backup_id[1:] if backup_id[:1] in ("a", "b") and backup_id[1:].isdigit() else backup_id
+        num = str(int(ident)) if ident.isdecimal() else str(self.backup(app, backup_id).num)
+        what = f"getting the download URL of backup {backup_id} of {app}"
+        data = self._json(
+            "POST", f"{self._transfers_url(app)}/{quote(num, safe='')}/actions/public-url", what
+        )
+        url = data.get("url") if isinstance(data, Mapping) else None
+        try:
+            usable = (
+                isinstance(url, str)
+                and urlsplit(url).scheme in ("https", "http")
+                and bool(urlsplit(url).netloc)
+            )
+        except ValueError:  # its message could quote the URL
+            usable = False
+        if not usable:
+            raise Permanent(
+                SERVICE, f"unexpected answer while {what}", evidence="no http(s) URL in the answer"
+            )
+        return str(url)

@@ -43,14 +43,25 @@ def migrate(engine: Engine, revision: str = "head") -> None:
     Raises ``Temporary``/``Permanent`` like the store.
     """
     with translated_errors(engine, "migrate the store"), engine.connect() as conn:
-        if conn.dialect.name == "sqlite":
+        sqlite = conn.dialect.name == "sqlite"
+        if sqlite:
+            # Batch migrations copy a table and drop the old one, which foreign keys would refuse;
+            # they are checked once the migration is done instead (the pragma is ignored inside
+            # a transaction, so it goes first).
+            conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
             conn.exec_driver_sql("BEGIN IMMEDIATE")
         elif conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
         config = alembic_config()
         config.attributes["connection"] = conn
         command.upgrade(config, revision)
+        if sqlite:
+            broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+            if broken:
+                raise RuntimeError(f"the migration broke {len(broken)} foreign key(s): {broken[:3]}")
         conn.commit()
+        if sqlite:
+            conn.exec_driver_sql("PRAGMA foreign_keys=ON")
 
 
 def open_store(url: str) -> SqlStore:

@@ -15,14 +15,37 @@ from dataclasses import fields
 from datetime import UTC, datetime
 from typing import Any, get_type_hints
 
-from pipeline.model import Approval, Change, Commit, Event, Person, Release, State
+from pipeline.model import (
+    Approval,
+    Change,
+    CheckProgress,
+    Commit,
+    EnvironmentState,
+    Event,
+    Person,
+    Release,
+    Rollback,
+    RollbackState,
+    State,
+    TakenOut,
+)
 from pipeline.store.tables import as_utc
 
 # Release fields held as JSON text rather than in a column of their own type.
-JSON_FIELDS = frozenset({"commits", "changes", "approvals", "feedback"})
+JSON_FIELDS = frozenset({"commits", "changes", "approvals", "feedback", "check_progress"})
 RELEASE_FIELDS = tuple(f.name for f in fields(Release))
-_HINTS = get_type_hints(Release)
-DATETIME_FIELDS = frozenset(name for name in RELEASE_FIELDS if _HINTS[name] in (datetime, datetime | None))
+ROLLBACK_FIELDS = tuple(f.name for f in fields(Rollback))
+ENVIRONMENT_FIELDS = tuple(f.name for f in fields(EnvironmentState))
+
+
+def _datetime_fields(cls: type) -> frozenset[str]:
+    hints = get_type_hints(cls)
+    return frozenset(f.name for f in fields(cls) if hints[f.name] in (datetime, datetime | None))
+
+
+DATETIME_FIELDS = _datetime_fields(Release)
+ROLLBACK_DATETIMES = _datetime_fields(Rollback)
+ENVIRONMENT_DATETIMES = _datetime_fields(EnvironmentState)
 
 
 def _dumps(value: object) -> str:
@@ -159,6 +182,107 @@ def approvals_from_json(text: str) -> tuple[Approval, ...]:
     return tuple(approvals)
 
 
+def _optional_time(value: datetime | None) -> str | None:
+    return None if value is None else time_to_text(value)
+
+
+def _time_or_none(text: str | None) -> datetime | None:
+    return None if text is None else time_from_text(text)
+
+
+def progress_to_json(progress: tuple[CheckProgress, ...]) -> str:
+    return _dumps(
+        [
+            {
+                "name": p.name,
+                "failures": p.failures,
+                "passing_since": _optional_time(p.passing_since),
+                "next_at": _optional_time(p.next_at),
+                "done": p.done,
+                "detail": p.detail,
+            }
+            for p in progress
+        ]
+    )
+
+
+def progress_from_json(text: str) -> tuple[CheckProgress, ...]:
+    return tuple(
+        CheckProgress(
+            name=d["name"],
+            failures=d["failures"],
+            passing_since=_time_or_none(d["passing_since"]),
+            next_at=_time_or_none(d["next_at"]),
+            done=d["done"],
+            detail=d["detail"],
+        )
+        for d in json.loads(text)
+    )
+
+
+def taken_out_to_json(items: tuple[TakenOut, ...]) -> str:
+    return _dumps(
+        [
+            {
+                "version": t.version,
+                "release_id": t.release_id,
+                "commit": t.commit,
+                "description": t.description,
+            }
+            for t in items
+        ]
+    )
+
+
+def taken_out_from_json(text: str) -> tuple[TakenOut, ...]:
+    return tuple(
+        TakenOut(
+            version=d["version"], release_id=d["release_id"], commit=d["commit"], description=d["description"]
+        )
+        for d in json.loads(text)
+    )
+
+
+def rollback_to_row(rollback: Rollback) -> dict[str, Any]:
+    """Column name -> value for every ``rollbacks`` column but ``id``."""
+    row: dict[str, Any] = {}
+    for name in ROLLBACK_FIELDS:
+        if name == "id":
+            continue
+        value = getattr(rollback, name)
+        if name in ROLLBACK_DATETIMES and value is not None:
+            value = as_utc(value)
+        row[name] = value
+    row["state"] = RollbackState(rollback.state).value
+    row["taken_out"] = taken_out_to_json(rollback.taken_out)
+    row["forced"] = _dumps(list(rollback.forced))
+    row["check_progress"] = progress_to_json(rollback.check_progress)
+    return row
+
+
+def rollback_from_row(row: Mapping[Any, Any]) -> Rollback:
+    values = {name: row[name] for name in ROLLBACK_FIELDS}
+    values["state"] = RollbackState(row["state"])
+    values["taken_out"] = taken_out_from_json(row["taken_out"])
+    values["forced"] = tuple(json.loads(row["forced"]))
+    values["check_progress"] = progress_from_json(row["check_progress"])
+    return Rollback(**values)
+
+
+def environment_to_row(state: EnvironmentState) -> dict[str, Any]:
+    row: dict[str, Any] = {}
+    for name in ENVIRONMENT_FIELDS:
+        value = getattr(state, name)
+        if name in ENVIRONMENT_DATETIMES and value is not None:
+            value = as_utc(value)
+        row[name] = value
+    return row
+
+
+def environment_from_row(row: Mapping[Any, Any]) -> EnvironmentState:
+    return EnvironmentState(**{name: row[name] for name in ENVIRONMENT_FIELDS})
+
+
 def release_to_row(release: Release) -> dict[str, Any]:
     """Column name -> value for every ``releases`` column but ``id``. ValueError on a naive time."""
     row: dict[str, Any] = {}
@@ -174,6 +298,7 @@ def release_to_row(release: Release) -> dict[str, Any]:
     row["changes"] = changes_to_json(release.changes)
     row["approvals"] = approvals_to_json(release.approvals)
     row["feedback"] = _dumps(list(release.feedback))
+    row["check_progress"] = progress_to_json(release.check_progress)
     return row
 
 
@@ -185,12 +310,16 @@ def release_from_row(row: Mapping[Any, Any]) -> Release:
     values["changes"] = changes_from_json(row["changes"])
     values["approvals"] = approvals_from_json(row["approvals"])
     values["feedback"] = tuple(json.loads(row["feedback"]))
+    values["check_progress"] = progress_from_json(row["check_progress"])
     return Release(**values)
 
 
-def event_to_row(event: Event, release_id: int) -> dict[str, Any]:
-    """Column name -> value for a new ``events`` row of release ``release_id`` (no ``id``)."""
+def event_to_row(event: Event, release_id: int | None, pipeline: str) -> dict[str, Any]:
+    """Column name -> value for a new ``events`` row of pipeline ``pipeline``, about release
+    ``release_id`` (None: an environment's event), without ``id``."""
     return {
+        "pipeline": pipeline,
+        "environment": event.environment,
         "release_id": release_id,
         "at": as_utc(event.at),
         "kind": event.kind,
@@ -215,4 +344,6 @@ def event_from_row(row: Mapping[Any, Any]) -> Event:
         state_to=None if row["state_to"] is None else State(row["state_to"]),
         refs=json.loads(row["refs"]),
         detail=row["detail"] or "",
+        environment=row["environment"],
+        pipeline=row["pipeline"],
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,12 +22,14 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, make_url
 
 from pipeline.errors import NotFound, Permanent, PipelineError, Temporary
-from pipeline.model import FINAL_STATES, Event, Release, State
+from pipeline.model import FINAL_STATES, EnvironmentState, Event, Release, Rollback, RollbackState, State
 from pipeline.store import codec
 from pipeline.store.tables import as_utc
+from pipeline.store.tables import environments as environment_table
 from pipeline.store.tables import events as event_table
 from pipeline.store.tables import locks as lock_table
 from pipeline.store.tables import releases as release_table
+from pipeline.store.tables import rollbacks as rollback_table
 from pipeline.store.tables import webhook_deliveries as delivery_table
 
 SERVICE = "store"
@@ -165,7 +168,9 @@ class SqlStore:
                         state_to=release.state,
                         refs={"commit": release.commit},
                     )
-                    conn.execute(insert(event_table).values(codec.event_to_row(first, release_id)))
+                    conn.execute(
+                        insert(event_table).values(codec.event_to_row(first, release_id, release.pipeline))
+                    )
                     return self._get(conn, release_id)
             except sa_exc.IntegrityError:
                 existing = self.by_commit(release.pipeline, release.commit)
@@ -188,7 +193,9 @@ class SqlStore:
             if updated.rowcount != 1:
                 raise NotFound(SERVICE, f"no release {release_id}")
             for item in events:
-                conn.execute(insert(event_table).values(codec.event_to_row(item, release_id)))
+                conn.execute(
+                    insert(event_table).values(codec.event_to_row(item, release_id, release.pipeline))
+                )
             return self._get(conn, release_id)
 
     def get(self, release_id: int) -> Release:
@@ -256,6 +263,114 @@ class SqlStore:
             self.engine.connect() as conn,
         ):
             return [codec.event_from_row(row) for row in conn.execute(query).mappings()]
+
+    def log(self, pipeline: str, environment: str | None = None, limit: int = 50) -> list[Event]:
+        """The pipeline's events, newest first: of its releases and its environments, or only those
+        of ``environment`` (events with it set) when given."""
+        query = (
+            select(event_table)
+            .where(event_table.c.pipeline == pipeline)
+            .order_by(event_table.c.id.desc())
+            .limit(max(limit, 0))
+        )
+        if environment is not None:
+            query = query.where(event_table.c.environment == environment)
+        with translated_errors(self.engine, f"read the log of {pipeline}"), self.engine.connect() as conn:
+            return [codec.event_from_row(row) for row in conn.execute(query).mappings()]
+
+    # --- Environments -------------------------------------------------------------------------
+
+    def environment(self, pipeline: str, name: str) -> EnvironmentState:
+        """What was decided about environment ``name`` (nothing: an unlocked, unfrozen state)."""
+        query = select(environment_table).where(
+            environment_table.c.pipeline == pipeline, environment_table.c.name == name
+        )
+        with translated_errors(self.engine, f"read environment {name}"), self.engine.connect() as conn:
+            row = conn.execute(query).mappings().first()
+        return EnvironmentState(pipeline, name) if row is None else codec.environment_from_row(row)
+
+    def save_environment(self, state: EnvironmentState, events: Sequence[Event]) -> EnvironmentState:
+        """Write the environment's state and append ``events`` (filed under it), in one transaction."""
+        row = codec.environment_to_row(state)
+        key = (environment_table.c.pipeline == state.pipeline) & (environment_table.c.name == state.name)
+        with translated_errors(self.engine, f"save environment {state.name}"), self.engine.begin() as conn:
+            if conn.execute(update(environment_table).where(key).values(row)).rowcount != 1:
+                conn.execute(insert(environment_table).values(row))
+            for item in events:
+                event = replace(item, environment=item.environment or state.name)
+                conn.execute(
+                    insert(event_table).values(codec.event_to_row(event, event.release_id, state.pipeline))
+                )
+        return self.environment(state.pipeline, state.name)
+
+    # --- Rollbacks ----------------------------------------------------------------------------
+
+    def add_rollback(self, rollback: Rollback, events: Sequence[Event]) -> Rollback:
+        """Store a new rollback (its ``id`` is ignored) and its first events, in one transaction;
+        events without a release are filed under its environment, and refer to it."""
+        row = codec.rollback_to_row(rollback)
+        with (
+            translated_errors(self.engine, f"add a rollback of {rollback.environment}"),
+            self.engine.begin() as conn,
+        ):
+            key = conn.execute(insert(rollback_table).values(row)).inserted_primary_key
+            if key is None:  # pragma: no cover - both dialects report it
+                raise Permanent(SERVICE, "the database did not return the new rollback's id")
+            rollback_id = int(key[0])
+            self._rollback_events(conn, replace(rollback, id=rollback_id), events)
+            return self._get_rollback(conn, rollback_id)
+
+    def save_rollback(self, rollback: Rollback, events: Sequence[Event]) -> Rollback:
+        """Write every field of ``rollback`` (by id) and append ``events``, in one transaction."""
+        if rollback.id is None:
+            raise ValueError("save_rollback needs a stored rollback (id is None): use add_rollback")
+        row = codec.rollback_to_row(rollback)
+        with translated_errors(self.engine, f"save rollback {rollback.id}"), self.engine.begin() as conn:
+            changed = conn.execute(
+                update(rollback_table).where(rollback_table.c.id == rollback.id).values(row)
+            )
+            if changed.rowcount != 1:
+                raise NotFound(SERVICE, f"no rollback {rollback.id}")
+            self._rollback_events(conn, rollback, events)
+            return self._get_rollback(conn, rollback.id)
+
+    def rollback(self, rollback_id: int) -> Rollback:
+        """One rollback; NotFound when there is none."""
+        with translated_errors(self.engine, f"read rollback {rollback_id}"), self.engine.connect() as conn:
+            return self._get_rollback(conn, rollback_id)
+
+    def rollbacks(self, pipeline: str, *, active: bool = False, limit: int = 50) -> list[Rollback]:
+        """The pipeline's rollbacks newest first; ``active``: only those not final."""
+        query = (
+            select(rollback_table)
+            .where(rollback_table.c.pipeline == pipeline)
+            .order_by(rollback_table.c.id.desc())
+            .limit(max(limit, 0))
+        )
+        if active:
+            finals = [s.value for s in RollbackState if s.is_final]
+            query = query.where(rollback_table.c.state.not_in(finals))
+        with translated_errors(self.engine, f"read rollbacks of {pipeline}"), self.engine.connect() as conn:
+            return [codec.rollback_from_row(row) for row in conn.execute(query).mappings()]
+
+    def _rollback_events(self, conn: Connection, rollback: Rollback, events: Sequence[Event]) -> None:
+        for item in events:
+            event = replace(
+                item,
+                environment=item.environment or rollback.environment,
+                refs={"rollback": str(rollback.id), **item.refs},
+            )
+            conn.execute(
+                insert(event_table).values(codec.event_to_row(event, event.release_id, rollback.pipeline))
+            )
+
+    def _get_rollback(self, conn: Connection, rollback_id: int) -> Rollback:
+        row = (
+            conn.execute(select(rollback_table).where(rollback_table.c.id == rollback_id)).mappings().first()
+        )
+        if row is None:
+            raise NotFound(SERVICE, f"no rollback {rollback_id}")
+        return codec.rollback_from_row(row)
 
     # --- Locks --------------------------------------------------------------------------------
 

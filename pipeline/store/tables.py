@@ -6,8 +6,12 @@ and fails on any difference, and checks that ``releases`` has one column per ``R
 
 - ``releases``: one column per scalar ``Release`` field. ``commits``, ``changes``, ``approvals``
   and ``feedback`` are JSON text (lists of plain dicts, see ``codec``); ``state`` is the ``State`` value.
-- ``events``: the append-only history. The store inserts rows here and never updates or deletes one.
+- ``events``: the append-only history, of releases and of environments (``environment`` set). The
+  store inserts rows here and never updates or deletes one.
 - ``locks``: named leases (``name`` -> ``holder`` until ``expires_at``).
+- ``environments``: per pipeline and stage, what people decided: a lock (after a rollback), a
+  freeze, a one-time override of the window for one release. No row: nothing decided.
+- ``rollbacks``: the rollbacks people asked for, carried out by the controller like releases.
 - ``webhook_deliveries``: the ``X-Request-UUID`` of every Bitbucket webhook delivery taken in, so a
   repeated delivery (Bitbucket retries) is recognised and ignored; pruned after a week.
 
@@ -114,9 +118,10 @@ releases = Table(
     Column("rollback_release_id", Text, nullable=True),
     Column("rollback_release_version", Integer, nullable=True),
     Column("released_at", UtcDateTime, nullable=True),
+    Column("rollback_verified_at", UtcDateTime, nullable=True),
+    Column("rollback_reason", Text, nullable=False),
     Column("verification_started_at", UtcDateTime, nullable=True),
-    Column("check_attempts", Integer, nullable=False),
-    Column("next_check_at", UtcDateTime, nullable=True),
+    Column("check_progress", Text, nullable=False),
     Column("pending_action", Text, nullable=True),
     Column("pending_since", UtcDateTime, nullable=True),
     Column("reason", Text, nullable=False),
@@ -133,7 +138,9 @@ events = Table(
     "events",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("release_id", Integer, ForeignKey("releases.id"), nullable=False),
+    Column("pipeline", Text, nullable=False),
+    Column("release_id", Integer, ForeignKey("releases.id"), nullable=True),
+    Column("environment", Text, nullable=True),
     Column("at", UtcDateTime, nullable=False),
     Column("kind", Text, nullable=False),
     Column("actor", Text, nullable=False),
@@ -143,6 +150,55 @@ events = Table(
     Column("refs", Text, nullable=False),
     Column("detail", Text, nullable=True),
     Index(None, "release_id", "id"),
+    Index(None, "pipeline", "id"),
+    sqlite_autoincrement=True,
+)
+
+environments = Table(
+    "environments",
+    metadata,
+    Column("pipeline", Text, primary_key=True),
+    Column("name", Text, primary_key=True),
+    Column("locked_at", UtcDateTime, nullable=True),
+    Column("locked_by", Text, nullable=False),
+    Column("lock_reason", Text, nullable=False),
+    Column("frozen_at", UtcDateTime, nullable=True),
+    Column("frozen_by", Text, nullable=False),
+    Column("freeze_reason", Text, nullable=False),
+    Column("frozen_until", UtcDateTime, nullable=True),
+    Column("override_release", Integer, nullable=True),
+    Column("override_at", UtcDateTime, nullable=True),
+    Column("override_by", Text, nullable=False),
+    Column("override_reason", Text, nullable=False),
+)
+
+rollbacks = Table(
+    "rollbacks",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("pipeline", Text, nullable=False),
+    Column("environment", Text, nullable=False),
+    Column("app", Text, nullable=False),
+    Column("state", Text, nullable=False),
+    Column("requested_at", UtcDateTime, nullable=False),
+    Column("requested_by", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("from_release_id", Text, nullable=False),
+    Column("from_version", Integer, nullable=False),
+    Column("to_release_id", Text, nullable=False),
+    Column("to_version", Integer, nullable=False),
+    Column("to_slug_id", Text, nullable=True),
+    Column("taken_out", Text, nullable=False),
+    Column("forced", Text, nullable=False),
+    Column("heroku_release_id", Text, nullable=True),
+    Column("heroku_version", Integer, nullable=True),
+    Column("pending_since", UtcDateTime, nullable=True),
+    Column("verification_started_at", UtcDateTime, nullable=True),
+    Column("check_progress", Text, nullable=False),
+    Column("verified_at", UtcDateTime, nullable=True),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("outcome", Text, nullable=False),
+    Index(None, "pipeline", "environment", "state"),
     sqlite_autoincrement=True,
 )
 

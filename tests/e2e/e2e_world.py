@@ -49,6 +49,18 @@ class World:
         self.settings = config.load(self.config_path, env=self.env)
         self.services = bootstrap.services(self.settings)
 
+    def configure_stage(self, stage: str, **keys: Any) -> None:
+        """Set top-level keys of ``environments/<stage>.yml`` (``checks=[...]``, ``windows={...}``)
+        and rebuild the settings and services."""
+        from pipeline import bootstrap, config
+
+        path = self.config_path.parent / "environments" / f"{stage}.yml"
+        data = yaml.safe_load(path.read_text())
+        data.update(keys)
+        path.write_text(yaml.safe_dump(data))
+        self.settings = config.load(self.config_path, env=self.env)
+        self.services = bootstrap.services(self.settings)
+
     def pull_request_of(self, commit: str) -> int:
         """The release pull request of the release of ``commit``."""
         found = self.release(commit).pull_request_id

@@ -55,6 +55,7 @@ ROLLBACK_POINTS = [
     "before:RollbackStarted",
     "after:RollbackStarted",
     "before:RolledBack",
+    "after:RolledBack",
 ]
 CRASHED = 70
 
@@ -148,6 +149,8 @@ def test_a_rollback_survives_a_crash_at_every_step(world: World) -> None:
         assert len(world.heroku_builds(merged.commit)) == 1
         assert world.people.pull_request(release.pull_request_id or 0)["state"] == "DECLINED"
         assert world.people.statuses(merged.commit)["pipeline/production"]["state"] == "FAILED"
+        assert world.services.store.environment(world.settings.name, "production").locked
+        world.services.unlock("production", "crash drill: the next release may go")  # as ops would
         if not not_hit:
             break
     assert not_hit == [], f"never died at {not_hit}"

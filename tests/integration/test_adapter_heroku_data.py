@@ -143,3 +143,39 @@ def test_data_api_timestamps_are_read_as_utc() -> None:
     assert parsed.created_at == datetime(2026, 11, 24, 7, 54, 24, tzinfo=UTC)
     assert parsed.finished_at == datetime(2026, 11, 24, 7, 54, 30, tzinfo=UTC)
     assert parsed.size_bytes == 42 and parsed.status == "completed"
+
+
+def test_public_url_by_uuid_number_and_name_downloads_the_archive_and_stays_out_of_errors(
+    backups: HerokuBackups, info: dict[str, Any]
+) -> None:
+    from urllib.parse import parse_qs, urlsplit  # here, not at the top: this test was appended
+
+    import requests
+
+    from pipeline.adapters import http
+
+    started = backups.capture(APP)
+    done = poll(
+        "the backup",
+        lambda: backups.backup(APP, started.id),
+        lambda b: b.status not in ("pending", "running"),
+    )
+    assert done.status == "completed", done.logs
+
+    for ident in (done.id, str(done.num), done.name):
+        url = backups.public_url(APP, ident)
+        assert url.startswith(info["heroku"]["data_url"]) and "signature=" in url
+        archive = requests.get(url, timeout=10)
+        assert archive.status_code == 200 and len(archive.content) == done.size_bytes
+        signature = parse_qs(urlsplit(url).query)["signature"][0]
+        assert signature not in http.redact(f"download of {url} failed")  # the scrubber knows its shape
+    garbled = url.replace(signature, "0" * len(signature))
+    assert requests.get(garbled, timeout=10).status_code == 403
+
+    for missing in ("987654", "b987654", str(uuid.uuid4())):
+        with pytest.raises(NotFound):
+            backups.public_url(APP, missing)
+    with pytest.raises(Permanent) as refused:
+        adapter(info, "HRKU-bad-0000-1111-2222-333344445555").public_url(APP, str(done.num))
+    assert refused.value.status == 401 and "HEROKU_API_KEY" in str(refused.value)
+    assert signature not in str(refused.value) and url not in str(refused.value)

@@ -19,7 +19,20 @@ from sqlalchemy import select, text
 from sqlalchemy.engine import make_url
 
 from pipeline.errors import NotFound, Permanent, Temporary
-from pipeline.model import Approval, Change, Commit, Event, Person, Release, State
+from pipeline.model import (
+    Approval,
+    Change,
+    CheckProgress,
+    Commit,
+    EnvironmentState,
+    Event,
+    Person,
+    Release,
+    Rollback,
+    RollbackState,
+    State,
+    TakenOut,
+)
 from pipeline.store import SqlStore, alembic_config, migrate, open_store
 from pipeline.store.sql import normalise_url, safe_url
 from pipeline.store.tables import VERSION_TABLE, metadata, releases
@@ -100,9 +113,14 @@ def full_release() -> Release:
         rollback_release_id="rel-p-11",
         rollback_release_version=11,
         released_at=at(40),
+        rollback_verified_at=at(45),
+        rollback_reason="checks failed",
         verification_started_at=at(41),
-        check_attempts=3,
-        next_check_at=at(42),
+        check_progress=(
+            CheckProgress("http /health", failures=0, passing_since=at(41), next_at=at(42), detail="200"),
+            CheckProgress("dynos", failures=2, next_at=at(43), detail="web.1 starting"),
+            CheckProgress("release_phase", done=True, detail="v10 succeeded"),
+        ),
         pending_action="promote",
         pending_since=at(30),
         reason="checking production",
@@ -223,7 +241,8 @@ def test_a_fully_populated_release_round_trips(store: SqlStore) -> None:
         approved_at=None,
         pending_action=None,
         pending_since=None,
-        next_check_at=None,
+        check_progress=(),
+        feedback=(),
         superseded_by=None,
     )
     assert store.save(emptied, []) == emptied
@@ -240,7 +259,8 @@ def test_times_come_back_aware_and_in_utc(store: SqlStore, store_url: str) -> No
     try:
         added = tokyo.add(full_release(), "ReleaseDetected", "new", "controller")
         for stored in (tokyo.get(added.id or 0), store.get(added.id or 0)):
-            times = [stored.created_at, stored.updated_at, stored.released_at, stored.next_check_at]
+            times = [stored.created_at, stored.updated_at, stored.released_at]
+            times += [p.next_at for p in stored.check_progress if p.next_at is not None]
             times += [c.date for c in stored.commits] + [a.at for a in stored.approvals]
             assert all(t is not None and t.utcoffset() == timedelta(0) for t in times), times
             assert stored.updated_at == at(90)
@@ -294,6 +314,7 @@ def test_add_records_the_first_event(store: SqlStore) -> None:
         state_from=None,
         state_to=State.DETECTED,
         refs={"commit": "a" * 40},
+        pipeline="shop",
     )
 
 
@@ -495,8 +516,6 @@ def test_the_store_url_hides_the_password(store: SqlStore) -> None:
 
 
 def test_a_database_of_the_first_schema_upgrades_keeping_its_releases(store_url: str) -> None:
-    from sqlalchemy import insert
-
     from pipeline.store.sql import make_engine, sqlite_path
 
     path = sqlite_path(store_url)
@@ -520,8 +539,17 @@ def test_a_database_of_the_first_schema_upgrades_keeping_its_releases(store_url:
         "check_attempts": 0,
         "reason": "waiting",
     }
-    with engine.begin() as conn:
-        conn.execute(insert(releases).values(row))
+    columns = ", ".join(f'"{name}"' for name in row)
+    values = ", ".join(f":{name}" for name in row)
+    with engine.begin() as conn:  # the table as revision 0001 made it, not as the code has it now
+        conn.execute(text(f"INSERT INTO releases ({columns}) VALUES ({values})"), row)
+        conn.execute(
+            text(
+                "INSERT INTO events (release_id, at, kind, actor, reason, refs) "
+                "VALUES (1, :at, 'ReleaseDetected', 'controller', 'new', '{}')"
+            ),
+            {"at": T0},
+        )
     migrate(engine)
     engine.dispose()
     store = open_store(store_url)
@@ -530,6 +558,9 @@ def test_a_database_of_the_first_schema_upgrades_keeping_its_releases(store_url:
         assert old.feedback == () and old.base_commit is None and old.description_digest is None
         (approval,) = old.approvals
         assert approval.counted and approval.kind == "approval" and approval.policy_digest == ""
+        assert old.check_progress == ()
+        (event,) = store.events(old.id or 0)
+        assert event.pipeline == "shop" and event.environment is None  # filled in from its release
     finally:
         store.close()
 
@@ -554,3 +585,89 @@ def test_a_webhook_delivery_is_noted_once(store: SqlStore) -> None:
 def test_concurrent_repeats_of_one_delivery_are_noted_once(store: SqlStore) -> None:
     taken = race(6, lambda _i: store.record_delivery("shop", "req-same", "pullrequest:approved", T0))
     assert sorted(taken) == [False] * 5 + [True]
+
+
+# --- Environments, rollbacks, the log ----------------------------------------------------------
+
+
+def test_an_environment_starts_undecided_and_keeps_what_people_decide(store: SqlStore) -> None:
+    assert store.environment("shop", "production") == EnvironmentState("shop", "production")
+    frozen = EnvironmentState(
+        "shop", "production", frozen_at=at(1), frozen_by="ops", freeze_reason="year end", frozen_until=at(60)
+    )
+    event = Event(None, at(1), "EnvironmentFrozen", "ops", "year end")
+    assert store.save_environment(frozen, [event]) == frozen
+    locked = replace(frozen, locked_at=at(2), locked_by="controller", lock_reason="rolled back")
+    store.save_environment(locked, [Event(None, at(2), "EnvironmentLocked", "controller", "rolled back")])
+    assert store.environment("shop", "production") == locked
+    assert store.environment("shop", "staging") == EnvironmentState("shop", "staging")
+    assert store.environment("other", "production") == EnvironmentState("other", "production")
+    logged = store.log("shop", environment="production")
+    assert [(e.kind, e.environment, e.release_id) for e in logged] == [
+        ("EnvironmentLocked", "production", None),
+        ("EnvironmentFrozen", "production", None),
+    ]
+
+
+def test_the_log_holds_releases_and_environments_newest_first(store: SqlStore) -> None:
+    added = store.add(new_release(), "ReleaseDetected", "new", "controller")
+    store.save_environment(
+        EnvironmentState("shop", "staging", frozen_at=at(3), frozen_by="ops", freeze_reason="demo"),
+        [Event(None, at(3), "EnvironmentFrozen", "ops", "demo")],
+    )
+    store.save(added, [Event(added.id or 0, at(4), "GatePassed", "controller", "green")])
+    assert [e.kind for e in store.log("shop")] == ["GatePassed", "EnvironmentFrozen", "ReleaseDetected"]
+    assert [e.kind for e in store.log("shop", limit=1)] == ["GatePassed"]
+    assert store.log("other") == []
+
+
+def rollback_of(state: RollbackState = RollbackState.REQUESTED, **fields: Any) -> Rollback:
+    return Rollback(
+        pipeline="shop",
+        environment="production",
+        app="shop-production",
+        state=state,
+        requested_at=at(0),
+        requested_by="ops",
+        reason="checkout broken",
+        from_release_id="rel-12",
+        from_version=12,
+        to_release_id="rel-10",
+        to_version=10,
+        updated_at=at(0),
+        **fields,
+    )
+
+
+def test_rollbacks_round_trip_with_their_events(store: SqlStore) -> None:
+    live = store.add(new_release(), "ReleaseDetected", "new", "controller")
+    asked = rollback_of(
+        to_slug_id="slug-10",
+        taken_out=(
+            TakenOut(12, live.id, "a" * 40, "Promote shop-staging v41"),
+            TakenOut(11, None, None, "Set FOO config var"),
+        ),
+        forced=("v10 never passed verification",),
+        check_progress=(CheckProgress("http /health", failures=1, next_at=at(1)),),
+    )
+    first = Event(live.id, at(0), "RollbackRequested", "ops", "checkout broken")
+    stored = store.add_rollback(asked, [first])
+    assert stored.id is not None and stored == replace(asked, id=stored.id)
+    (event,) = store.log("shop", environment="production")
+    assert event.refs == {"rollback": str(stored.id)} and event.release_id == live.id
+
+    running = replace(
+        stored,
+        state=RollbackState.VERIFYING,
+        heroku_release_id="rel-13",
+        heroku_version=13,
+        pending_since=at(1),
+    )
+    assert store.save_rollback(running, []) == running
+    assert [r.id for r in store.rollbacks("shop", active=True)] == [stored.id]
+    done = replace(running, state=RollbackState.VERIFIED, verified_at=at(2), outcome="verified")
+    store.save_rollback(done, [Event(None, at(2), "RollbackVerified", "controller", "ok")])
+    assert store.rollback(stored.id) == done
+    assert store.rollbacks("shop", active=True) == [] and store.rollbacks("shop") == [done]
+    with pytest.raises(NotFound):
+        store.rollback(9999)

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from pipeline import domain
-from pipeline.domain import Observation, Policy, Verification, WaitingOn
+from pipeline.domain import CheckRule, Observation, Policy, Verification, WaitingOn
 from pipeline.model import (
     Backup,
+    CheckProgress,
     CheckResult,
     Commit,
+    DeployWindows,
     Dyno,
+    EnvironmentState,
     HerokuBuild,
     HerokuRelease,
     Participant,
@@ -26,6 +30,7 @@ from pipeline.model import (
     PullRequestActivity,
     Release,
     State,
+    Window,
 )
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -39,8 +44,8 @@ POLICY = Policy(
     approvers=frozenset({"po", "ops"}),
     min_approvals=1,
     controller_account=BOT,
-    staging=Verification(attempts=3, interval=timedelta(seconds=2)),
-    production=Verification(attempts=2, interval=timedelta(seconds=2)),
+    staging=Verification((CheckRule("http /health", retries=2, interval=timedelta(seconds=2)),)),
+    production=Verification((CheckRule("http /health", retries=1, interval=timedelta(seconds=2)),)),
 )
 
 
@@ -121,7 +126,7 @@ def test_gated_deploys_to_staging_unless_staging_is_busy() -> None:
         "StagingDeployStarted",
         "DeployToStaging",
     ]
-    busy = domain.decide(release(State.GATED), Observation(staging_busy_with=3), POLICY, NOW)
+    busy = domain.decide(release(State.GATED), Observation(staging_busy_with="release 3"), POLICY, NOW)
     assert busy.wait is not None and busy.wait.on == WaitingOn.STAGE and not busy.does_something
 
 
@@ -196,8 +201,13 @@ def test_the_build_and_its_release_phase_decide_staging(seen: Observation, expec
         assert update.fields["staging_release_version"] == 12 and update.fields["staging_slug_id"] == "slug-1"
 
 
-PASS = (CheckResult("http", "passed", "GET /health -> 200"),)
-FAIL = (CheckResult("http", "failed", "GET /health -> 503"),)
+PASS = {0: CheckResult("http /health", "passed", "GET /health -> 200")}
+FAIL = {0: CheckResult("http /health", "failed", "GET /health -> 503")}
+
+
+def failed(times: int, next_at: datetime | None = None) -> tuple[CheckProgress, ...]:
+    """The progress of the one check after ``times`` attempts that did not pass."""
+    return (CheckProgress("http /health", failures=times, next_at=next_at),)
 
 
 def test_staging_checks_pass_then_the_release_pull_request_is_opened() -> None:
@@ -210,14 +220,17 @@ def test_staging_checks_are_retried_then_fail() -> None:
     assert kinds(first) == ["StagingCheckFailed", "Wait"]
     assert first.wait and first.wait.until == NOW + timedelta(seconds=2) and first.wait.on.moves_by_itself
     last = domain.decide(
-        release(State.STAGING_VERIFYING, check_attempts=2), Observation(checks=FAIL), POLICY, NOW
+        release(State.STAGING_VERIFYING, check_progress=failed(2)), Observation(checks=FAIL), POLICY, NOW
     )
     assert final_state(last) == State.STAGING_FAILED
 
 
 def test_checks_not_due_yet_wait_for_the_clock() -> None:
     decision = domain.decide(
-        release(State.STAGING_VERIFYING, next_check_at=NOW + timedelta(seconds=1)), Observation(), POLICY, NOW
+        release(State.STAGING_VERIFYING, check_progress=failed(1, NOW + timedelta(seconds=1))),
+        Observation(),
+        POLICY,
+        NOW,
     )
     assert not decision.does_something and decision.wait and decision.wait.on == WaitingOn.RETRY
 
@@ -352,7 +365,7 @@ def test_a_pull_request_the_controller_declined_is_not_a_rejection() -> None:
 
 def test_feedback_runs_before_a_release_reaches_a_final_state() -> None:
     decision = domain.decide(
-        release(State.STAGING_VERIFYING, check_attempts=2), Observation(checks=FAIL), POLICY, NOW
+        release(State.STAGING_VERIFYING, check_progress=failed(2)), Observation(checks=FAIL), POLICY, NOW
     )
     assert kinds(decision) == ["PostStatus", "StagingVerificationFailed"]
 
@@ -497,15 +510,19 @@ def test_production_verified_is_released() -> None:
 
 
 def test_production_failing_its_checks_is_rolled_back_to_the_release_it_replaced() -> None:
-    decision = domain.decide(verifying_production(check_attempts=1), Observation(checks=FAIL), POLICY, NOW)
+    decision = domain.decide(
+        verifying_production(check_progress=failed(1)), Observation(checks=FAIL), POLICY, NOW
+    )
     rollback = [a for a in decision.actions if isinstance(a, domain.RollBack)]
     assert rollback and rollback[0].release_id == "p-30" and rollback[0].version == 30
-    rolled = verifying_production(rollback_release_id="p-32", reason="checks failed")
-    done = domain.decide(
-        rolled, Observation(rollback_release=heroku_release("succeeded", 32, "p-32")), POLICY, NOW
-    )
+    assert "LockEnvironment" in kinds(decision)  # the controller must not promote again by itself
+    rolled = verifying_production(rollback_release_id="p-32", rollback_reason="checks failed")
+    back = heroku_release("succeeded", 32, "p-32")
+    done = domain.decide(rolled, Observation(rollback_release=back, checks=PASS), POLICY, NOW)
     assert final_state(done) == State.ROLLED_BACK
-    assert "DeclinePullRequest" in kinds(done) and "PostStatus" in kinds(done)
+    assert {"DeclinePullRequest", "PostStatus", "LockEnvironment", "NotifyChanges"} <= set(kinds(done))
+    ended = next(a for a in done.actions if isinstance(a, domain.Update) and a.kind == "RolledBack")
+    assert "which passed its checks" in ended.reason and ended.fields["rollback_verified_at"] == NOW
 
 
 def test_released_merges_then_verifies_backups() -> None:
@@ -627,10 +644,12 @@ def test_a_succeeded_build_without_its_release_yet_is_waited_for() -> None:
 
 
 def test_a_failed_production_check_marks_the_rollback_before_doing_it() -> None:
-    decision = domain.decide(verifying_production(check_attempts=1), Observation(checks=FAIL), POLICY, NOW)
-    failed = decision.actions[0]
-    assert isinstance(failed, domain.Update) and failed.fields["pending_action"] == "rollback"
-    assert isinstance(decision.actions[1], domain.RollBack)
+    decision = domain.decide(
+        verifying_production(check_progress=failed(1)), Observation(checks=FAIL), POLICY, NOW
+    )
+    assert kinds(decision) == ["LockEnvironment", "ProductionVerificationFailed", "RollBack"]
+    marked = decision.actions[1]
+    assert isinstance(marked, domain.Update) and marked.fields["pending_action"] == "rollback"
 
 
 def test_approvers_are_pinned_to_accounts_and_ambiguous_names_refused() -> None:
@@ -812,3 +831,217 @@ def test_an_unapprove_is_recorded_as_withdrawn_and_stops_the_release_before_prom
         a for a in decision.actions if isinstance(a, domain.Update) and a.kind == "ApprovalWithdrawn"
     ]
     assert withdrawn and withdrawn[0].actor == "po" and "withdrew" in withdrawn[0].reason
+
+
+# --- Verification: soak, backoff, evidence --------------------------------------------------------
+
+SOAKING = Policy(
+    staging=Verification(
+        (
+            CheckRule("http /health", retries=2, interval=timedelta(seconds=1), soak=timedelta(seconds=10)),
+            CheckRule("release_phase", retries=3, interval=timedelta(seconds=2), backoff=2.0),
+        )
+    )
+)
+HTTP_OK = CheckResult("http /health", "passed", "GET /health -> 200")
+HTTP_BAD = CheckResult("http /health", "failed", "GET /health -> 500", evidence="Traceback: boom")
+PHASE_OK = CheckResult("release_phase", "passed", "v12 succeeded", evidence="release: applying 003_notes.sql")
+PHASE_PENDING = CheckResult("release_phase", "failed", "v12 is still running its release phase")
+
+
+def verifying(**fields: Any) -> Release:
+    return release(State.STAGING_VERIFYING, staging_release_version=12, verification_started_at=NOW, **fields)
+
+
+def progress_of(decision: domain.Decision) -> tuple[CheckProgress, ...]:
+    found = [a.fields["check_progress"] for a in decision.actions if isinstance(a, domain.Update)]
+    assert found, kinds(decision)
+    return found[-1]  # type: ignore[no-any-return]
+
+
+def test_a_check_that_passes_holds_for_its_soak_before_it_counts() -> None:
+    first = domain.decide(verifying(), Observation(checks={0: HTTP_OK, 1: PHASE_OK}), SOAKING, NOW)
+    assert final_state(first) is None and first.wait and first.wait.on == WaitingOn.RETRY
+    soak, phase = progress_of(first)
+    assert soak.passing_since == NOW and not soak.done and soak.next_at == NOW + timedelta(seconds=1)
+    assert phase.done  # no soak: done at its first pass
+    passed = [a for a in first.actions if isinstance(a, domain.Update) and a.kind == "StagingCheckPassed"]
+    assert {a.reason.split(":")[0] for a in passed} == {"http /health", "release_phase"}
+    # Evidence worth keeping (the release phase's output) goes into the history with the event.
+    assert any(a.detail == "release: applying 003_notes.sql" for a in passed)
+    assert "holding it until 2026-11-24T12:00:10Z" in next(a.reason for a in passed if "http" in a.reason)
+
+    later = NOW + timedelta(seconds=5)
+    still = domain.decide(
+        verifying(check_progress=(soak, phase)), Observation(checks={0: HTTP_OK}), SOAKING, later
+    )
+    assert final_state(still) is None and kinds(still) == ["CheckProgress", "Wait"]  # saved, no event
+    held = progress_of(still)[0]
+    assert held.passing_since == NOW and held.next_at == later + timedelta(seconds=1)
+
+    end = NOW + timedelta(seconds=10)
+    done = domain.decide(
+        verifying(check_progress=(held, phase)), Observation(checks={0: HTTP_OK}), SOAKING, end
+    )
+    assert "StagingVerified" in kinds(done)
+
+
+def test_a_failure_during_the_soak_fails_the_stage_with_its_evidence() -> None:
+    soaking = (
+        CheckProgress("http /health", passing_since=NOW - timedelta(seconds=4), next_at=NOW),
+        CheckProgress("release_phase", done=True),
+    )
+    decision = domain.decide(
+        verifying(check_progress=soaking), Observation(checks={0: HTTP_BAD}), SOAKING, NOW
+    )
+    assert final_state(decision) == State.STAGING_FAILED
+    failed_ = next(
+        a for a in decision.actions if isinstance(a, domain.Update) and a.kind == "StagingVerificationFailed"
+    )
+    assert "http /health failed 4s into its 10s soak" in failed_.reason
+    assert failed_.detail == "Traceback: boom"
+
+
+def test_each_check_is_retried_on_its_own_with_its_backoff() -> None:
+    first = domain.decide(verifying(), Observation(checks={0: HTTP_OK, 1: PHASE_PENDING}), SOAKING, NOW)
+    phase = progress_of(first)[1]
+    assert phase.failures == 1 and phase.next_at == NOW + timedelta(seconds=2)
+    again = domain.decide(
+        verifying(check_progress=progress_of(first)), Observation(checks={1: PHASE_PENDING}), SOAKING, NOW
+    )
+    assert progress_of(again)[1].next_at == NOW + timedelta(seconds=4)  # 2 s, doubled
+    assert (
+        domain.CheckRule("x", interval=timedelta(seconds=30), backoff=10).wait_after(5)
+        == domain.MAX_CHECK_WAIT
+    )
+    failing = (progress_of(first)[0], CheckProgress("release_phase", failures=3))
+    out = domain.decide(
+        verifying(check_progress=failing), Observation(checks={1: PHASE_PENDING}), SOAKING, NOW
+    )
+    assert final_state(out) == State.STAGING_FAILED
+    assert any(
+        "release_phase did not pass in 4 attempt(s)" in a.reason
+        for a in out.actions
+        if isinstance(a, domain.Update)
+    )
+
+
+def test_a_rollback_that_fails_its_checks_too_ends_rolled_back_saying_production_needs_a_person() -> None:
+    rolled = verifying_production(rollback_release_id="p-32", rollback_reason="checks failed")
+    back = heroku_release("succeeded", 32, "p-32")
+    decision = domain.decide(
+        rolled,
+        Observation(rollback_release=back),
+        replace(POLICY, production=Verification()),
+        NOW,
+    )
+    assert final_state(decision) == State.ROLLED_BACK  # no checks: nothing to fail
+    strict = domain.decide(
+        replace(rolled, check_progress=failed(1)),
+        Observation(rollback_release=back, checks=FAIL),
+        POLICY,
+        NOW,
+    )
+    assert final_state(strict) == State.ROLLED_BACK
+    ended = next(a for a in strict.actions if isinstance(a, domain.Update) and a.kind == "RolledBack")
+    assert "fails its checks too" in ended.reason and ended.fields["rollback_verified_at"] is None
+    assert "production is locked until `pipeline unlock production" in ended.reason
+
+
+# --- Deploy windows, freezes, locks, overrides ----------------------------------------------------
+
+AMSTERDAM = ZoneInfo("Europe/Amsterdam")
+OFFICE = DeployWindows(AMSTERDAM, (Window(frozenset({0, 1, 2, 3}), time(9), time(16)),))  # Mon-Thu 9-16
+
+
+@pytest.mark.parametrize(
+    ("local", "is_open", "opens"),
+    [
+        (datetime(2026, 11, 24, 10, 0, tzinfo=AMSTERDAM), True, None),  # a Tuesday morning
+        (
+            datetime(2026, 11, 24, 16, 0, tzinfo=AMSTERDAM),
+            False,
+            datetime(2026, 11, 25, 9, 0, tzinfo=AMSTERDAM),
+        ),
+        (
+            datetime(2026, 11, 27, 10, 0, tzinfo=AMSTERDAM),
+            False,
+            datetime(2026, 11, 30, 9, 0, tzinfo=AMSTERDAM),
+        ),
+        (
+            datetime(2026, 11, 24, 8, 59, tzinfo=AMSTERDAM),
+            False,
+            datetime(2026, 11, 24, 9, 0, tzinfo=AMSTERDAM),
+        ),
+    ],
+)
+def test_deploy_windows_in_their_time_zone(local: datetime, is_open: bool, opens: datetime | None) -> None:
+    assert domain.window_state(OFFICE, local.astimezone(UTC)) == (
+        is_open,
+        opens.astimezone(UTC) if opens else None,
+    )
+
+
+def test_a_window_to_midnight_and_one_that_never_opens() -> None:
+    evening = DeployWindows(UTC, (Window(frozenset(range(7)), time(18), time(0)),))
+    assert domain.window_state(evening, datetime(2026, 11, 24, 23, 59, tzinfo=UTC)) == (True, None)
+    never = DeployWindows(UTC, (Window(frozenset(), time(9), time(17)),))
+    assert domain.window_state(never, NOW) == (False, None)
+
+
+def gate(
+    environment: EnvironmentState | None = None, windows: DeployWindows | None = None
+) -> domain.Decision:
+    policy = replace(POLICY, windows={"production": windows} if windows else {})
+    seen = Observation(pull_request=pr(approval(PO)), release_branch_head=COMMIT, environment=environment)
+    return domain.decide(approved(), seen, policy, NOW)
+
+
+def test_an_approved_release_waits_for_the_window_and_says_until_when() -> None:
+    closed = gate(windows=DeployWindows(AMSTERDAM, (Window(frozenset({2}), time(9), time(16)),)))
+    assert closed.wait and closed.wait.on == WaitingOn.WINDOW and not closed.does_something
+    assert closed.wait.until == datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
+    assert "opens Wed 2026-11-25 09:00 Europe/Amsterdam (2026-11-25T08:00:00Z)" in closed.wait.detail
+    assert "BackupStarted" in kinds(gate(windows=OFFICE))  # 13:00 in Amsterdam on a Tuesday: open
+
+
+def test_a_freeze_holds_until_lifted_or_until_its_end() -> None:
+    frozen = EnvironmentState(
+        "claims",
+        "production",
+        frozen_at=NOW,
+        frozen_by="ops",
+        freeze_reason="year end",
+        frozen_until=NOW + timedelta(hours=2),
+    )
+    held = gate(frozen)
+    assert held.wait and held.wait.on == WaitingOn.WINDOW and held.wait.until == NOW + timedelta(hours=2)
+    assert "production is frozen until" in held.wait.detail and "by ops: year end" in held.wait.detail
+    expired = replace(frozen, frozen_until=NOW - timedelta(seconds=1))
+    assert "BackupStarted" in kinds(gate(expired))
+
+
+def test_a_lock_holds_whatever_the_window_and_only_a_person_clears_it() -> None:
+    locked = EnvironmentState(
+        "claims", "production", locked_at=NOW, locked_by="controller", lock_reason="rolled back"
+    )
+    held = gate(replace(locked, override_release=7, override_by="ops", override_reason="hotfix"))
+    assert held.wait and held.wait.on == WaitingOn.PERSON and "pipeline unlock production" in held.wait.detail
+
+
+def test_an_override_starts_the_release_now_and_says_so() -> None:
+    frozen = EnvironmentState(
+        "claims",
+        "production",
+        frozen_at=NOW,
+        frozen_by="ops",
+        freeze_reason="year end",
+        override_release=7,
+        override_by="ops",
+        override_reason="the fix must go out",
+    )
+    decision = gate(frozen, windows=DeployWindows(AMSTERDAM, (Window(frozenset({2}), time(9), time(16)),)))
+    started = next(a for a in decision.actions if isinstance(a, domain.Update) and a.kind == "BackupStarted")
+    assert "overridden by ops" in started.reason and "the fix must go out" in started.reason
+    someone_else = replace(frozen, override_release=99)
+    assert not gate(someone_else).does_something  # an override serves the release it names only
