@@ -22,8 +22,9 @@ from pipeline import bootstrap, demo
 from pipeline.config import Settings, describe, missing_secrets, missing_webhook_secret
 from pipeline.controller import PassReport
 from pipeline.errors import BadInput, ConfigInvalid, ExternalError, NotFound, Refused
+from pipeline.model import RollbackState
 from pipeline.scheduler import Scheduler
-from pipeline.services import Services, SettleTimeout
+from pipeline.services import Services, SettleTimeout, given_reason
 from pipeline.web.app import WEBHOOK_PATH
 from pipeline.web.server import WebServer
 
@@ -422,6 +423,89 @@ def promote(config_path: Path, env: str, now: bool, reason: str) -> None:
     services = _services(config_path)
     release = _refusals(lambda: services.promote_now(env, reason))
     click.echo(f"release {release.id} {release.commit[:12]} {release.state}: {release.reason}")
+
+
+@main.command()
+@CONFIG_OPTION
+@ENV
+@click.option(
+    "--to",
+    "to",
+    default=None,
+    metavar="VERSION",
+    help="The Heroku release to go back to (default: the one before).",
+)
+@REASON
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option(
+    "--force", is_flag=True, help="Roll back to a release never verified there, or across a migration."
+)
+@click.option(
+    "--timeout", type=click.FloatRange(min=1), default=600, show_default=True, help="Seconds to wait for it."
+)
+def rollback(
+    config_path: Path, env: str, to: str | None, reason: str, yes: bool, force: bool, timeout: float
+) -> None:
+    """Roll ENV back to an earlier Heroku release: show what it takes out, ask, roll back, verify
+    with ENV's checks, and lock ENV so the controller does not promote again until `pipeline unlock`."""
+    services = _services(config_path)
+    _refusals(lambda: given_reason(reason))  # an empty reason: exit 2 before anything is looked at
+    plan = _refusals(lambda: services.plan_rollback(env, to))
+    for line in _plan_lines(plan):
+        click.echo(line)
+    if plan.needs_force and not force:
+        raise click.ClickException(
+            "this rollback needs --force: " + "; ".join(plan.needs_force) + ". Nothing was changed."
+        )
+    if not yes and not click.confirm(f"Roll {plan.app} back to v{plan.target.version}?", default=False):
+        click.echo("Nothing was changed.")
+        sys.exit(1)
+    asked = _refusals(lambda: services.request_rollback(plan, reason, force))
+    click.echo(f"Rollback {asked.id} recorded; {env} is locked. Rolling back...")
+    said: set[str] = set()
+
+    def show(r: Any) -> None:
+        line = f"  rollback {r.id} {r.state}" + (f": {r.outcome}" if r.outcome else "")
+        if line not in said:
+            said.add(line)
+            click.echo(line)
+
+    try:
+        done = services.carry_out(asked.id or 0, timeout, on_pass=show)
+    except SettleTimeout as exc:
+        raise click.ClickException(f"{exc}; `pipeline log --environment {env}` follows it") from exc
+    click.echo(f"{done.outcome}")
+    click.echo(f"{env} stays locked until `pipeline unlock {env} --reason ...`.")
+    if done.state != RollbackState.VERIFIED:
+        sys.exit(1)
+
+
+def _plan_lines(plan: Any) -> list[str]:
+    live = plan.live_release
+    target = plan.target_release
+    lines = [
+        f"Rolling {plan.app} ({plan.stage}) back",
+        f"  from v{plan.live.version}: {plan.live.description}"
+        + (f" (release {live.id} {live.commit[:12]})" if live else ""),
+        f"  to   v{plan.target.version}: {plan.target.description}"
+        + (f" (release {target.id} {target.commit[:12]})" if target else ""),
+        "Taken out:",
+    ]
+    for t in plan.taken_out:
+        ours = (
+            f"release {t.release_id} {t.commit[:12]}"
+            if t.release_id and t.commit
+            else "not a release of the controller"
+        )
+        lines.append(f"  v{t.version} {t.description} ({ours})")
+    if plan.commits:
+        lines.append(f"Commits taken out ({len(plan.commits)}):")
+        lines += [
+            f"  {c.hash[:12]} {(c.message.splitlines() or [''])[0]} ({c.author_raw})" for c in plan.commits
+        ]
+    for why in plan.needs_force:
+        lines.append(f"Needs --force: {why}")
+    return lines
 
 
 @main.command("log")

@@ -26,7 +26,7 @@ from typing import Any
 import checks
 from pipeline import domain, notes
 from pipeline.config import CheckSpec, Settings, StageSettings
-from pipeline.errors import ExternalError, Permanent, Temporary
+from pipeline.errors import ExternalError, Permanent, Refused, Temporary
 from pipeline.model import (
     Backup,
     CheckProgress,
@@ -35,9 +35,11 @@ from pipeline.model import (
     HerokuBuild,
     HerokuRelease,
     Release,
+    RollbackState,
     State,
 )
 from pipeline.ports import Backups, Platform, ReleaseStore, SourceControl
+from pipeline.rollbacks import RollbackRunner
 
 log = logging.getLogger("pipeline.controller")
 
@@ -83,34 +85,48 @@ class ReleaseReport:
 
 
 @dataclass
+class RollbackReport:
+    rollback_id: int
+    environment: str
+    state: RollbackState
+    moved: bool
+    wait: domain.Wait | None
+
+
+@dataclass
 class PassReport:
-    """What one pass did: which releases moved, and what each waits on now."""
+    """What one pass did: which releases and rollbacks moved, and what each waits on now."""
 
     releases: list[ReleaseReport] = field(default_factory=list)
+    rollbacks: list[RollbackReport] = field(default_factory=list)
     detected: int | None = None
     skipped: str = ""  # why the pass did nothing (another pass holds the lock)
     problem: str = ""  # what kept the pass from looking for new candidates
+
+    @property
+    def items(self) -> list[ReleaseReport | RollbackReport]:
+        return [*self.rollbacks, *self.releases]
 
     @property
     def moving(self) -> bool:
         """True when another pass soon may move something without a person or the clock."""
         if self.detected is not None:
             return True
-        return any(r.moved or (r.wait is not None and r.wait.on.moves_by_itself) for r in self.releases)
+        return any(r.moved or (r.wait is not None and r.wait.on.moves_by_itself) for r in self.items)
 
     @property
     def moved_any(self) -> bool:
         """True when this pass changed something (a new candidate, a release moved)."""
-        return self.detected is not None or any(r.moved for r in self.releases)
+        return self.detected is not None or any(r.moved for r in self.items)
 
     def pause(self, now: datetime) -> float:
         """Seconds until another pass is worth it: 1 s while Heroku works (as its CLI polls), else
         until the next retry is due (a check's interval, a server error's back-off)."""
         if self.detected is not None or any(
-            r.moved or (r.wait is not None and r.wait.on == domain.WaitingOn.HEROKU) for r in self.releases
+            r.moved or (r.wait is not None and r.wait.on == domain.WaitingOn.HEROKU) for r in self.items
         ):
             return 1.0
-        dues = [r.wait.until for r in self.releases if r.wait and r.wait.until and r.wait.on.moves_by_itself]
+        dues = [r.wait.until for r in self.items if r.wait and r.wait.until and r.wait.on.moves_by_itself]
         if not dues:
             return 1.0
         return min(max((min(dues) - now).total_seconds(), 0.05), 60.0)
@@ -142,6 +158,7 @@ class Controller:
         self._web_urls: dict[str, str] = {}
         self._last_detect: float | None = None
         self._refused: set[tuple[int | None, str]] = set()
+        self.rollbacks = RollbackRunner(self)
         self._parked: dict[
             int, tuple[float, domain.Wait]
         ] = {}  # release id -> (look again at, wait)  # effects answered with an error, this process
@@ -154,12 +171,15 @@ class Controller:
         ``detect``: True looks at the watched branch now (a push was reported); None looks when the
         last look is ``DETECT_EVERY`` old, so quick passes that follow a build do not spend the
         Bitbucket rate budget (1,000 requests an hour) re-reading an unchanged branch."""
-        lock = f"pass:{self.settings.name}"
+        lock = self.lock_name
         if not self._take_lock(lock):
             holder = self.store.lock_holder(lock, self.clock())
             return PassReport(skipped=f"another pass of {self.settings.name} is running ({holder})")
         try:
             report = PassReport()
+            # Rollbacks people asked for come first: while one runs, nothing deploys there.
+            for rollback in self.store.rollbacks(self.settings.name, active=True):
+                report.rollbacks.append(self.rollbacks.advance(rollback))
             due = self._last_detect is None or time.monotonic() - self._last_detect >= DETECT_EVERY
             if detect or (detect is None and due):
                 try:
@@ -179,6 +199,28 @@ class Controller:
             return report
         finally:
             self.store.release_lock(lock, self.holder)
+
+    @property
+    def lock_name(self) -> str:
+        """The store lock every pass holds (and anything else that starts a deployment)."""
+        return f"pass:{self.settings.name}"
+
+    @contextmanager
+    def pass_lock(self, wait: float = 60.0) -> Iterator[None]:
+        """Hold the pass lock for a request that must not run beside a pass (a rollback starting),
+        waiting up to ``wait`` seconds for a running pass to end; Refused when it does not."""
+        deadline = time.monotonic() + wait
+        while not self._take_lock(self.lock_name):
+            if time.monotonic() > deadline:
+                holder = self.store.lock_holder(self.lock_name, self.clock())
+                raise Refused(
+                    f"a pass of {self.settings.name} is running ({holder}) and did not end in {wait:g}s"
+                )
+            time.sleep(0.2)
+        try:
+            yield
+        finally:
+            self.store.release_lock(self.lock_name, self.holder)
 
     def _take_lock(self, lock: str) -> bool:
         """Take the pass lock; a lease left by a dead process on this host is taken over at once
@@ -235,9 +277,9 @@ class Controller:
             f"new head of {src.branch}: {head[:12]} ({what}); {len(commits)} commit(s) and "
             f"{len(changes)} pull request(s) not yet on {src.production_branch}"
         )
-        self._crash_point("before:ReleaseDetected")
+        self.crash_point("before:ReleaseDetected")
         stored = self.store.add(release, "ReleaseDetected", reason, domain.CONTROLLER)
-        self._crash_point("after:ReleaseDetected")
+        self.crash_point("after:ReleaseDetected")
         log.info("release %s detected: %s", stored.id, reason)
         return stored.id
 
@@ -321,7 +363,7 @@ class Controller:
         if state == State.DETECTED:
             seen["build_statuses"] = self.source.build_statuses(release.commit)
         if state == State.GATED:
-            seen["staging_busy_with"] = self._busy(self.settings.staging.name, others)
+            seen["staging_busy_with"] = self.busy_with(self.settings.staging.name, others)
             seen["environment"] = self.store.environment(self.settings.name, self.settings.staging.name)
         if state == State.STAGING_DEPLOYING:
             seen["build"] = self._staging_build(release)
@@ -329,7 +371,10 @@ class Controller:
             if build is not None and build.status == "succeeded" and build.release_id:
                 seen["heroku_release"] = self.platform.release(release.staging_app, build.release_id)
         if state == State.STAGING_VERIFYING and release.staging_verified_at is None:
-            seen.update(self._verify(self.settings.staging, release, release.staging_release_version, now))
+            version = release.staging_release_version
+            seen.update(
+                self.verify_stage(self.settings.staging, release.commit, version, release.check_progress, now)
+            )
         if state in (State.AWAITING_APPROVAL, State.APPROVED, State.RELEASED) and release.pull_request_id:
             seen["pull_request"] = self.source.pull_request(release.pull_request_id)
         if state in (State.AWAITING_APPROVAL, State.APPROVED) and release.release_branch:
@@ -339,7 +384,7 @@ class Controller:
         if state == State.AWAITING_APPROVAL:
             seen["newer_verified"] = next((r for r in newer if r.staging_verified_at is not None), None)
         if state == State.APPROVED:
-            seen["production_busy_with"] = self._busy(self.settings.production.name, others)
+            seen["production_busy_with"] = self.busy_with(self.settings.production.name, others)
             seen["environment"] = self.store.environment(self.settings.name, self.settings.production.name)
             seen["newer_approved"] = self._newer_approved(release)
         if state == State.BACKING_UP:
@@ -359,10 +404,19 @@ class Controller:
                     and rollback.id == release.rollback_release_id
                     and rollback.status == "succeeded"
                 ):
-                    seen.update(self._verify(self.settings.production, release, rollback.version, now))
+                    commit = self.commit_of_slug(rollback.slug_id)  # what runs again
+                    seen.update(
+                        self.verify_stage(
+                            self.settings.production, commit, rollback.version, release.check_progress, now
+                        )
+                    )
             else:
                 version = release.production_release_version
-                seen.update(self._verify(self.settings.production, release, version, now))
+                seen.update(
+                    self.verify_stage(
+                        self.settings.production, release.commit, version, release.check_progress, now
+                    )
+                )
         if state == State.RELEASED:
             finished = [
                 b for b in self.backups.backups(release.production_app) if b.status in ("completed", "failed")
@@ -370,8 +424,11 @@ class Controller:
             seen["latest_backup"] = finished[0] if finished else None
         return domain.Observation(**seen)
 
-    def _busy(self, stage: str, others: list[Release]) -> str | None:
-        """What else deploys to ``stage`` now: a release there, or a rollback a person asked for."""
+    def busy_with(self, stage: str, others: list[Release] | None = None) -> str | None:
+        """What deploys to ``stage`` now: a release there (of ``others``, default every active one),
+        or a rollback a person asked for."""
+        if others is None:
+            others = self.store.active(self.settings.name)
         there = next(
             (
                 r
@@ -388,6 +445,25 @@ class Controller:
         if rollback is not None:
             return f"rollback {rollback.id} by {rollback.requested_by} ({rollback.state})"
         return None
+
+    def stage(self, name: str) -> StageSettings:
+        return next(s for s in self.settings.stages if s.name == name)
+
+    def commit_of_slug(self, slug_id: str | None) -> str:
+        """The commit of the controller's release built as ``slug_id`` ("" when it is not ours)."""
+        found = next(
+            (
+                r
+                for r in self.store.history(self.settings.name, 500)
+                if slug_id and r.staging_slug_id == slug_id
+            ),
+            None,
+        )
+        return found.commit if found else ""
+
+    @property
+    def clock_skew(self) -> timedelta:
+        return CLOCK_SKEW
 
     def _newer_approved(self, release: Release) -> Release | None:
         """A newer release approved or gone to production (not failed there), if any."""
@@ -409,18 +485,23 @@ class Controller:
             None,
         )
 
-    def _verify(
-        self, stage: StageSettings, release: Release, version: int | None, now: datetime
+    def verify_stage(
+        self,
+        stage: StageSettings,
+        commit: str,
+        version: int | None,
+        progress: tuple[CheckProgress, ...],
+        now: datetime,
     ) -> dict[str, Any]:
-        """The stage's dynos, and an attempt of every check that is due (by its progress) once the
-        dynos run ``version``; nothing when no check is due yet."""
-        due = due_checks(stage, release.check_progress, now)
+        """The stage's dynos, and an attempt of every check that is due (by ``progress``) once the
+        dynos run ``version`` (of ``commit``); nothing when no check is due yet."""
+        due = due_checks(stage, progress, now)
         if not due:
             return {}
         dynos = tuple(self.platform.dynos(stage.app))
         if domain.dyno_problem(dynos, version)[0] is not None:
             return {"dynos": dynos}
-        return {"dynos": dynos, "checks": self._run_checks(stage, release, version, due)}
+        return {"dynos": dynos, "checks": self._run_checks(stage, commit, version, due)}
 
     def _staging_build(self, release: Release) -> HerokuBuild | None:
         if release.staging_build_id is not None:
@@ -475,7 +556,7 @@ class Controller:
         )
 
     def _run_checks(
-        self, stage: StageSettings, release: Release, version: int | None, due: list[int]
+        self, stage: StageSettings, commit: str, version: int | None, due: list[int]
     ) -> dict[int, CheckResult]:
         """One attempt of each due check of the stage, by its position in the stage's list."""
         target = checks.Target(
@@ -483,7 +564,7 @@ class Controller:
             app=stage.app,
             web_url=self._web_url(stage.app),
             release_version=version,
-            commit=release.commit,
+            commit=commit,
             platform=self.platform,
         )
         return {
@@ -516,10 +597,10 @@ class Controller:
             self._lock(release, action)
             return release
         if isinstance(action, domain.PostStatus):
-            self._post_status(release, action)
+            self.post_status(release, action)
             return release
         if isinstance(action, domain.NotifyChanges):
-            return self._notify_changes(release, action)
+            return self.notify_changes(release, action)
         handler = {
             domain.DeployToStaging: self._deploy_to_staging,
             domain.OpenReleasePullRequest: self._open_pull_request,
@@ -568,12 +649,12 @@ class Controller:
             reason,
             f" ({release.state} -> {updated.state})" if updated.state != release.state else "",
         )
-        self._crash_point(f"before:{kind}")
+        self.crash_point(f"before:{kind}")
         saved = self.store.save(updated, [event])
-        self._crash_point(f"after:{kind}")
+        self.crash_point(f"after:{kind}")
         return saved
 
-    def _crash_point(self, point: str) -> None:
+    def crash_point(self, point: str) -> None:
         """Fault injection (PIPELINE_CRASH_AT): die here, as a killed process would, with no cleanup."""
         if point in self.settings.crash_at:
             sys.stderr.write(f"pipeline: crashing at {point} (PIPELINE_CRASH_AT)\n")
@@ -606,11 +687,11 @@ class Controller:
 
     def _fail(self, release: Release, kind: str, why: str, to: State, status_key: str) -> Release:
         """An effect was refused for good: say so on the commit, then record the end."""
-        self._post_status(release, domain.PostStatus(status_key, "FAILED", why[:140]))
+        self.post_status(release, domain.PostStatus(status_key, "FAILED", why[:140]))
         fields = {"pending_action": None, "pending_since": None}
         return self._record(release, kind, why, to=to, fields=fields)
 
-    def _post_status(self, release: Release, action: domain.PostStatus) -> None:
+    def post_status(self, release: Release, action: domain.PostStatus) -> None:
         stage = self.settings.staging if action.key == domain.STAGING_STATUS else self.settings.production
         try:
             url = action.url or self._web_url(stage.app)
@@ -673,7 +754,7 @@ class Controller:
 
     # --- Feedback in Bitbucket ------------------------------------------------------------------
 
-    def _notify_changes(self, release: Release, action: domain.NotifyChanges) -> Release:
+    def notify_changes(self, release: Release, action: domain.NotifyChanges) -> Release:
         """Comment on each merged pull request of the release that its change reached a stage.
 
         Write-ahead per pull request: its key goes into ``release.feedback`` with a "?" before the

@@ -13,11 +13,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from checks import parse_duration
-from pipeline import domain, notes
+from pipeline import domain, notes, rollbacks
 from pipeline.config import Settings, StageSettings
 from pipeline.controller import PRODUCTION_STATES, Controller, PassReport, utcnow
 from pipeline.errors import BadInput, ExternalError, PipelineError, Refused
-from pipeline.model import EnvironmentState, Event, HerokuRelease, Release, State, Webhook
+from pipeline.model import EnvironmentState, Event, HerokuRelease, Release, Rollback, State, Webhook
 from pipeline.ports import Platform, ReleaseStore, SourceControl
 
 
@@ -81,7 +81,7 @@ class Services:
     def freeze(self, name: str, reason: str, until: str | None = None) -> EnvironmentState:
         """Freeze a stage: nothing starts deploying to it until it is unfrozen or ``until`` (a
         duration such as 2h, or a time) passes. Freezing again replaces the reason and end."""
-        stage, why = self.stage(name), _reason(reason)
+        stage, why = self.stage(name), given_reason(reason)
         now = self.clock()
         ends = parse_until(until, now, stage) if until else None
         state = self.store.environment(self.settings.name, stage.name)
@@ -115,7 +115,7 @@ class Services:
 
     def unlock(self, name: str, reason: str) -> EnvironmentState | None:
         """Clear a stage's lock (set by a rollback); None (nothing recorded) when it was not locked."""
-        stage, why = self.stage(name), _reason(reason)
+        stage, why = self.stage(name), given_reason(reason)
         state = self.store.environment(self.settings.name, stage.name)
         if not state.locked:
             return None
@@ -130,7 +130,7 @@ class Services:
         """Let the release waiting for stage ``name`` start now, outside its window or freeze (a
         one-time override, recorded as such), then run a pass. The approval rules still hold; a
         lock does not give way (unlock first). Refused when nothing waits for the stage."""
-        stage, why = self.stage(name), _reason(reason)
+        stage, why = self.stage(name), given_reason(reason)
         waiting_in = State.GATED if stage.name == self.settings.staging.name else State.APPROVED
         state = self.store.environment(self.settings.name, stage.name)
         if state.locked:
@@ -160,6 +160,41 @@ class Services:
         self.store.save_environment(granted, [event])
         self.tick(detect=False)
         return self.store.get(release.id or 0)
+
+    # --- Rollbacks -----------------------------------------------------------------------------
+
+    def plan_rollback(self, name: str, to: str | None = None) -> rollbacks.RollbackPlan:
+        """What rolling stage ``name`` back (to version ``to``: "12" or "v12"; default the newest
+        earlier release running other code) would take out, and what of it needs --force."""
+        assert self.controller is not None, "built without adapters: use bootstrap.services(settings)"
+        stage = self.stage(name)
+        version = _version(to) if to is not None else None
+        return rollbacks.plan(self.controller, stage, version)
+
+    def request_rollback(
+        self, the_plan: rollbacks.RollbackPlan, reason: str, force: bool = False
+    ) -> Rollback:
+        """Record the rollback of a plan and lock its stage (the controller's passes carry it out);
+        Refused when it needs --force, or while something deploys to the stage."""
+        assert self.controller is not None, "built without adapters: use bootstrap.services(settings)"
+        return rollbacks.request(self.controller, the_plan, given_reason(reason), force, self.settings.actor)
+
+    def carry_out(
+        self, rollback_id: int, timeout: float = 600, on_pass: Callable[[Rollback], None] | None = None
+    ) -> Rollback:
+        """Run passes until the rollback ends (a ``serve`` running beside may carry it out instead:
+        then this only watches); SettleTimeout after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            report = self.tick(detect=False)
+            rollback = self.store.rollback(rollback_id)
+            if on_pass:
+                on_pass(rollback)
+            if rollback.state.is_final:
+                return rollback
+            if time.monotonic() > deadline:
+                raise SettleTimeout(f"rollback {rollback_id} still {rollback.state} after {timeout:g}s")
+            time.sleep(1.0 if report.skipped else report.pause(self.clock()))
 
     def log(self, environment: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
         """The history of releases and environments, newest first (one environment's only, if named)."""
@@ -366,12 +401,21 @@ def event_json(e: Event) -> dict[str, Any]:
     }
 
 
-def _reason(reason: str | None) -> str:
+def given_reason(reason: str | None) -> str:
     """A reason a person gives for what they do; it goes into the history, so it must say something."""
     text = " ".join((reason or "").split())
     if not text:
         raise BadInput("--reason", "say why (it goes into the history with your name)")
     return text
+
+
+def _version(text: str) -> int:
+    value = text.strip().lower().removeprefix("v")
+    if not value.isdecimal():
+        raise BadInput(
+            "--to", "expected a Heroku release version such as 12 or v12 (`heroku releases` lists them)"
+        )
+    return int(value)
 
 
 def parse_until(text: str, now: datetime, stage: StageSettings) -> datetime:

@@ -44,8 +44,10 @@ def pipeline(
     config: Path | None = None,
     env: dict[str, str] | None = None,
     timeout: float = 180,
+    input: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """``pipeline <args> --config <config>`` as a real process; never prints a secret."""
+    """``pipeline <args> --config <config>`` as a real process (``input`` on its stdin); never
+    prints a secret."""
     config_path = world.config_path if config is None else config
     run = subprocess.run(
         [sys.executable, "-m", "pipeline.cli", *args, "--config", str(config_path)],
@@ -53,6 +55,7 @@ def pipeline(
         capture_output=True,
         text=True,
         timeout=timeout,
+        input=input if input is not None else "",
     )
     assert_no_secrets(world, run.stdout, run.stderr)
     return run

@@ -1,0 +1,460 @@
+"""Rollbacks people ask for (``pipeline rollback ENV``): planned, requested, and carried out.
+
+- ``plan`` reads what runs on the stage and what a rollback would take out (the Heroku releases
+  after the target, the controller's releases among them and their commits), and says what needs
+  ``--force``: a target that never passed verification there, or a release taken out whose release
+  phase migrated the database (its output matches ``rollback.migration_pattern``, or is gone).
+- ``request`` records the rollback under the pass lock (so no pass starts a deployment beside it),
+  refusing while something deploys to the stage, and locks the stage so the controller does not
+  promote again by itself.
+- ``RollbackRunner`` carries it out in the controller's passes, the way releases move: the decision
+  is ``domain.decide_rollback``; the new Heroku release's id is recorded before anything waits on it
+  (a pass that died in between finds it by its description, "Rollback to vN", since the mark); then
+  the releases taken out end ``rolled_back`` (their commit status and merged pull requests say who
+  and why); then the stage's checks verify what runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from pipeline import domain
+from pipeline.config import StageSettings
+from pipeline.errors import BadInput, ExternalError, Permanent, Refused, Temporary
+from pipeline.model import (
+    Commit,
+    Event,
+    HerokuRelease,
+    Release,
+    Rollback,
+    RollbackState,
+    State,
+    TakenOut,
+)
+
+if TYPE_CHECKING:
+    from pipeline.controller import Controller, RollbackReport
+
+log = logging.getLogger("pipeline.rollbacks")
+
+ROUNDS = 8
+PRODUCTION_STATES = (State.RELEASED, State.BACKUPS_VERIFIED, State.BACKUPS_UNVERIFIED)
+
+
+@dataclass(frozen=True)
+class RollbackPlan:
+    """What ``pipeline rollback ENV [--to V]`` would do, before anyone confirms it."""
+
+    stage: str
+    app: str
+    live: HerokuRelease
+    target: HerokuRelease
+    taken_out: tuple[TakenOut, ...]
+    commits: tuple[Commit, ...]  # the commits taken out, when Bitbucket can tell
+    needs_force: tuple[str, ...]  # why --force is needed (nothing: it is not)
+    live_release: Release | None
+    target_release: Release | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "environment": self.stage,
+            "app": self.app,
+            "live": {"version": self.live.version, "description": self.live.description},
+            "target": {"version": self.target.version, "description": self.target.description},
+            "releases_taken_out": [
+                {
+                    "version": t.version,
+                    "release": t.release_id,
+                    "commit": t.commit,
+                    "description": t.description,
+                }
+                for t in self.taken_out
+            ],
+            "commits_taken_out": [
+                {"hash": c.hash, "message": (c.message.splitlines() or [""])[0], "author": c.author_raw}
+                for c in self.commits
+            ],
+            "needs_force": list(self.needs_force),
+        }
+
+
+def plan(controller: Controller, stage: StageSettings, to: int | None) -> RollbackPlan:
+    """What a rollback of ``stage`` to version ``to`` (default: the newest earlier release running
+    other code) would take out, and what of it needs ``--force``. BadInput for a version that is no
+    release of the app, not earlier, or not one that can run again; Refused when nothing can be
+    rolled back to."""
+    platform, store, name = controller.platform, controller.store, controller.settings.name
+    app = stage.app
+    busy = controller.busy_with(stage.name)
+    if busy is not None:
+        raise Refused(f"{stage.name} is busy with {busy}: a rollback waits until it is done")
+    live = platform.current_release(app)
+    if live is None:
+        raise Refused(f"nothing runs on {app}: there is nothing to roll back")
+    releases = platform.releases(app, limit=500)
+    target = _target(releases, live, to, app)
+    history = store.history(name, 500)
+    by_slug = {r.staging_slug_id: r for r in reversed(history) if r.staging_slug_id}
+    taken: list[TakenOut] = []
+    for r in releases:
+        if target.version < r.version <= live.version and r.slug_id and r.slug_id != target.slug_id:
+            ours = by_slug.get(r.slug_id)
+            taken.append(
+                TakenOut(r.version, ours.id if ours else None, ours.commit if ours else None, r.description)
+            )
+    live_release = by_slug.get(live.slug_id or "")
+    target_release = by_slug.get(target.slug_id or "")
+    commits: tuple[Commit, ...] = ()
+    if live_release is not None and target_release is not None and live_release.id != target_release.id:
+        try:
+            commits = tuple(controller.source.commits_between(live_release.commit, target_release.commit))
+        except ExternalError as exc:  # the plan stands without them; say so in the log
+            log.warning("could not list the commits taken out: %s", exc)
+    force = []
+    if not _verified(controller, stage, target, history):
+        slug = (target.slug_id or "")[:8]
+        force.append(
+            f"v{target.version} never passed verification on {stage.name}: no release the controller "
+            f"verified there ran its code (slug {slug})"
+        )
+    force.extend(_migrations(controller, stage, releases, target, live, history))
+    return RollbackPlan(
+        stage.name, app, live, target, tuple(taken), commits, tuple(force), live_release, target_release
+    )
+
+
+def request(controller: Controller, the_plan: RollbackPlan, reason: str, force: bool, actor: str) -> Rollback:
+    """Record the rollback (the controller's passes carry it out) and lock the stage, under the pass
+    lock. Refused when it needs --force and has not got it, or while something deploys to the stage."""
+    if the_plan.needs_force and not force:
+        listed = "; ".join(the_plan.needs_force)
+        raise Refused(f"this rollback needs --force: {listed}")
+    store, name, stage = controller.store, controller.settings.name, the_plan.stage
+    with controller.pass_lock():
+        busy = controller.busy_with(stage)
+        if busy is not None:
+            raise Refused(f"{stage} is busy with {busy}: a rollback waits until it is done")
+        live = controller.platform.current_release(the_plan.app)
+        if live is None or live.id != the_plan.live.id:
+            raise Refused(
+                f"{the_plan.app} changed since the plan was made "
+                f"(now v{live.version if live else '-'}): look again"
+            )
+        now = controller.clock()
+        forced = the_plan.needs_force if force else ()
+        rollback = Rollback(
+            pipeline=name,
+            environment=stage,
+            app=the_plan.app,
+            state=RollbackState.REQUESTED,
+            requested_at=now,
+            requested_by=actor,
+            reason=reason,
+            from_release_id=the_plan.live.id,
+            from_version=the_plan.live.version,
+            to_release_id=the_plan.target.id,
+            to_version=the_plan.target.version,
+            to_slug_id=the_plan.target.slug_id,
+            taken_out=the_plan.taken_out,
+            forced=forced,
+            updated_at=now,
+        )
+        about = the_plan.live_release.id if the_plan.live_release else None
+        what = (
+            f"roll {the_plan.app} back from v{the_plan.live.version} to v{the_plan.target.version}: {reason}"
+        )
+        if forced:
+            what += f" (forced past: {'; '.join(forced)})"
+        stored = store.add_rollback(rollback, [Event(about, now, "RollbackRequested", actor, what)])
+        state = store.environment(name, stage)
+        why = f"rollback {stored.id} by {actor}: {reason}"
+        if not state.locked:
+            locked = replace(state, locked_at=now, locked_by=actor, lock_reason=why)
+            store.save_environment(
+                locked, [Event(about, now, "EnvironmentLocked", actor, why, environment=stage)]
+            )
+        return stored
+
+
+class RollbackRunner:
+    """Moves the rollbacks people asked for, inside the controller's passes."""
+
+    def __init__(self, controller: Controller) -> None:
+        self.c = controller
+        self._refused: set[int] = set()  # rollbacks whose Heroku call was answered with an error
+
+    def advance(self, rollback: Rollback) -> RollbackReport:
+        from pipeline.controller import RollbackReport
+
+        assert rollback.id is not None
+        rollback_id = rollback.id
+        stage = self.c.stage(rollback.environment)
+        rules = _verification(stage)
+        moved = False
+        wait: domain.Wait | None = None
+        for _ in range(ROUNDS):
+            now = self.c.clock()
+            before = rollback
+            try:
+                actions = domain.decide_rollback(
+                    rollback, self._observe(rollback, stage, now), rules, self.c.policy, now
+                )
+                wait = next((a for a in actions if isinstance(a, domain.Wait)), None)
+                if all(isinstance(a, domain.Wait) for a in actions):
+                    break
+                for action in actions:
+                    rollback = self._act(rollback, action)
+            except Temporary as exc:
+                log.warning("rollback %s: %s; trying again next pass", rollback.id, exc)
+                wait = domain.Wait(domain.WaitingOn.RETRY, f"{exc}; trying again")
+                rollback = self.c.store.rollback(rollback_id)
+                break
+            except Permanent as exc:
+                log.error("rollback %s: %s", rollback.id, exc)
+                wait = domain.Wait(domain.WaitingOn.PERSON, f"{exc}: a person must fix this")
+                rollback = self.c.store.rollback(rollback_id)
+                break
+            if rollback == before:
+                break
+            moved = True
+            if rollback.state.is_final:
+                wait = None
+                break
+        return RollbackReport(rollback_id, rollback.environment, rollback.state, moved, wait)
+
+    # --- Observe -------------------------------------------------------------------------------
+
+    def _observe(self, rollback: Rollback, stage: StageSettings, now: datetime) -> domain.RollbackSeen:
+        platform = self.c.platform
+        seen: dict[str, Any] = {"effect_refused": rollback.id in self._refused}
+        if rollback.heroku_release_id is not None:
+            release = platform.release(rollback.app, rollback.heroku_release_id)
+            seen["heroku_release"] = release
+            if rollback.state == RollbackState.VERIFYING and release.status == "succeeded":
+                commit = self.c.commit_of_slug(release.slug_id)
+                seen.update(self.c.verify_stage(stage, commit, release.version, rollback.check_progress, now))
+        elif rollback.pending_since is not None:
+            # Asked before a crash: Heroku lists a release "Rollback to vN" made since the mark.
+            since = rollback.pending_since - self.c.clock_skew
+            wanted = f"Rollback to v{rollback.to_version}"
+            seen["heroku_release"] = next(
+                (
+                    r
+                    for r in platform.releases(rollback.app)
+                    if r.description.startswith(wanted) and r.created_at >= since
+                ),
+                None,
+            )
+        return domain.RollbackSeen(**seen)
+
+    # --- Act -----------------------------------------------------------------------------------
+
+    def _act(self, rollback: Rollback, action: domain.RollbackAction) -> Rollback:
+        if isinstance(action, domain.RollbackUpdate):
+            return self._record(rollback, action)
+        if isinstance(action, domain.RollBackEnvironment):
+            return self._roll_back(rollback)
+        if isinstance(action, domain.TakeOut):
+            self._take_out(rollback)
+        return rollback
+
+    def _record(self, rollback: Rollback, action: domain.RollbackUpdate) -> Rollback:
+        now = self.c.clock()
+        updated = replace(rollback, state=action.to or rollback.state, updated_at=now, **dict(action.fields))
+        if action.silent:
+            return self.c.store.save_rollback(updated, [])
+        log.info("rollback %s %s: %s", rollback.id, action.kind, action.reason)
+        event = Event(
+            self._about(rollback), now, action.kind, domain.CONTROLLER, action.reason, detail=action.detail
+        )
+        self.c.crash_point(f"before:{action.kind}")
+        saved = self.c.store.save_rollback(updated, [event])
+        self.c.crash_point(f"after:{action.kind}")
+        return saved
+
+    def _roll_back(self, rollback: Rollback) -> Rollback:
+        """Write-ahead mark, then the Heroku rollback; its release's id is recorded at once."""
+        self._refused.discard(rollback.id or 0)
+        mark = domain.RollbackUpdate(
+            "HerokuRollbackRequested",
+            f"asking Heroku to run v{rollback.to_version}'s slug on {rollback.app} again",
+            fields={"pending_since": self.c.clock()},
+        )
+        rollback = self._record(rollback, mark)
+        try:
+            created = self.c.platform.rollback(rollback.app, rollback.to_release_id)
+        except Permanent as exc:
+            if exc.status is not None:
+                self._refused.add(rollback.id or 0)
+            why = (
+                f"Heroku refused the rollback to v{rollback.to_version}: {exc}; "
+                f"{rollback.app} still runs v{rollback.from_version}"
+            )
+            return self._record(
+                rollback, domain.RollbackUpdate("RollbackFailed", why, RollbackState.FAILED, {"outcome": why})
+            )
+        except Temporary as exc:
+            if exc.status is not None:
+                self._refused.add(rollback.id or 0)
+            raise
+        fields = {"heroku_release_id": created.id, "heroku_version": created.version, "pending_since": None}
+        why = f"{rollback.app} v{created.version} runs v{rollback.to_version}'s slug"
+        return self._record(
+            rollback, domain.RollbackUpdate("RollbackStarted", why, RollbackState.ROLLING_BACK, fields)
+        )
+
+    def _take_out(self, rollback: Rollback) -> None:
+        """The controller's releases the rollback took off the stage end ``rolled_back``, saying
+        who and why on their commits and merged pull requests first (idempotent)."""
+        store = self.c.store
+        why = (
+            f"rolled back by {rollback.requested_by} (rollback {rollback.id}): {rollback.reason}; "
+            f"{rollback.app} runs v{rollback.to_version} again"
+        )
+        for taken in rollback.taken_out:
+            if taken.release_id is None:
+                continue
+            release = store.get(taken.release_id)
+            if release.state == State.ROLLED_BACK:
+                continue
+            release = replace(release, reason=why)
+            status = f"Rolled back by {rollback.requested_by} to v{rollback.to_version}: {rollback.reason}"
+            self.c.post_status(release, domain.PostStatus(domain.PRODUCTION_STATUS, "FAILED", status[:140]))
+            release = self.c.notify_changes(release, domain.NotifyChanges("rolled_back"))
+            now = self.c.clock()
+            event = Event(
+                release.id,
+                now,
+                "RolledBackByHand",
+                rollback.requested_by,
+                why,
+                state_from=release.state,
+                state_to=State.ROLLED_BACK,
+                refs={"rollback": str(rollback.id)},
+                environment=rollback.environment,
+            )
+            store.save(replace(release, state=State.ROLLED_BACK, updated_at=now), [event])
+
+    def _about(self, rollback: Rollback) -> int | None:
+        """The controller's release a rollback's events are filed under: the one it took out that was live."""
+        return next((t.release_id for t in rollback.taken_out if t.release_id is not None), None)
+
+
+def _verification(stage: StageSettings) -> domain.Verification:
+    from pipeline.controller import verification_of
+
+    return verification_of(stage)
+
+
+def _target(releases: list[HerokuRelease], live: HerokuRelease, to: int | None, app: str) -> HerokuRelease:
+    if to is not None:
+        found = next((r for r in releases if r.version == to), None)
+        if found is None:
+            versions = [r.version for r in releases]
+            known = f"v{min(versions)}..v{max(versions)}" if versions else "none"
+            raise BadInput("--to", f"v{to} is no release of {app} (its releases: {known})")
+        if found.version >= live.version:
+            raise BadInput(
+                "--to", f"v{to} is not earlier than v{live.version}, which runs now: a rollback goes back"
+            )
+        if found.status != "succeeded" or not found.slug_id:
+            raise BadInput(
+                "--to",
+                f"v{to} cannot run again ({found.status}{', no slug' if not found.slug_id else ''}): "
+                "choose a release that deployed code",
+            )
+        if found.slug_id == live.slug_id:
+            raise BadInput("--to", f"v{to} runs the same code as v{live.version}: nothing would change")
+        return found
+    earlier = next(
+        (
+            r
+            for r in releases
+            if r.version < live.version
+            and r.status == "succeeded"
+            and r.slug_id
+            and r.slug_id != live.slug_id
+        ),
+        None,
+    )
+    if earlier is None:
+        raise Refused(f"no earlier release of {app} runs other code: there is nothing to roll back to")
+    return earlier
+
+
+def _verified(
+    controller: Controller, stage: StageSettings, target: HerokuRelease, history: list[Release]
+) -> bool:
+    """Did the code of ``target`` (its slug) pass verification on ``stage``? A release verified
+    there ran it (production: released; staging: verified on staging), or a rollback to it was."""
+    slug = target.slug_id
+    if stage.name == controller.settings.production.name:
+        if any(r.staging_slug_id == slug and r.released_at is not None for r in history):
+            return True
+    elif any(r.staging_slug_id == slug and r.staging_verified_at is not None for r in history):
+        return True
+    return any(
+        r.to_slug_id == slug and r.environment == stage.name and r.state == RollbackState.VERIFIED
+        for r in controller.store.rollbacks(controller.settings.name, limit=500)
+    )
+
+
+def _migrations(
+    controller: Controller,
+    stage: StageSettings,
+    releases: list[HerokuRelease],
+    target: HerokuRelease,
+    live: HerokuRelease,
+    history: list[Release],
+) -> list[str]:
+    """Why the releases taken out may have changed the database schema in their release phase."""
+    pattern = re.compile(stage.rollback.migration_pattern)
+    found = []
+    for r in releases:
+        if not (target.version < r.version <= live.version) or not r.output_stream_url:
+            continue
+        try:
+            output = controller.platform.release_output(r)
+        except ExternalError:
+            output = ""
+        if not output:
+            output = _kept_output(controller, stage, r, history)
+        if not output:
+            found.append(
+                f"v{r.version} ran a release phase whose output is no longer available: it may have "
+                "migrated the database"
+            )
+            continue
+        hit = pattern.search(output)
+        if hit is not None:
+            start = output.rfind("\n", 0, hit.start()) + 1
+            end = output.find("\n", hit.end())
+            line = output[start : end if end >= 0 else len(output)].strip()[:160]
+            found.append(
+                f"v{r.version} ran a release phase that migrated the database ({line!r}): rolling the "
+                "code back leaves the schema as it is"
+            )
+    return found
+
+
+def _kept_output(
+    controller: Controller, stage: StageSettings, release: HerokuRelease, history: list[Release]
+) -> str:
+    """The release-phase output the history kept for a release of the stage (a release_phase check)."""
+    production = stage.name == controller.settings.production.name
+    ours = next(
+        (
+            r
+            for r in history
+            if release.version == (r.production_release_version if production else r.staging_release_version)
+        ),
+        None,
+    )
+    if ours is None or ours.id is None:
+        return ""
+    kept = [e.detail for e in controller.store.events(ours.id) if e.kind.endswith("CheckPassed") and e.detail]
+    return "\n".join(kept)
