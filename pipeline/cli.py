@@ -427,6 +427,21 @@ def promote(config_path: Path, env: str, now: bool, reason: str) -> None:
 
 @main.command()
 @CONFIG_OPTION
+@click.argument("branch")
+def hotfix(config_path: Path, branch: str) -> None:
+    """Take the head of hotfix BRANCH (source.hotfix_branches, e.g. hotfix/login) through staging and
+    approval to production on its own, without what else is on the watched branch."""
+    services = _services(config_path)
+    release = _refusals(lambda: services.start_hotfix(branch))
+    click.echo(f"release {release.id} {release.commit[:12]} from {branch} {release.state}: {release.reason}")
+    click.echo(
+        "It needs the same staging checks and approval as any release; `pipeline status` follows it. "
+        f"Once released, a pull request brings it back into {services.settings.source.branch}."
+    )
+
+
+@main.command()
+@CONFIG_OPTION
 @ENV
 @click.option(
     "--to",

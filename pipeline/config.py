@@ -131,6 +131,10 @@ class SourceSettings(_Section):
     required_builds: tuple[Text, ...] = Field(
         default=(), description="commit status keys that must be SUCCESSFUL before staging"
     )
+    hotfix_branches: Text = Field(
+        default="hotfix/*",
+        description="a glob of the branches `pipeline hotfix BRANCH` takes to production on their own",
+    )
 
 
 def _never_is_none(value: object) -> object:

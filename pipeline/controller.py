@@ -31,6 +31,7 @@ from pipeline.model import (
     Backup,
     CheckProgress,
     CheckResult,
+    Commit,
     Event,
     HerokuBuild,
     HerokuRelease,
@@ -355,13 +356,17 @@ class Controller:
         """Read what the release's state needs, and nothing else (rate budgets are small)."""
         state = release.state
         others = [r for r in self.store.active(self.settings.name) if r.id != release.id]
-        newer = [r for r in others if (r.id or 0) > (release.id or 0)]
+        # Only a newer release that contains this one may take its place (a hotfix and develop
+        # are different lines: neither supersedes the other).
+        newer = [r for r in others if (r.id or 0) > (release.id or 0) and contains(r, release)]
         seen: dict[str, Any] = {"effect_refused": (release.id, release.pending_action) in self._refused}
         if state in (State.DETECTED, State.GATED):
             # Only a newer candidate that passed its gate takes this one's place.
             seen["newer"] = next((r for r in newer if r.state != State.DETECTED), None)
         if state == State.DETECTED:
-            seen["build_statuses"] = self.source.build_statuses(release.commit)
+            seen["build_statuses"] = statuses = self.source.build_statuses(release.commit)
+            if all(statuses.get(k) == "SUCCESSFUL" for k in self.settings.source.required_builds):
+                seen["production_missing"] = self._production_missing(release)  # about to pass the gate
         if state == State.GATED:
             seen["staging_busy_with"] = self.busy_with(self.settings.staging.name, others)
             seen["environment"] = self.store.environment(self.settings.name, self.settings.staging.name)
@@ -387,6 +392,7 @@ class Controller:
             seen["production_busy_with"] = self.busy_with(self.settings.production.name, others)
             seen["environment"] = self.store.environment(self.settings.name, self.settings.production.name)
             seen["newer_approved"] = self._newer_approved(release)
+            seen["production_missing"] = self._production_missing(release)
         if state == State.BACKING_UP:
             seen["backup"] = backup = self._backup(release)
             if backup is not None and backup.status == "completed" and release.pull_request_id:
@@ -480,10 +486,21 @@ class Controller:
             (
                 r
                 for r in self.store.history(self.settings.name, 50)
-                if (r.id or 0) > (release.id or 0) and r.approved_at is not None and r.state in going
+                if (r.id or 0) > (release.id or 0)
+                and r.approved_at is not None
+                and r.state in going
+                and contains(r, release)
             ),
             None,
         )
+
+    def _production_missing(self, release: Release) -> tuple[Commit, ...]:
+        """The commits (not merges) on the production branch that the release lacks."""
+        head = self.source.branch_head(self.settings.source.production_branch)
+        if head is None:
+            return ()
+        found = self.source.commits_between(head, release.commit, limit=20)
+        return tuple(c for c in found if len(c.parents) <= 1)
 
     def verify_stage(
         self,
@@ -609,6 +626,7 @@ class Controller:
             domain.Promote: self._promote,
             domain.RollBack: self._roll_back,
             domain.MergePullRequest: self._merge,
+            domain.OpenBackMerge: self._open_back_merge,
         }[type(action)]
         return handler(release, action)  # type: ignore[operator]
 
@@ -966,6 +984,25 @@ class Controller:
             keep_reason=True,
         )
 
+    def _open_back_merge(self, release: Release, action: domain.OpenBackMerge) -> Release:
+        """Open (or find) the pull request that brings a released hotfix back into the watched branch."""
+        src = self.settings.source
+        title = f"Bring hotfix release {release.id} ({release.branch}) back into {src.branch}"
+        text = (
+            f"Release {release.id} took `{release.commit[:12]}` from `{release.branch}` to production. "
+            f"Merge `{src.production_branch}` into `{src.branch}`: until then, a candidate of `{src.branch}` "
+            "lacks the fix, and the release controller will not promote it (it would take the fix out of "
+            "production)."
+        )
+        try:
+            pr = self.source.open_pull_request(src.production_branch, src.branch, title, text)
+            said = f"pull request #{pr.id} brings {release.branch} back into {src.branch}: {pr.url}"
+            refs = {"pull_request": str(pr.id)}
+        except Permanent as exc:  # nothing to bring back (develop has it), or refused: say so once
+            said, refs = f"no pull request into {src.branch} opened: {exc}", {}
+        release = self.store.save(replace(release, feedback=(*release.feedback, "backmerge")), [])
+        return self._record(release, "BackMergeRequested", said, refs=refs, keep_reason=True)
+
     def _merge(self, release: Release, action: domain.MergePullRequest) -> Release:
         release = self._describe(release)  # its last word before it closes
         assert release.pull_request_id is not None
@@ -1008,6 +1045,8 @@ def policy_of(
         backup_max_age=backups.max_age if backups else timedelta(hours=26),
         staging_name=settings.staging.name,
         production_name=settings.production.name,
+        source_branch=settings.source.branch,
+        production_branch=settings.source.production_branch,
         windows={s.name: s.windows.windows() for s in settings.stages if s.windows is not None},
     )
 
@@ -1026,6 +1065,12 @@ def verification_of(stage: StageSettings) -> domain.Verification:
             for spec in stage.checks
         )
     )
+
+
+def contains(newer: Release, older: Release) -> bool:
+    """True when ``newer`` carries ``older``'s change: the same branch (whose history is linear), or
+    ``older``'s commit among ``newer``'s."""
+    return newer.branch == older.branch or any(c.hash == older.commit for c in newer.commits)
 
 
 def check_label(spec: CheckSpec) -> str:

@@ -31,6 +31,7 @@ from pipeline.model import (
     Backup,
     CheckProgress,
     CheckResult,
+    Commit,
     DeployWindows,
     Dyno,
     EnvironmentState,
@@ -115,6 +116,9 @@ class Policy:
     staging_name: str = "staging"
     production_name: str = "production"
     windows: Mapping[str, DeployWindows] = field(default_factory=dict)
+    # The watched branch (releases of other branches are hotfixes) and the production branch.
+    source_branch: str = "develop"
+    production_branch: str = "main"
 
     @property
     def approvers_text(self) -> str:
@@ -201,6 +205,9 @@ class Observation:
     staging_busy_with: str | None = None
     production_busy_with: str | None = None
     environment: EnvironmentState | None = None
+    # Commits production's branch has (not merges) that the release lacks: promoting it would take
+    # them out of production (a hotfix not merged back). None: not looked at.
+    production_missing: tuple[Commit, ...] | None = None
     # The effect marked pending was refused (an HTTP error answer) in this process: it did not
     # happen, or what did is already visible; no reason to wait out ``Policy.intent_grace``.
     effect_refused: bool = False
@@ -268,6 +275,12 @@ class LockEnvironment:
 
 
 @dataclass(frozen=True)
+class OpenBackMerge:
+    """A hotfix reached production: open a pull request from the production branch into the watched
+    branch, so the next candidate carries the fix too (once; idempotent)."""
+
+
+@dataclass(frozen=True)
 class MergePullRequest:
     """Merge the release pull request into the production branch."""
 
@@ -316,7 +329,7 @@ class Wait:
 
 Effect = DeployToStaging | OpenReleasePullRequest | DeclinePullRequest | CaptureBackup | Promote | RollBack
 Feedback = PostStatus | DeclinePullRequest | NotifyChanges | LockEnvironment
-Action = Update | Effect | MergePullRequest | Feedback | Wait
+Action = Update | Effect | MergePullRequest | OpenBackMerge | Feedback | Wait
 
 
 @dataclass(frozen=True)
@@ -359,6 +372,12 @@ def decide(release: Release, seen: Observation, policy: Policy, now: datetime) -
 def _detected(release: Release, seen: Observation, policy: Policy, now: datetime) -> Decision:
     if seen.newer is not None:
         return _supersede(release, seen.newer)
+    if seen.production_missing:
+        why = f"{release.branch} lacks {_missing_text(seen.production_missing, policy)}"
+        return _decision(
+            Update("GateFailed", why, State.GATE_FAILED),
+            PostStatus(STAGING_STATUS, "STOPPED", why[:140]),
+        )
     statuses = seen.build_statuses or {}
     failed = [k for k in policy.required_builds if statuses.get(k) in ("FAILED", "STOPPED")]
     if failed:
@@ -542,6 +561,16 @@ def _approved(release: Release, seen: Observation, policy: Policy, now: datetime
     if recheck is not None:
         return recheck
     name = policy.production_name
+    if seen.production_missing:
+        lacks = _missing_text(seen.production_missing, policy)
+        why = f"production has moved past it: {release.branch} lacks {lacks}"
+        actions: list[Action] = [
+            Update("ReleaseSuperseded", why, State.SUPERSEDED),
+            PostStatus(PRODUCTION_STATUS, "STOPPED", why[:140]),
+        ]
+        if release.pull_request_id is not None:
+            actions.append(DeclinePullRequest(f"Not promoted: {why}."))
+        return _decision(*actions)
     locked = _locked(name, seen.environment)
     if locked is not None:
         return _decision(locked)
@@ -858,6 +887,8 @@ def _released(release: Release, seen: Observation, policy: Policy, now: datetime
                 "production runs this release but the production branch does not have it; merge it by hand",
             )
         )
+    if release.branch != policy.source_branch and "backmerge" not in release.feedback:
+        merge.append(OpenBackMerge())  # a hotfix, merged into production's branch: develop needs it too
     problem = backup_problem(seen.latest_backup, policy.backup_max_age, now)
     if problem is None:
         assert seen.latest_backup is not None
@@ -1436,6 +1467,17 @@ def _closed(
         Update("ReleaseRejected", why, State.REJECTED, actor=who, refs={"pull_request": str(pr.id)}),
         PostStatus(PRODUCTION_STATUS, "STOPPED", why[:140], release.pull_request_url),
         *decline,
+    )
+
+
+def _missing_text(missing: tuple[Commit, ...], policy: Policy) -> str:
+    """ "commit abc (Fix login) that production has; merge main into ..." for the commits missing."""
+    first = missing[0]
+    what = f"commit {first.hash[:12]} ({(first.message.splitlines() or [''])[0][:60]})"
+    more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+    return (
+        f"{what}{more} that production's branch {policy.production_branch} has: promoting it would take "
+        f"them out of production; merge {policy.production_branch} into it (a hotfix must come back)"
     )
 
 

@@ -6,6 +6,7 @@ store or a port, and answers in plain JSON-ready values.
 
 from __future__ import annotations
 
+import fnmatch
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -15,7 +16,7 @@ from typing import Any
 from checks import parse_duration
 from pipeline import domain, notes, rollbacks
 from pipeline.config import Settings, StageSettings
-from pipeline.controller import PRODUCTION_STATES, Controller, PassReport, utcnow
+from pipeline.controller import CLOCK_SKEW, PRODUCTION_STATES, Controller, PassReport, utcnow
 from pipeline.errors import BadInput, ExternalError, PipelineError, Refused
 from pipeline.model import EnvironmentState, Event, HerokuRelease, Release, Rollback, State, Webhook
 from pipeline.ports import Platform, ReleaseStore, SourceControl
@@ -160,6 +161,79 @@ class Services:
         self.store.save_environment(granted, [event])
         self.tick(detect=False)
         return self.store.get(release.id or 0)
+
+    # --- Hotfixes ------------------------------------------------------------------------------
+
+    def start_hotfix(self, branch: str) -> Release:
+        """Take the head of a hotfix branch (``source.hotfix_branches``) through staging and approval
+        to production on its own, without what else is on the watched branch. BadInput for a branch
+        that is no hotfix branch or does not exist; Refused when it is not based on production's
+        branch (it would take production's other commits out) or is a release already."""
+        assert self.controller is not None and self.source is not None, "use bootstrap.services(settings)"
+        src = self.settings.source
+        name = branch.strip()
+        if not fnmatch.fnmatchcase(name, src.hotfix_branches) or name in (src.branch, src.production_branch):
+            raise BadInput(
+                "BRANCH", f"{name!r} is not a hotfix branch (source.hotfix_branches: {src.hotfix_branches})"
+            )
+        head = self.source.branch_head(name)
+        if head is None:
+            raise BadInput("BRANCH", f"there is no branch {name!r} in {src.workspace}/{src.repository}")
+        existing = self.store.by_commit(self.settings.name, head)
+        if existing is not None:
+            raise Refused(f"{name} at {head[:12]} is release {existing.id} already ({existing.state})")
+        production_head = self.source.branch_head(src.production_branch)
+        if production_head is not None:
+            lacking = [
+                c for c in self.source.commits_between(production_head, head, limit=20) if len(c.parents) <= 1
+            ]
+            if lacking:
+                first = lacking[0]
+                raise Refused(
+                    f"{name} is not based on {src.production_branch}: it lacks {first.hash[:12]} "
+                    f"({(first.message.splitlines() or [''])[0][:60]}) and maybe more; branch it from "
+                    f"{src.production_branch}, or merge {src.production_branch} into it"
+                )
+        commits = self.source.commits_between(head, production_head)
+        if not commits:
+            raise Refused(f"{name} at {head[:12]} is already on {src.production_branch}: nothing to release")
+        develop_head = self.source.branch_head(src.branch)
+        unreleased = (
+            {c.hash for c in self.source.commits_between(develop_head, production_head)}
+            if develop_head
+            else set()
+        )
+        carried = [c for c in commits if c.hash in unreleased]
+        if carried:
+            first = carried[0]
+            raise Refused(
+                f"{name} carries {len(carried)} commit(s) of {src.branch} that production does not have "
+                f"({first.hash[:12]} {(first.message.splitlines() or [''])[0][:60]}...): branch it from "
+                f"{src.production_branch}, so the hotfix takes only the fix"
+            )
+        oldest = min(c.date for c in commits) - CLOCK_SKEW
+        changes = self.source.merged_pull_requests(name, [c.hash for c in commits], since=oldest)
+        now = self.clock()
+        release = Release(
+            pipeline=self.settings.name,
+            commit=head,
+            branch=name,
+            state=State.DETECTED,
+            created_at=now,
+            updated_at=now,
+            commits=tuple(commits),
+            changes=tuple(changes),
+            base_commit=production_head,
+            staging_app=self.settings.staging.app,
+            production_app=self.settings.production.app,
+        )
+        why = (
+            f"hotfix from {name} at {head[:12]}: {len(commits)} commit(s) not on {src.production_branch}; "
+            "it goes through staging and approval on its own"
+        )
+        stored = self.store.add(release, "HotfixStarted", why, self.settings.actor)
+        self.tick(detect=False)
+        return self.store.get(stored.id or 0)
 
     # --- Rollbacks -----------------------------------------------------------------------------
 

@@ -563,7 +563,7 @@ def test_the_error_reads_one_problem_per_line(shipped: Path) -> None:
         config.load(shipped, {"HEROKU_API_KEY": API_KEY})
     assert str(caught.value).splitlines() == [
         f"{shipped}: source.brnach: unknown key; did you mean branch? (known keys: provider, url, workspace, "
-        "repository, branch, production_branch, required_builds)",
+        "repository, branch, production_branch, required_builds, hotfix_branches)",
         "environment: BITBUCKET_TOKEN: " + config.SECRET_HINTS["BITBUCKET_TOKEN"],
     ]
 

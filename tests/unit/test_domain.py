@@ -1045,3 +1045,37 @@ def test_an_override_starts_the_release_now_and_says_so() -> None:
     assert "overridden by ops" in started.reason and "the fix must go out" in started.reason
     someone_else = replace(frozen, override_release=99)
     assert not gate(someone_else).does_something  # an override serves the release it names only
+
+
+# --- Hotfixes: production's commits are never taken out -------------------------------------------
+
+FIX = Commit("f" * 40, "Fix the login", "Ops <ops@whisper.example>", OPS, NOW, parents=("0" * 40,))
+
+
+def test_a_candidate_that_lacks_a_commit_production_has_fails_its_gate() -> None:
+    decision = domain.decide(
+        release(), Observation(build_statuses={"tests": "SUCCESSFUL"}, production_missing=(FIX,)), POLICY, NOW
+    )
+    assert final_state(decision) == State.GATE_FAILED
+    failed_ = next(a for a in decision.actions if isinstance(a, domain.Update))
+    assert (
+        "lacks commit ffffffffffff (Fix the login)" in failed_.reason
+        and "merge main into it" in failed_.reason
+    )
+
+
+def test_an_approved_release_production_has_moved_past_is_not_promoted() -> None:
+    seen = Observation(pull_request=pr(approval(PO)), release_branch_head=COMMIT, production_missing=(FIX,))
+    decision = domain.decide(approved(), seen, POLICY, NOW)
+    assert final_state(decision) == State.SUPERSEDED
+    assert "CaptureBackup" not in kinds(decision) and "DeclinePullRequest" in kinds(decision)
+
+
+def test_a_released_hotfix_is_brought_back_into_the_watched_branch_once() -> None:
+    released = replace(approved(), state=State.RELEASED, branch="hotfix/login")
+    seen = Observation(latest_backup=backup("completed"))
+    assert "OpenBackMerge" in kinds(domain.decide(released, seen, POLICY, NOW))
+    done = replace(released, feedback=("backmerge",))
+    assert "OpenBackMerge" not in kinds(domain.decide(done, seen, POLICY, NOW))
+    develop = replace(released, branch="develop")
+    assert "OpenBackMerge" not in kinds(domain.decide(develop, seen, POLICY, NOW))
