@@ -239,6 +239,74 @@ class _StopSignal:
             time.sleep(0.2)
 
 
+# --- Backups and credentials --------------------------------------------------------------------
+
+
+@main.group()
+def backups() -> None:
+    """Production's database backups."""
+
+
+@backups.command("drill")
+@CONFIG_OPTION
+@click.option(
+    "--backup", "backup", default=None, help="The backup (b012, its number or uuid); default the newest."
+)
+@click.option("--host", default=None, help="Run it on this verification host over SSH (user@host), not here.")
+@click.option("--keep", is_flag=True, help="Keep the scratch database (it is dropped otherwise).")
+@click.option("--json", "as_json", is_flag=True)
+def backups_drill(config_path: Path, backup: str | None, host: str | None, keep: bool, as_json: bool) -> None:
+    """Restore a production backup into a scratch database and check it (the restore drill); the
+    outcome goes into the history. Exit 1 when it fails."""
+    import invoke
+
+    services = _services(config_path)
+    context: Any = invoke.Context()
+    if host is not None:
+        import fabric
+
+        context = fabric.Connection(host)
+    report = _refusals(lambda: services.restore_drill(context, backup, keep=keep))
+    if as_json:
+        _json(
+            {
+                "ok": report.ok,
+                "where": report.where,
+                "database": report.database,
+                "tables": dict(report.tables),
+                "checks": [{"query": c.query, "ok": c.ok, "returned": c.returned} for c in report.checks],
+                "problems": list(report.problems),
+                "summary": report.summary(),
+            }
+        )
+    else:
+        click.echo(report.summary())
+        for c in report.checks:
+            click.echo(f"  {'ok  ' if c.ok else 'FAIL'} {c.query} -> {c.returned}")
+    if not report.ok:
+        sys.exit(1)
+
+
+@main.group()
+def credentials() -> None:
+    """The controller's credentials (BITBUCKET_TOKEN, HEROKU_API_KEY, BITBUCKET_WEBHOOK_SECRET)."""
+
+
+@credentials.command("check")
+@CONFIG_OPTION
+@click.option("--webhook-url", default=None, help="Where the webhook points (default: webhooks.public_url).")
+def credentials_check(config_path: Path, webhook_url: str | None) -> None:
+    """Check the credentials in the environment (after rotating them): each works and reaches what
+    the controller needs; the webhook gets the secret again. Recorded in the history, never shown."""
+    services = _services(config_path)
+    try:
+        lines = services.rotate_credentials(webhook_url)
+    except ExternalError as exc:
+        raise click.ClickException(str(exc)) from exc
+    for line in lines:
+        click.echo(line)
+
+
 # --- Webhooks -----------------------------------------------------------------------------------
 
 

@@ -7,6 +7,8 @@ This is the only module of the product that reads environment variables. It read
   come from a file; a key that looks like a secret in a file is an error saying which variable to set.
 - ``PIPELINE_DATABASE_URL`` (default ``sqlite:///<config dir>/.pipeline/pipeline.db``) and
   ``PIPELINE_ACTOR`` (default the OS user): where history is kept and who "I" am in it.
+- ``PIPELINE_RESTORE_DATABASE_URL`` (default ``postgresql://postgres@127.0.0.1:5432/postgres``):
+  a PostgreSQL server where the restore drill may create (and drop) scratch databases.
 - whatever ``${VAR}`` / ``${VAR:-default}`` references in the files' string values name
   (``$${`` is a literal ``${``).
 
@@ -66,6 +68,7 @@ SECRET_HINTS = {
         "capture backups (`heroku authorizations:create`); `pipeline sandbox env` prints the sandbox's"
     ),
 }
+DEFAULT_RESTORE_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 WEBHOOK_SECRET = "BITBUCKET_WEBHOOK_SECRET"
 SECRET_HINTS[WEBHOOK_SECRET] = (
     "not set: pipeline.yml has webhooks:, and deliveries are only taken when signed; export a long "
@@ -238,6 +241,10 @@ class BackupSettings(_Section):
         default=timedelta(hours=26),
         description="the newest completed production backup may be at most this old",
     )
+    restore_checks: tuple[Text, ...] = Field(
+        default=(),
+        description="SQL the restore drill runs on a restored backup; each returns true or a non-zero number",
+    )
 
 
 class _StageHeroku(_Section):
@@ -399,12 +406,16 @@ class Settings:
     crash_at: tuple[str, ...] = ()
     webhooks: WebhookSettings | None = None
     webhook_secret: SecretStr | None = None
+    # Where the restore drill may create scratch databases (PIPELINE_RESTORE_DATABASE_URL).
+    restore_server: SecretStr = field(default_factory=lambda: SecretStr(DEFAULT_RESTORE_SERVER), repr=False)
 
     @property
     def secrets(self) -> list[str]:
         """The values of every secret that is set (to keep them out of logs and output)."""
         found = (self.bitbucket_token, self.heroku_api_key, self.webhook_secret)
-        return [s.get_secret_value() for s in found if s is not None]
+        values = [s.get_secret_value() for s in found if s is not None]
+        password = urlsplit(self.restore_server.get_secret_value()).password
+        return values + ([password] if password else [])
 
     @property
     def staging(self) -> StageSettings:
@@ -480,6 +491,16 @@ def load(
     if require_secrets:
         problems.extend(_missing(bitbucket_token, heroku_api_key))
     database_url = _database_url(environ, config_path, problems)
+    restore = environ.get("PIPELINE_RESTORE_DATABASE_URL", "").strip()
+    if restore and not re.match(r"postgres(ql)?://", restore):
+        problems.append(
+            ConfigError(
+                ENVIRONMENT,
+                "PIPELINE_RESTORE_DATABASE_URL",
+                "expected a PostgreSQL URL such as postgresql://user@host:5432/postgres, a server where "
+                "the restore drill may create scratch databases (or unset it for the local server)",
+            )
+        )
     crash_at = _crash_points(environ, problems)
 
     if problems or pipeline_file is None or len(stages) != 2:
@@ -499,6 +520,7 @@ def load(
         crash_at=crash_at,
         webhooks=pipeline_file.webhooks,
         webhook_secret=webhook_secret,
+        restore_server=_secret(environ, "PIPELINE_RESTORE_DATABASE_URL") or SecretStr(DEFAULT_RESTORE_SERVER),
     )
 
 
@@ -1073,6 +1095,7 @@ def describe(settings: Settings) -> dict[str, Any]:
             else {}
         ),
         "database_url": redact_url(settings.database_url),
+        "restore_server": redact_url(settings.restore_server.get_secret_value()),
         "actor": settings.actor,
     }
     return _scrub(plan, [s for s in settings.secrets if len(s) >= 6])

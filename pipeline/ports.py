@@ -273,6 +273,10 @@ class ReleaseStore(Protocol):
         """Give a lock back (no-op when ``holder`` does not hold it)."""
         ...
 
+    def note(self, pipeline: str, events: Sequence[Event]) -> None:
+        """Append events of the pipeline that concern no release alone (credentials rotated...)."""
+        ...
+
     def log(self, pipeline: str, environment: str | None = None, limit: int = 50) -> list[Event]:
         """The pipeline's events newest first (of releases and environments), or one environment's."""
         ...

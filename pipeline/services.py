@@ -7,6 +7,7 @@ store or a port, and answers in plain JSON-ready values.
 from __future__ import annotations
 
 import fnmatch
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -14,10 +15,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from checks import parse_duration
-from pipeline import domain, notes, rollbacks
+from pipeline import domain, notes, restore, rollbacks
 from pipeline.config import Settings, StageSettings
 from pipeline.controller import CLOCK_SKEW, PRODUCTION_STATES, Controller, PassReport, utcnow
-from pipeline.errors import BadInput, ExternalError, PipelineError, Refused
+from pipeline.errors import BadInput, ExternalError, NotFound, PipelineError, Refused
 from pipeline.model import EnvironmentState, Event, HerokuRelease, Release, Rollback, State, Webhook
 from pipeline.ports import Platform, ReleaseStore, SourceControl
 
@@ -234,6 +235,89 @@ class Services:
         stored = self.store.add(release, "HotfixStarted", why, self.settings.actor)
         self.tick(detect=False)
         return self.store.get(stored.id or 0)
+
+    # --- Backups: the restore drill --------------------------------------------------------------
+
+    def restore_drill(
+        self, context: restore.Shell, backup: str | None = None, *, keep: bool = False
+    ) -> restore.RestoreReport:
+        """Restore a production backup (``backup``: its name b012, number or uuid; default the
+        newest completed one) into a scratch database and check it (the tables come back with rows;
+        every ``backups.restore_checks`` query holds), through ``context``: ``invoke.Context()`` on
+        this machine, or a ``fabric.Connection`` to a verification host. The outcome goes into the
+        history; the database is dropped unless ``keep``."""
+        assert self.controller is not None, "built without adapters: use bootstrap.services(settings)"
+        production = self.settings.production
+        store = self.controller.backups
+        try:
+            chosen = store.backup(production.app, backup) if backup else None
+        except NotFound:
+            raise BadInput(
+                "--backup", f"{backup!r} is no backup of {production.app} (`heroku pg:backups` lists them)"
+            ) from None
+        if chosen is None:
+            completed = [b for b in store.backups(production.app) if b.status == "completed"]
+            if not completed:
+                raise Refused(f"{production.app} has no completed backup to restore")
+            chosen = completed[0]
+        elif chosen.status != "completed":
+            raise BadInput(
+                "--backup", f"{chosen.name} is {chosen.status}: only a completed backup can be restored"
+            )
+        url = store.public_url(production.app, chosen.id)
+        checks = production.backups.restore_checks if production.backups else ()
+        report = restore.restore_drill(
+            context, url, server=self.settings.restore_server.get_secret_value(), checks=checks, keep=keep
+        )
+        now = self.clock()
+        kind = "BackupRestoreVerified" if report.ok else "BackupRestoreFailed"
+        detail = json.dumps(
+            {
+                "backup": {"id": chosen.id, "name": chosen.name, "finished_at": _iso(chosen.finished_at)},
+                "where": report.where,
+                "tables": dict(report.tables),
+                "checks": [{"query": c.query, "ok": c.ok, "returned": c.returned} for c in report.checks],
+                "problems": list(report.problems),
+            },
+            indent=2,
+        )
+        event = Event(
+            None,
+            now,
+            kind,
+            self.settings.actor,
+            f"{chosen.name}: {report.summary()}",
+            refs={"backup": chosen.id},
+            detail=detail,
+            environment=production.name,
+        )
+        self.store.note(self.settings.name, [event])
+        return report
+
+    # --- Credentials -------------------------------------------------------------------------------
+
+    def rotate_credentials(self, webhook_url: str | None = None) -> list[str]:
+        """After new credentials were put in the environment: check that each one works and reaches
+        what the controller needs (the repository, both apps, the workspace members who approve), and
+        give Bitbucket the webhook secret again; say what was checked. Raises ExternalError naming the
+        credential that is refused. Nothing is printed or recorded of the secrets themselves."""
+        assert self.controller is not None and self.source is not None and self.platform is not None
+        said = [
+            f"BITBUCKET_TOKEN works: account {self.source.check_access()} reads "
+            f"{self.settings.source.workspace}/{self.settings.source.repository}",
+            f"HEROKU_API_KEY works: account {self.platform.check_access()}",
+        ]
+        for stage in self.settings.stages:
+            live = self.platform.current_release(stage.app)
+            said.append(f"HEROKU_API_KEY reads {stage.app} (v{live.version if live else '-'})")
+        if self.settings.webhooks is not None and self.settings.webhook_secret is not None:
+            hooks = self.settings.webhooks
+            url = webhook_url or hooks.public_url or f"http://{hooks.host}:{hooks.port}/webhooks/bitbucket"
+            hook, outcome = self.install_webhook(url)
+            said.append(f"BITBUCKET_WEBHOOK_SECRET given to the webhook to {hook.url} ({outcome})")
+        event = Event(None, self.clock(), "CredentialsRotated", self.settings.actor, "; ".join(said))
+        self.store.note(self.settings.name, [event])
+        return said
 
     # --- Rollbacks -----------------------------------------------------------------------------
 

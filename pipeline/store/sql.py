@@ -264,6 +264,13 @@ class SqlStore:
         ):
             return [codec.event_from_row(row) for row in conn.execute(query).mappings()]
 
+    def note(self, pipeline: str, events: Sequence[Event]) -> None:
+        """Append events of the pipeline that concern no release (or environment) alone:
+        credentials rotated, a restore drill of a backup."""
+        with translated_errors(self.engine, f"note events of {pipeline}"), self.engine.begin() as conn:
+            for item in events:
+                conn.execute(insert(event_table).values(codec.event_to_row(item, item.release_id, pipeline)))
+
     def log(self, pipeline: str, environment: str | None = None, limit: int = 50) -> list[Event]:
         """The pipeline's events, newest first: of its releases and its environments, or only those
         of ``environment`` (events with it set) when given."""

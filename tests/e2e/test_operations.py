@@ -246,3 +246,46 @@ def test_a_window_with_a_bad_time_zone_stops_everything_naming_it(world: World) 
             run.stderr
         )
     assert world.services.log() == []
+
+
+def test_the_restore_drill_restores_the_newest_backup_and_the_history_says_so(world: World) -> None:
+    import shutil
+
+    if world.sandbox.databases is None or world.sandbox.databases.kind != "postgres":
+        pytest.skip("the sandbox's databases are SQLite here: a Heroku backup is a PostgreSQL dump")
+    missing = [tool for tool in ("pg_restore", "psql", "curl") if shutil.which(tool) is None]
+    if missing:
+        pytest.skip(f"the restore drill needs {', '.join(missing)} on this machine")
+    app = world.settings.production.app
+    backups = world.services.controller.backups  # type: ignore[union-attr]
+    taken = backups.capture(app)
+    wait_until("the backup", lambda: backups.backup(app, taken.id).status == "completed", 60)
+
+    drill = ok(pipeline(world, "backups", "drill", "--json"))
+    report = yaml.safe_load(drill.stdout)
+    assert report["ok"] is True and report["tables"]["claims"] > 0, drill.stdout
+    (noted,) = [e for e in world.services.log("production") if e["kind"] == "BackupRestoreVerified"]
+    assert noted["refs"]["backup"] == taken.id and "restore drill passed on local" in noted["reason"]
+    assert "claims" in noted["detail"]
+
+    unknown = pipeline(world, "backups", "drill", "--backup", "b999")
+    assert unknown.returncode == BAD_INPUT and "--backup: 'b999' is no backup of" in unknown.stderr
+
+
+def test_credentials_check_says_what_works_and_keeps_no_secret(world: World) -> None:
+    url = "http://127.0.0.1:9/webhooks/bitbucket"
+    checked = ok(pipeline(world, "credentials", "check", "--webhook-url", url))
+    assert "BITBUCKET_TOKEN works: account controller" in checked.stdout
+    assert "HEROKU_API_KEY reads claims-production" in checked.stdout
+    assert f"BITBUCKET_WEBHOOK_SECRET given to the webhook to {url} (created)" in checked.stdout
+    (noted,) = [e for e in world.services.log() if e["kind"] == "CredentialsRotated"]
+    for name in ("BITBUCKET_TOKEN", "HEROKU_API_KEY", "BITBUCKET_WEBHOOK_SECRET"):
+        assert world.env[name] not in noted["reason"] + noted["detail"]
+    refused = pipeline(
+        world,
+        "credentials",
+        "check",
+        env=environment(world) | {"HEROKU_API_KEY": "not-a-real-key-0123456789"},
+    )
+    assert refused.returncode == 1 and "HEROKU_API_KEY was refused" in refused.stderr
+    assert "not-a-real-key-0123456789" not in refused.stdout + refused.stderr
