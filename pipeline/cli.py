@@ -390,7 +390,12 @@ def status(config_path: Path, as_json: bool) -> None:
         click.echo(f"  {env['stage']:<11} {env['app']:<22} {line}")
         for note in _decided_lines(env):
             click.echo(f"  {'':<11} {note}")
-    if not state["releases"]:
+    for r in state["rollbacks"]:
+        click.echo(
+            f"  rollback {r['id']} of {r['environment']} v{r['from']} -> v{r['to']} by {r['by']} "
+            f"{r['state']}: {r['reason']}"
+        )
+    if not state["releases"] and not state["rollbacks"]:
         click.echo("Nothing in flight.")
     for r in state["releases"]:
         link = f" {r['pull_request']}" if r["pull_request"] else ""
@@ -449,7 +454,10 @@ def freeze(config_path: Path, env: str, reason: str, until: str | None) -> None:
     """Freeze ENV: nothing starts deploying to it until `pipeline unfreeze ENV` (or --until)."""
     services = _services(config_path, connect=False)
     state = _refusals(lambda: services.freeze(env, reason, until))
-    until_text = f" until {state.frozen_until.isoformat()}" if state.frozen_until else " until unfrozen"
+    ends = state.frozen_until
+    until_text = (
+        f" until {ends.isoformat(timespec='seconds').replace('+00:00', 'Z')}" if ends else " until unfrozen"
+    )
     click.echo(f"{state.name} is frozen{until_text} by {state.frozen_by}: {state.freeze_reason}")
 
 
@@ -867,7 +875,10 @@ def sandbox_approve(user: str, pull_request: int | None, state_dir: Path) -> Non
         approved = demo.People(info).approve(pull_request, user=user)
     except (ValueError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(f"{user} approved pull request #{approved}; the controller sees it on its next pass.")
+    click.echo(
+        f"{user} approved pull request #{approved}; the controller sees it at once by webhook "
+        "(`make run` registers one), else on its next pass."
+    )
 
 
 def _describe(info: dict[str, Any], *, err: bool) -> None:

@@ -70,6 +70,7 @@ DESCRIBED_STATES = frozenset(
 # States of a release that reached production and stayed there.
 PRODUCTION_STATES = (State.RELEASED, State.BACKUPS_VERIFIED, State.BACKUPS_UNVERIFIED)
 LOOK_EVERY = 10.0  # seconds between two looks at a release waiting on a person or CI, unless told to
+WINDOW_LOOK_EVERY = 60.0  # at most between two looks at a release waiting for a window or a freeze
 
 
 def utcnow() -> datetime:
@@ -346,9 +347,23 @@ class Controller:
             release = self._describe(release)
         except Temporary as exc:
             log.warning("release %s: the release pull request's description waits: %s", release.id, exc)
-        if wait is not None and wait.on in (domain.WaitingOn.PERSON, domain.WaitingOn.CI):
-            self._parked[release_id] = (time.monotonic() + LOOK_EVERY, wait)
+        if wait is not None:
+            self._park(release_id, wait)
         return ReleaseReport(release_id, release.commit, release.state, moved, wait)
+
+    def _park(self, release_id: int, wait: domain.Wait) -> None:
+        """A release waiting on a person, CI or another release is looked at again every
+        ``LOOK_EVERY`` seconds; one waiting for a deploy window or a freeze's end, when it opens (at
+        least every ``WINDOW_LOOK_EVERY``: its approval is judged again before it goes anyway). A
+        webhook's pass looks at once, and a release that moves unparks the others."""
+        if wait.on == domain.WaitingOn.WINDOW:
+            until = (wait.until - self.clock()).total_seconds() if wait.until else WINDOW_LOOK_EVERY
+            self._parked[release_id] = (
+                time.monotonic() + min(max(until, LOOK_EVERY), WINDOW_LOOK_EVERY),
+                wait,
+            )
+        elif wait.on in (domain.WaitingOn.PERSON, domain.WaitingOn.CI, domain.WaitingOn.STAGE):
+            self._parked[release_id] = (time.monotonic() + LOOK_EVERY, wait)
 
     # --- Observe -------------------------------------------------------------------------------
 

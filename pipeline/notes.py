@@ -123,7 +123,7 @@ def change_comment(release: Release, change: Change, stage: str, app: str, versi
     elif stage == "production":
         text += f"runs on {where}."
     else:
-        text += f"was taken off {app}: {release.reason}"
+        text += f"was taken off {app}: {release.rollback_reason or release.reason}"
     return text
 
 

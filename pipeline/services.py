@@ -415,7 +415,24 @@ class Services:
             }
             for r in self.store.active(self.settings.name)
         ]
-        return {"pipeline": self.settings.name, "environments": environments, "releases": waiting}
+        rolling = [
+            {
+                "id": r.id,
+                "environment": r.environment,
+                "state": str(r.state),
+                "from": r.from_version,
+                "to": r.to_version,
+                "by": r.requested_by,
+                "reason": r.reason,
+            }
+            for r in self.store.rollbacks(self.settings.name, active=True)
+        ]
+        return {
+            "pipeline": self.settings.name,
+            "environments": environments,
+            "releases": waiting,
+            "rollbacks": rolling,
+        }
 
     def _environment(self, stage: str, app: str) -> dict[str, Any]:
         entry: dict[str, Any] = {"stage": stage, "app": app} | self._decided(stage)

@@ -152,6 +152,7 @@ def test_a_release_whose_production_check_fails_is_rolled_back(world: World) -> 
     assert world.people.pull_request(release.pull_request_id or 0)["state"] == "DECLINED"
     told = [c["content"]["raw"] for c in world.people.comments(merged.pull_request)]
     assert told[-1].startswith(f"**Release {release.id}** was rolled back from production")
+    assert "HEALTH says fail on claims-production" in told[-1]  # why, not what it was waiting on
 
 
 def test_approvals_that_do_not_count_are_recorded_with_the_reason(world: World) -> None:
