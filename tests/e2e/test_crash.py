@@ -154,3 +154,50 @@ def test_a_rollback_survives_a_crash_at_every_step(world: World) -> None:
         if not not_hit:
             break
     assert not_hit == [], f"never died at {not_hit}"
+
+
+MANUAL_ROLLBACK_POINTS = [
+    "before:HerokuRollbackRequested",
+    "after:HerokuRollbackRequested",
+    "before:RollbackStarted",
+    "after:RollbackStarted",
+    "before:RollbackReleased",
+    "after:RollbackReleased",
+    "before:RollbackVerified",
+]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_a_rollback_asked_for_by_a_person_survives_a_crash_at_every_step(world: World) -> None:
+    for n in range(2):
+        merged = world.people.merge_change(f"Good change {n}", {f"GOOD{n}.md": b"good\n"})
+        run_until_final(world, merged.commit, [])
+    plan = world.services.plan_rollback("production")
+    asked = world.services.request_rollback(plan, "crash drill")
+    remaining = list(MANUAL_ROLLBACK_POINTS)
+    env = dict(os.environ) | world.env
+    for _ in range(len(MANUAL_ROLLBACK_POINTS) + 5):
+        env["PIPELINE_CRASH_AT"] = ",".join(remaining)
+        command = ["tick", "--settle", "--timeout", "120", "--config", str(world.config_path)]
+        run = subprocess.run(
+            [sys.executable, "-m", "pipeline.cli", *command],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        if run.returncode == CRASHED:
+            point = run.stderr.split("crashing at ", 1)[1].split()[0]
+            remaining = remaining[remaining.index(point) + 1 :]
+            continue
+        assert run.returncode == 0, run.stderr
+        if world.services.store.rollback(asked.id or 0).state.is_final:
+            break
+    done = world.services.store.rollback(asked.id or 0)
+    assert remaining == [] and done.state.value == "verified", (remaining, done.state, done.outcome)
+    rollbacks = [
+        r for r in world.production_releases() if r["description"] == f"Rollback to v{plan.target.version}"
+    ]
+    assert len(rollbacks) == 1  # asked of Heroku once, whatever the crashes
+    assert world.production_releases()[-1]["slug_id"] == plan.target.slug_id
