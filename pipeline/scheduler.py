@@ -40,6 +40,11 @@ class Scheduler:
         )
         self._look.set()  # the first pass looks at everything
         self._running = threading.Event()
+        # APScheduler's shutdown holds its job store lock while it waits for the running pass, and
+        # a pass that ends by bringing the next one forward needs that lock: once shutdown begins
+        # (under this lock), nothing asks APScheduler for anything again.
+        self._lock = threading.Lock()
+        self._stopping = False
         self.passes = 0
         self.last_pass_started_at: datetime | None = None
         self.last_pass_at: datetime | None = None
@@ -78,9 +83,12 @@ class Scheduler:
             self._look.set()
             if self._running.is_set():
                 return  # the running pass sees the flag when it ends and starts another at once
-        job = self._scheduler.get_job(JOB_ID)
-        if job is not None:
-            job.modify(next_run_time=utcnow() + delay)
+        with self._lock:
+            if self._stopping:
+                return
+            job = self._scheduler.get_job(JOB_ID)
+            if job is not None:
+                job.modify(next_run_time=utcnow() + delay)
 
     def start(self) -> None:
         """Run passes in the background from now on."""
@@ -88,4 +96,6 @@ class Scheduler:
 
     def shutdown(self) -> None:
         """Run no more passes; wait for the running one to finish."""
+        with self._lock:
+            self._stopping = True
         self._scheduler.shutdown(wait=True)
