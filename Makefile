@@ -42,11 +42,12 @@ fidelity: $(STAMP) $(HEROKU_CLI_DIR)/node_modules/.bin/heroku
 	HEROKU_CLI=$(abspath $(HEROKU_CLI_DIR))/node_modules/.bin/heroku $(BIN)/python -m pytest -q tests/sandbox/test_heroku_cli.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check pipeline sandbox checks tests
-	$(BIN)/ruff format --check pipeline sandbox checks tests
+	$(BIN)/ruff check pipeline sandbox checks runbooks tests
+	$(BIN)/ruff format --check pipeline sandbox checks runbooks tests
 
 types: $(STAMP)
 	$(BIN)/mypy
+	$(BIN)/mypy runbooks
 
 ## make check: lint, types and the tests.
 check: lint types test

@@ -24,7 +24,7 @@ from pipeline.controller import PassReport
 from pipeline.errors import BadInput, ConfigInvalid, ExternalError, NotFound, Refused
 from pipeline.model import RollbackState
 from pipeline.scheduler import Scheduler
-from pipeline.services import Services, SettleTimeout, given_reason
+from pipeline.services import Services, SettleTimeout, frozen_text, given_reason
 from pipeline.web.app import WEBHOOK_PATH
 from pipeline.web.server import WebServer
 
@@ -454,11 +454,7 @@ def freeze(config_path: Path, env: str, reason: str, until: str | None) -> None:
     """Freeze ENV: nothing starts deploying to it until `pipeline unfreeze ENV` (or --until)."""
     services = _services(config_path, connect=False)
     state = _refusals(lambda: services.freeze(env, reason, until))
-    ends = state.frozen_until
-    until_text = (
-        f" until {ends.isoformat(timespec='seconds').replace('+00:00', 'Z')}" if ends else " until unfrozen"
-    )
-    click.echo(f"{state.name} is frozen{until_text} by {state.frozen_by}: {state.freeze_reason}")
+    click.echo(frozen_text(state))
 
 
 @main.command()
@@ -542,7 +538,7 @@ def rollback(
     services = _services(config_path)
     _refusals(lambda: given_reason(reason))  # an empty reason: exit 2 before anything is looked at
     plan = _refusals(lambda: services.plan_rollback(env, to))
-    for line in _plan_lines(plan):
+    for line in plan.lines():
         click.echo(line)
     if plan.needs_force and not force:
         raise click.ClickException(
@@ -569,34 +565,6 @@ def rollback(
     click.echo(f"{env} stays locked until `pipeline unlock {env} --reason ...`.")
     if done.state != RollbackState.VERIFIED:
         sys.exit(1)
-
-
-def _plan_lines(plan: Any) -> list[str]:
-    live = plan.live_release
-    target = plan.target_release
-    lines = [
-        f"Rolling {plan.app} ({plan.stage}) back",
-        f"  from v{plan.live.version}: {plan.live.description}"
-        + (f" (release {live.id} {live.commit[:12]})" if live else ""),
-        f"  to   v{plan.target.version}: {plan.target.description}"
-        + (f" (release {target.id} {target.commit[:12]})" if target else ""),
-        "Taken out:",
-    ]
-    for t in plan.taken_out:
-        ours = (
-            f"release {t.release_id} {t.commit[:12]}"
-            if t.release_id and t.commit
-            else "not a release of the controller"
-        )
-        lines.append(f"  v{t.version} {t.description} ({ours})")
-    if plan.commits:
-        lines.append(f"Commits taken out ({len(plan.commits)}):")
-        lines += [
-            f"  {c.hash[:12]} {(c.message.splitlines() or [''])[0]} ({c.author_raw})" for c in plan.commits
-        ]
-    for why in plan.needs_force:
-        lines.append(f"Needs --force: {why}")
-    return lines
 
 
 @main.command("log")

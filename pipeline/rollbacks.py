@@ -59,6 +59,33 @@ class RollbackPlan:
     live_release: Release | None
     target_release: Release | None
 
+    def lines(self) -> list[str]:
+        """The plan for people: from what to what, what it takes out, what needs --force."""
+        live, target = self.live_release, self.target_release
+        lines = [
+            f"Rolling {self.app} ({self.stage}) back",
+            f"  from v{self.live.version}: {self.live.description}"
+            + (f" (release {live.id} {live.commit[:12]})" if live else ""),
+            f"  to   v{self.target.version}: {self.target.description}"
+            + (f" (release {target.id} {target.commit[:12]})" if target else ""),
+            "Taken out:",
+        ]
+        for t in self.taken_out:
+            ours = (
+                f"release {t.release_id} {t.commit[:12]}"
+                if t.release_id and t.commit
+                else "not a release of the controller"
+            )
+            lines.append(f"  v{t.version} {t.description} ({ours})")
+        if self.commits:
+            lines.append(f"Commits taken out ({len(self.commits)}):")
+            lines += [
+                f"  {c.hash[:12]} {(c.message.splitlines() or [''])[0]} ({c.author_raw})"
+                for c in self.commits
+            ]
+        lines += [f"Needs --force: {why}" for why in self.needs_force]
+        return lines
+
     def to_json(self) -> dict[str, Any]:
         return {
             "environment": self.stage,

@@ -576,6 +576,15 @@ def event_json(e: Event) -> dict[str, Any]:
     }
 
 
+def frozen_text(state: EnvironmentState) -> str:
+    """What a freeze is, in one line ("production is frozen until 2026-12-24T18:00:00Z by ops: ...")."""
+    ends = state.frozen_until
+    until = (
+        f" until {ends.isoformat(timespec='seconds').replace('+00:00', 'Z')}" if ends else " until unfrozen"
+    )
+    return f"{state.name} is frozen{until} by {state.frozen_by}: {state.freeze_reason}"
+
+
 def given_reason(reason: str | None) -> str:
     """A reason a person gives for what they do; it goes into the history, so it must say something."""
     text = " ".join((reason or "").split())

@@ -1,0 +1,247 @@
+"""The release controller's runbooks: ops procedures as Fabric tasks.
+
+Run from the repository root: ``.venv/bin/fab -r runbooks --list``; ``runbooks/README.md`` says how
+arguments are passed, and each task has a page saying when to use it, what it does and how to
+check the result. Every task is thin: it builds the settings and services through
+``pipeline.bootstrap`` exactly as the ``pipeline`` command does (``--config``, default
+``pipeline.yml``), asks one service, and prints what happened. The exit status is the command's:
+2 for bad input (``error: ...``, nothing changed), 1 for a refusal or a failure.
+
+Only ``restore-drill`` uses the context Fabric hands a task: with ``-H user@host`` it is a
+``fabric.Connection`` and the drill's commands run on that host over SSH; without, a local
+``invoke.Context``. The others act on Bitbucket, Heroku and the history from here and refuse
+``-H`` (they would run once per host).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import fabric
+from fabric import task
+from invoke import Context, Exit
+
+from pipeline import bootstrap
+from pipeline.errors import BadInput, ConfigInvalid, ExternalError, Refused
+from pipeline.model import Rollback, RollbackState
+from pipeline.services import Services, SettleTimeout, frozen_text, given_reason
+
+CONFIG = "pipeline.yml"
+BAD_INPUT = 2
+REFUSED = 1
+CONFIG_HELP = "pipeline.yml (environments/ is read from beside it); default pipeline.yml"
+REASON_HELP = "why: it goes into the history with your name (PIPELINE_ACTOR)"
+
+T = TypeVar("T")
+
+
+# --- What every task shares -----------------------------------------------------------------------
+
+
+def _services(config: str, *, connect: bool = True) -> Services:
+    """Settings and services as the ``pipeline`` command builds them (``connect=False``: the store
+    only, as its freeze, unfreeze and unlock do). A configuration problem exits 2, one ``error:``
+    line each; a credential refused or a service unreachable at start exits 1."""
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = bootstrap.settings(Path(config), require_secrets=connect)
+        return bootstrap.services(settings, connect=connect)
+    except ConfigInvalid as exc:
+        raise Exit("\n".join(f"error: {problem}" for problem in exc.problems), BAD_INPUT) from exc
+    except ExternalError as exc:
+        raise Exit(f"error: cannot start: {exc}", REFUSED) from exc
+
+
+def _asked(request: Callable[[], T]) -> T:
+    """Run a request of a service; bad input exits 2 (nothing changed), a refusal 1, and so does
+    Bitbucket or Heroku refusing or failing (its message names the service, never a secret)."""
+    try:
+        return request()
+    except BadInput as exc:
+        raise Exit(f"error: {exc}", BAD_INPUT) from exc
+    except (Refused, ExternalError) as exc:
+        raise Exit(f"error: {exc}", REFUSED) from exc
+
+
+def _here(c: Context, name: str) -> None:
+    """Refuse ``-H`` for a task that acts from here: it would act once per host."""
+    if isinstance(c, fabric.Connection):
+        raise Exit(
+            f"error: -H: {name} acts on Bitbucket, Heroku and the history from here; only "
+            "restore-drill runs on a host. Nothing was changed.",
+            BAD_INPUT,
+        )
+
+
+def _confirmed(question: str) -> bool:
+    """Ask on the terminal; only y or yes is a yes (end of input is a no)."""
+    try:
+        answer = input(f"{question} [y/N]: ")
+    except EOFError:
+        print()
+        return False
+    return answer.strip().lower() in ("y", "yes")
+
+
+# --- Rollbacks and locks ------------------------------------------------------------------------
+
+
+@task(
+    help={
+        "env": "the environment (stage) to roll back, e.g. production",
+        "to": "the Heroku release to go back to, 12 or v12 (default: the one before)",
+        "reason": REASON_HELP,
+        "yes": "do not ask for confirmation",
+        "force": "roll back to a release never verified there, or across a migration",
+        "timeout": "seconds to wait for the rollback to be carried out (default 600)",
+        "config": CONFIG_HELP,
+    }
+)
+def rollback(
+    c: Context,
+    env: str,
+    to: str | None = None,
+    reason: str = "",
+    yes: bool = False,
+    force: bool = False,
+    timeout: float = 600.0,
+    config: str = CONFIG,
+) -> None:
+    """Roll ENV back to an earlier release: plan, ask, roll back, verify, lock ENV."""
+    _here(c, "rollback")
+    services = _services(config)
+    _asked(lambda: given_reason(reason))  # an empty reason: exit 2 before anything is looked at
+    plan = _asked(lambda: services.plan_rollback(env, to))
+    for line in plan.lines():
+        print(line)
+    if plan.needs_force and not force:
+        raise Exit(
+            "error: this rollback needs --force: " + "; ".join(plan.needs_force) + ". Nothing was changed.",
+            REFUSED,
+        )
+    if not yes and not _confirmed(f"Roll {plan.app} back to v{plan.target.version}?"):
+        print("Nothing was changed.")
+        raise Exit(code=REFUSED)
+    asked = _asked(lambda: services.request_rollback(plan, reason, force))
+    print(f"Rollback {asked.id} recorded; {plan.stage} is locked. Rolling back...", flush=True)
+    said: set[str] = set()
+
+    def show(r: Rollback) -> None:
+        line = f"  rollback {r.id} {r.state}" + (f": {r.outcome}" if r.outcome else "")
+        if line not in said:
+            said.add(line)
+            print(line, flush=True)
+
+    try:
+        done = services.carry_out(asked.id or 0, timeout, on_pass=show)
+    except SettleTimeout as exc:
+        raise Exit(f"error: {exc}; `pipeline log --environment {plan.stage}` follows it", REFUSED) from exc
+    print(done.outcome)
+    print(f"{plan.stage} stays locked until `fab -r runbooks unlock {plan.stage} --reason ...`.")
+    if done.state != RollbackState.VERIFIED:
+        raise Exit(code=REFUSED)
+
+
+@task(help={"env": "the environment (stage) to unlock", "reason": REASON_HELP, "config": CONFIG_HELP})
+def unlock(c: Context, env: str, reason: str = "", config: str = CONFIG) -> None:
+    """Clear ENV's lock (left by a rollback) so the controller promotes to it again."""
+    _here(c, "unlock")
+    services = _services(config, connect=False)
+    state = _asked(lambda: services.unlock(env, reason))
+    print(f"{env} unlocked." if state is not None else f"{env} was not locked: nothing changed.")
+
+
+# --- Freezes ------------------------------------------------------------------------------------
+
+
+@task(
+    help={
+        "env": "the environment (stage) to freeze",
+        "reason": REASON_HELP,
+        "until": "when it ends by itself: 2h, 3d, or a time such as 2026-12-24T18:00",
+        "config": CONFIG_HELP,
+    }
+)
+def freeze(c: Context, env: str, reason: str = "", until: str | None = None, config: str = CONFIG) -> None:
+    """Freeze ENV: nothing starts deploying to it until unfrozen (or --until)."""
+    _here(c, "freeze")
+    services = _services(config, connect=False)
+    state = _asked(lambda: services.freeze(env, reason, until))
+    print(frozen_text(state))
+
+
+@task(
+    help={
+        "env": "the environment (stage) to unfreeze",
+        "reason": "why (optional): it goes into the history with your name",
+        "config": CONFIG_HELP,
+    }
+)
+def unfreeze(c: Context, env: str, reason: str = "", config: str = CONFIG) -> None:
+    """Lift ENV's freeze: releases waiting for it move on the next pass."""
+    _here(c, "unfreeze")
+    services = _services(config, connect=False)
+    state = _asked(lambda: services.unfreeze(env, reason))
+    print(f"{env} unfrozen." if state is not None else f"{env} was not frozen: nothing changed.")
+
+
+# --- Hotfixes -----------------------------------------------------------------------------------
+
+
+@task(help={"branch": "the hotfix branch, e.g. hotfix/login (source.hotfix_branches)", "config": CONFIG_HELP})
+def hotfix(c: Context, branch: str, config: str = CONFIG) -> None:
+    """Take the head of hotfix BRANCH to production on its own, through staging and approval."""
+    _here(c, "hotfix")
+    services = _services(config)
+    release = _asked(lambda: services.start_hotfix(branch))
+    print(f"release {release.id} {release.commit[:12]} from {branch} {release.state}: {release.reason}")
+    print(
+        "Next: the controller's passes (`pipeline serve`) take it through the staging checks to its "
+        "release pull request, where it waits for the Product Owner's approval like any release; "
+        f"`pipeline status` and `pipeline show {release.id}` follow it. Once released, a pull request "
+        f"brings it back into {services.settings.source.branch}."
+    )
+
+
+# --- Backups ------------------------------------------------------------------------------------
+
+
+@task(
+    help={
+        "backup": "the backup to restore: b012, its number or uuid (default: the newest completed)",
+        "keep": "keep the scratch database (it is dropped otherwise)",
+        "config": CONFIG_HELP,
+    }
+)
+def restore_drill(c: Context, backup: str | None = None, keep: bool = False, config: str = CONFIG) -> None:
+    """Restore a production backup into a scratch database and check it (-H: on that host)."""
+    services = _services(config)
+    report = _asked(lambda: services.restore_drill(c, backup, keep=keep))
+    print(report.summary())
+    for check in report.checks:
+        print(f"  {'ok  ' if check.ok else 'FAIL'} {check.query} -> {check.returned}")
+    if not report.ok:
+        raise Exit(code=REFUSED)
+
+
+# --- Credentials --------------------------------------------------------------------------------
+
+
+@task(
+    help={
+        "webhook_url": "where the webhook points (default: webhooks.public_url, else host:port)",
+        "config": CONFIG_HELP,
+    }
+)
+def rotate_credentials(c: Context, webhook_url: str | None = None, config: str = CONFIG) -> None:
+    """After putting new credentials in the environment: check each, re-arm the webhook."""
+    _here(c, "rotate-credentials")
+    services = _services(config)  # a refused token or key exits 1 here, naming the variable
+    lines = _asked(lambda: services.rotate_credentials(webhook_url))
+    for line in lines:
+        print(line)
+    if services.settings.webhooks is not None and services.settings.webhook_secret is None:
+        print("BITBUCKET_WEBHOOK_SECRET is not set: the webhook was not touched, and serve will not start.")
