@@ -247,28 +247,13 @@ class Controller:
         if self.store.by_commit(self.settings.name, head) is not None:
             return None
         production_head = self.source.branch_head(src.production_branch)
-        commits = self.source.commits_between(head, production_head)
-        if not commits:
+        release = self.candidate(src.branch, head, production_head)
+        if release is None:
             log.info(
                 "%s %s is already on %s: nothing to release", src.branch, head[:12], src.production_branch
             )
             return None
-        oldest = min(c.date for c in commits) - CLOCK_SKEW
-        changes = self.source.merged_pull_requests(src.branch, [c.hash for c in commits], since=oldest)
-        now = self.clock()
-        release = Release(
-            pipeline=self.settings.name,
-            commit=head,
-            branch=src.branch,
-            state=State.DETECTED,
-            created_at=now,
-            updated_at=now,
-            commits=tuple(commits),
-            changes=tuple(changes),
-            base_commit=production_head,
-            staging_app=self.settings.staging.app,
-            production_app=self.settings.production.app,
-        )
+        commits, changes = release.commits, release.changes
         merged_by_pr = next((c for c in changes if c.merge_commit == head), None)
         what = (
             f"pull request #{merged_by_pr.id} {merged_by_pr.title!r}"
@@ -284,6 +269,30 @@ class Controller:
         self.crash_point("after:ReleaseDetected")
         log.info("release %s detected: %s", stored.id, reason)
         return stored.id
+
+    def candidate(self, branch: str, head: str, production_head: str | None) -> Release | None:
+        """A new release of ``head`` of ``branch``: the commits production's branch (at
+        ``production_head``) lacks, and the pull requests merged into ``branch`` that brought them
+        (the release notes). None when production has them all."""
+        commits = self.source.commits_between(head, production_head)
+        if not commits:
+            return None
+        oldest = min(c.date for c in commits) - CLOCK_SKEW
+        changes = self.source.merged_pull_requests(branch, [c.hash for c in commits], since=oldest)
+        now = self.clock()
+        return Release(
+            pipeline=self.settings.name,
+            commit=head,
+            branch=branch,
+            state=State.DETECTED,
+            created_at=now,
+            updated_at=now,
+            commits=tuple(commits),
+            changes=tuple(changes),
+            base_commit=production_head,
+            staging_app=self.settings.staging.app,
+            production_app=self.settings.production.app,
+        )
 
     def _advance(self, release: Release, *, look: bool = False) -> ReleaseReport:
         """Move one release as far as it goes without waiting.

@@ -17,7 +17,7 @@ from typing import Any
 from checks import parse_duration
 from pipeline import domain, notes, restore, rollbacks
 from pipeline.config import Settings, StageSettings
-from pipeline.controller import CLOCK_SKEW, PRODUCTION_STATES, Controller, PassReport, utcnow
+from pipeline.controller import PRODUCTION_STATES, Controller, PassReport, utcnow
 from pipeline.errors import BadInput, ExternalError, NotFound, PipelineError, Refused
 from pipeline.model import EnvironmentState, Event, HerokuRelease, Release, Rollback, State, Webhook
 from pipeline.ports import Platform, ReleaseStore, SourceControl
@@ -195,9 +195,10 @@ class Services:
                     f"({(first.message.splitlines() or [''])[0][:60]}) and maybe more; branch it from "
                     f"{src.production_branch}, or merge {src.production_branch} into it"
                 )
-        commits = self.source.commits_between(head, production_head)
-        if not commits:
+        release = self.controller.candidate(name, head, production_head)
+        if release is None:
             raise Refused(f"{name} at {head[:12]} is already on {src.production_branch}: nothing to release")
+        commits = release.commits
         develop_head = self.source.branch_head(src.branch)
         unreleased = (
             {c.hash for c in self.source.commits_between(develop_head, production_head)}
@@ -212,22 +213,6 @@ class Services:
                 f"({first.hash[:12]} {(first.message.splitlines() or [''])[0][:60]}...): branch it from "
                 f"{src.production_branch}, so the hotfix takes only the fix"
             )
-        oldest = min(c.date for c in commits) - CLOCK_SKEW
-        changes = self.source.merged_pull_requests(name, [c.hash for c in commits], since=oldest)
-        now = self.clock()
-        release = Release(
-            pipeline=self.settings.name,
-            commit=head,
-            branch=name,
-            state=State.DETECTED,
-            created_at=now,
-            updated_at=now,
-            commits=tuple(commits),
-            changes=tuple(changes),
-            base_commit=production_head,
-            staging_app=self.settings.staging.app,
-            production_app=self.settings.production.app,
-        )
         why = (
             f"hotfix from {name} at {head[:12]}: {len(commits)} commit(s) not on {src.production_branch}; "
             "it goes through staging and approval on its own"

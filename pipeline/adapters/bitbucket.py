@@ -170,6 +170,18 @@ def activity_entry(data: Mapping[str, Any]) -> PullRequestActivity | None:
     return None
 
 
+def webhook(data: Mapping[str, Any]) -> Webhook:
+    """A webhook subscription from its raw JSON (the secret is write-only: only ``secret_set``)."""
+    return Webhook(
+        uuid=str(data["uuid"]),
+        url=str(data["url"]),
+        description=str(data.get("description") or ""),
+        events=tuple(sorted(str(e) for e in data.get("events") or ())),
+        active=bool(data.get("active")),
+        secret_set=bool(data.get("secret_set")),
+    )
+
+
 def comment(data: Mapping[str, Any]) -> Comment:
     """A pull request comment from its raw JSON."""
     content = data.get("content") or {}
@@ -585,17 +597,7 @@ class BitbucketCloud:
         what = f"listing the webhooks of {self.workspace}/{self.repository}"
         values = list(self._pages("hooks", what, {"pagelen": PAGELEN}, 10_000))
         with http.reading(SERVICE, what):
-            return [
-                Webhook(
-                    uuid=str(v["uuid"]),
-                    url=str(v["url"]),
-                    description=str(v.get("description") or ""),
-                    events=tuple(sorted(str(e) for e in v.get("events") or ())),
-                    active=bool(v.get("active")),
-                    secret_set=bool(v.get("secret_set")),
-                )
-                for v in values
-            ]
+            return [webhook(v) for v in values]
 
     def install_webhook(
         self, url: str, secret: str, events: Sequence[str], description: str
@@ -640,12 +642,4 @@ class BitbucketCloud:
         if not isinstance(data, dict):
             raise Permanent(SERVICE, f"unexpected answer while {what}: not a JSON object")
         with http.reading(SERVICE, what):
-            hook = Webhook(
-                uuid=str(data["uuid"]),
-                url=str(data["url"]),
-                description=str(data.get("description") or ""),
-                events=tuple(sorted(str(e) for e in data.get("events") or ())),
-                active=bool(data.get("active")),
-                secret_set=bool(data.get("secret_set")),
-            )
-        return hook, outcome
+            return webhook(data), outcome

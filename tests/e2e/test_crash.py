@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 
 import pytest
 from e2e_world import World
@@ -60,26 +61,18 @@ ROLLBACK_POINTS = [
 CRASHED = 70
 
 
-def run_until_final(world: World, commit: str, points: list[str]) -> list[str]:
-    """Run the controller again and again, approving as the PO when asked, until the release of
-    ``commit`` is final; return the points it crashed at, in order."""
+def crash_until(world: World, points: list[str], settled: Callable[[], bool]) -> list[str]:
+    """Run ``pipeline tick --settle`` again and again, each run dying at the next of ``points`` not
+    yet hit, until a run ends without crashing and ``settled()`` (which may act, as a person
+    would, and answer False to go on) says it is done; return the points it crashed at, in order."""
     remaining = list(points)
     crashed_at: list[str] = []
     env = dict(os.environ) | world.env
+    command = [sys.executable, "-m", "pipeline.cli", "tick", "--settle", "--timeout", "120"]
     for _ in range(len(points) + 10):
         env["PIPELINE_CRASH_AT"] = ",".join(remaining)
         run = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pipeline.cli",
-                "tick",
-                "--settle",
-                "--timeout",
-                "120",
-                "--config",
-                str(world.config_path),
-            ],
+            [*command, "--config", str(world.config_path)],
             env=env,
             capture_output=True,
             text=True,
@@ -91,14 +84,25 @@ def run_until_final(world: World, commit: str, points: list[str]) -> list[str]:
             remaining = remaining[remaining.index(point) + 1 :]
             continue
         assert run.returncode == 0, run.stderr
+        if settled():
+            return crashed_at
+    raise AssertionError(f"never finished; crashed at {crashed_at}")
+
+
+def run_until_final(world: World, commit: str, points: list[str]) -> list[str]:
+    """Run the controller, dying at ``points``, approving as the PO when asked, until the release of
+    ``commit`` is final; return the points it crashed at, in order."""
+
+    def final() -> bool:
         release = world.release(commit)
         if release.state.is_final:
-            return crashed_at
+            return True
         if release.state == State.AWAITING_APPROVAL and not release.approvals:
             world.people.approve(user="po")
-            continue
+            return False
         raise AssertionError(f"settled in {release.state} without crashing: {release.reason}")
-    raise AssertionError(f"never finished; crashed at {crashed_at}")
+
+    return crash_until(world, points, final)
 
 
 @pytest.mark.slow
@@ -175,27 +179,11 @@ def test_a_rollback_asked_for_by_a_person_survives_a_crash_at_every_step(world: 
         run_until_final(world, merged.commit, [])
     plan = world.services.plan_rollback("production")
     asked = world.services.request_rollback(plan, "crash drill")
-    remaining = list(MANUAL_ROLLBACK_POINTS)
-    env = dict(os.environ) | world.env
-    for _ in range(len(MANUAL_ROLLBACK_POINTS) + 5):
-        env["PIPELINE_CRASH_AT"] = ",".join(remaining)
-        command = ["tick", "--settle", "--timeout", "120", "--config", str(world.config_path)]
-        run = subprocess.run(
-            [sys.executable, "-m", "pipeline.cli", *command],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=180,
-        )
-        if run.returncode == CRASHED:
-            point = run.stderr.split("crashing at ", 1)[1].split()[0]
-            remaining = remaining[remaining.index(point) + 1 :]
-            continue
-        assert run.returncode == 0, run.stderr
-        if world.services.store.rollback(asked.id or 0).state.is_final:
-            break
+    crashed_at = crash_until(
+        world, MANUAL_ROLLBACK_POINTS, lambda: world.services.store.rollback(asked.id or 0).state.is_final
+    )
     done = world.services.store.rollback(asked.id or 0)
-    assert remaining == [] and done.state.value == "verified", (remaining, done.state, done.outcome)
+    assert crashed_at == MANUAL_ROLLBACK_POINTS and done.state.value == "verified", (crashed_at, done.outcome)
     rollbacks = [
         r for r in world.production_releases() if r["description"] == f"Rollback to v{plan.target.version}"
     ]

@@ -170,16 +170,21 @@ def test_two_simultaneous_promotions_of_one_environment_cannot_both_start(world:
     assert len(world.promotions()) == 1 and len(world.production_backups()) == 1
 
 
+@pytest.mark.slow
 def test_a_rollback_cannot_start_while_a_release_is_being_promoted(world: World) -> None:
+    # Production's checks hold the release in verification for 15 s: production is busy meanwhile.
+    world.configure_stage(
+        "production", checks=[{"http": {"path": "/health", "interval": "1s", "soak": "15s"}}]
+    )
     merged = world.people.merge_change("Promoted slowly", {"SLOW.md": b"slow\n"})
     world.settle()
     world.people.approve(user="po")
-    world.sandbox.faults.add(
-        service="heroku", method="POST", path="/pipeline-promotions", kind="slow", delay=4
-    )
     settling = threading.Thread(target=world.settle)
     settling.start()
-    wait_until("the promotion to start", lambda: world.release(merged.commit).state == State.PROMOTING, 60)
+    verifying = State.PRODUCTION_VERIFYING
+    wait_until(
+        "production verification to start", lambda: world.release(merged.commit).state == verifying, 60
+    )
     refused = pipeline(world, "rollback", "production", "--reason", "now!", "--yes", "--force")
     settling.join()
     assert refused.returncode == 1, refused.stdout + refused.stderr
