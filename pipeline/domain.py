@@ -23,6 +23,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cached_property
 from enum import StrEnum
 from typing import Any
 
@@ -124,6 +125,12 @@ class Policy:
     def approvers_text(self) -> str:
         return ", ".join(self.approver_names or sorted(self.approvers))
 
+    @cached_property
+    def digest(self) -> str:
+        """``approval_digest(self)``, computed once (the policy is frozen)."""
+        text = json.dumps(approval_policy(self), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
 
 def approval_policy(policy: Policy) -> dict[str, Any]:
     """The rules approvals are judged by, as plain JSON: what ``approval_digest`` digests, and what
@@ -142,8 +149,7 @@ def approval_policy(policy: Policy) -> dict[str, Any]:
 
 def approval_digest(policy: Policy) -> str:
     """A short, stable digest of ``approval_policy(policy)`` (16 hex characters of its SHA-256)."""
-    text = json.dumps(approval_policy(policy), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return policy.digest
 
 
 def pin_approvers(
