@@ -60,7 +60,7 @@ def main(verbose: bool) -> None:
         level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    for chatty in ("alembic", "apscheduler"):  # their INFO is about themselves, not about releases
+    for chatty in ("alembic", "apscheduler", "atlassian"):  # their INFO/DEBUG is about themselves
         logging.getLogger(chatty).setLevel(logging.WARNING)
 
 

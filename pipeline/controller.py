@@ -849,7 +849,7 @@ class Controller:
             digest=domain.approval_digest(self.policy),
         )
         events = self.store.events(release.id) if release.id is not None else []
-        since = self.store.last_in(self.settings.name, PRODUCTION_STATES)
+        since = production_release_before(self.store, self.settings.name, release.id or 0)
         branch = self.settings.source.production_branch
         return notes.pull_request_description(release, rules, events, since, branch)
 
@@ -1088,6 +1088,19 @@ def verification_of(stage: StageSettings) -> domain.Verification:
             )
             for spec in stage.checks
         )
+    )
+
+
+def production_release_before(store: ReleaseStore, pipeline: str, release_id: int) -> Release | None:
+    """The newest release before ``release_id`` that reached production and stayed there: what its
+    release notes count from."""
+    return next(
+        (
+            r
+            for r in store.history(pipeline, 500)
+            if (r.id or 0) < release_id and r.state in PRODUCTION_STATES
+        ),
+        None,
     )
 
 

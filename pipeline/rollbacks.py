@@ -42,7 +42,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("pipeline.rollbacks")
 
 ROUNDS = 8
-PRODUCTION_STATES = (State.RELEASED, State.BACKUPS_VERIFIED, State.BACKUPS_UNVERIFIED)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from typing import Any
 from checks import parse_duration
 from pipeline import domain, notes, restore, rollbacks
 from pipeline.config import Settings, StageSettings
-from pipeline.controller import PRODUCTION_STATES, Controller, PassReport, utcnow
+from pipeline.controller import Controller, PassReport, production_release_before, utcnow
 from pipeline.errors import BadInput, ExternalError, NotFound, PipelineError, Refused
 from pipeline.model import EnvironmentState, Event, HerokuRelease, Release, Rollback, State, Webhook
 from pipeline.ports import Platform, ReleaseStore, SourceControl
@@ -367,14 +367,7 @@ class Services:
     def show(self, release_id: int) -> dict[str, Any]:
         """One release, everything known about it, and every event oldest first."""
         release = self.store.get(release_id)
-        since = next(
-            (
-                r
-                for r in self.store.history(self.settings.name, 500)
-                if (r.id or 0) < release_id and r.state in PRODUCTION_STATES
-            ),
-            None,
-        )
+        since = production_release_before(self.store, self.settings.name, release_id)
         detail = release_detail(release)
         detail["notes"] = {
             "since": {"release": since.id, "commit": since.commit} if since else None,

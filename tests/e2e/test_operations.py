@@ -46,6 +46,9 @@ def test_a_manual_rollback_to_a_chosen_version_is_shown_confirmed_verified_locke
     first_slug = world.production_releases()[-1]["slug_id"]
     second = release_to_production(world, "Exports as CSV", {"CSV.md": b"csv\n"})
     second_release = world.release(second)
+    # Its notes count from the release before it, also once it is released itself.
+    notes = world.people.pull_request(second_release.pull_request_id or 0)["description"]
+    assert f"## Commits since the last production release (release {world.release(first).id};" in notes
 
     # Asked, shown, declined at the prompt: nothing changes.
     args = ("rollback", "production", "--to", f"v{first_version}", "--reason", "CSV export corrupts totals")
