@@ -61,6 +61,24 @@ class World:
         self.settings = config.load(self.config_path, env=self.env)
         self.services = bootstrap.services(self.settings)
 
+    def restorable_backup(self) -> str:
+        """A fresh, completed backup of production that the restore drill can restore here (its
+        uuid); the test is skipped, saying why, where it cannot (SQLite databases, no pg_restore)."""
+        import shutil
+
+        import pytest
+
+        if self.sandbox.databases is None or self.sandbox.databases.kind != "postgres":
+            pytest.skip("the sandbox's databases are SQLite here: a Heroku backup is a PostgreSQL dump")
+        missing = [tool for tool in ("pg_restore", "psql", "curl") if shutil.which(tool) is None]
+        if missing:
+            pytest.skip(f"the restore drill needs {', '.join(missing)} on this machine")
+        app = self.settings.production.app
+        backups = self.services.controller.backups  # type: ignore[union-attr]
+        taken = backups.capture(app)
+        wait_until("the backup", lambda: backups.backup(app, taken.id).status == "completed", 60)
+        return str(taken.id)
+
     def pull_request_of(self, commit: str) -> int:
         """The release pull request of the release of ``commit``."""
         found = self.release(commit).pull_request_id

@@ -257,23 +257,13 @@ def test_a_window_with_a_bad_time_zone_stops_everything_naming_it(world: World) 
 
 
 def test_the_restore_drill_restores_the_newest_backup_and_the_history_says_so(world: World) -> None:
-    import shutil
-
-    if world.sandbox.databases is None or world.sandbox.databases.kind != "postgres":
-        pytest.skip("the sandbox's databases are SQLite here: a Heroku backup is a PostgreSQL dump")
-    missing = [tool for tool in ("pg_restore", "psql", "curl") if shutil.which(tool) is None]
-    if missing:
-        pytest.skip(f"the restore drill needs {', '.join(missing)} on this machine")
-    app = world.settings.production.app
-    backups = world.services.controller.backups  # type: ignore[union-attr]
-    taken = backups.capture(app)
-    wait_until("the backup", lambda: backups.backup(app, taken.id).status == "completed", 60)
+    taken = world.restorable_backup()
 
     drill = ok(pipeline(world, "backups", "drill", "--json"))
     report = yaml.safe_load(drill.stdout)
     assert report["ok"] is True and report["tables"]["claims"] > 0, drill.stdout
     (noted,) = [e for e in world.services.log("production") if e["kind"] == "BackupRestoreVerified"]
-    assert noted["refs"]["backup"] == taken.id and "restore drill passed on local" in noted["reason"]
+    assert noted["refs"]["backup"] == taken and "restore drill passed on local" in noted["reason"]
     assert "claims" in noted["detail"]
 
     unknown = pipeline(world, "backups", "drill", "--backup", "b999")

@@ -5,7 +5,6 @@ environment; every output checked for the controller's secrets. The tasks change
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from cli_support import assert_no_secrets, environment, errors, ok
-from e2e_world import World, wait_until
+from e2e_world import World
 from test_operations import production_version, release_to_production
 
 from pipeline.model import RollbackState, State
@@ -157,22 +156,14 @@ def test_a_hotfix_branched_from_main_becomes_a_release_once(world: World) -> Non
 
 
 def test_the_restore_drill_runs_here_for_real_and_the_history_says_so(world: World) -> None:
-    if world.sandbox.databases is None or world.sandbox.databases.kind != "postgres":
-        pytest.skip("the sandbox's databases are SQLite here: a Heroku backup is a PostgreSQL dump")
-    missing = [tool for tool in ("pg_restore", "psql", "curl") if shutil.which(tool) is None]
-    if missing:
-        pytest.skip(f"the restore drill needs {', '.join(missing)} on this machine")
-    app = world.settings.production.app
-    backups = world.services.controller.backups  # type: ignore[union-attr]
-    taken = backups.capture(app)
-    wait_until("the backup", lambda: backups.backup(app, taken.id).status == "completed", 60)
+    taken = world.restorable_backup()
 
     drill = ok(fab(world, "restore-drill"))
     first, *checks = drill.stdout.splitlines()
     assert first.startswith("restore drill passed on local: ") and "dropped" in first, drill.stdout
     assert all(line.startswith("  ok ") for line in checks), drill.stdout
     (noted,) = [e for e in world.services.log("production") if e["kind"] == "BackupRestoreVerified"]
-    assert noted["refs"]["backup"] == taken.id and '"claims"' in noted["detail"]
+    assert noted["refs"]["backup"] == taken and '"claims"' in noted["detail"]
 
     unknown = fab(world, "restore-drill", "--backup", "b999")
     assert unknown.returncode == BAD_INPUT
