@@ -10,6 +10,8 @@ Messages name the error, never the URL's password.
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
@@ -78,13 +80,29 @@ def make_engine(url: str | URL) -> Engine:
             cursor = dbapi_connection.cursor()
             try:
                 if sqlite_path(parsed) is not None:
-                    cursor.execute("PRAGMA journal_mode=WAL")
+                    _wal(cursor)
                 cursor.execute("PRAGMA foreign_keys=ON")
             finally:
                 cursor.close()
 
         return engine
     return create_engine(parsed, future=True, pool_pre_ping=True)
+
+
+def _wal(cursor: Any, tries: int = 100) -> None:
+    """Put a SQLite file in WAL mode (it stays so: later connections find it there). Switching
+    takes a lock SQLite's busy timeout does not wait for, so when processes open a new store at
+    once, the switch is tried again for a few seconds rather than failing."""
+    for attempt in range(tries):
+        try:
+            if str(cursor.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal":
+                return
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == tries - 1:
+                raise
+            time.sleep(0.05)
 
 
 @contextmanager
