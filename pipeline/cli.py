@@ -24,7 +24,7 @@ from pipeline.controller import PassReport
 from pipeline.errors import BadInput, ConfigInvalid, ExternalError, NotFound, Refused
 from pipeline.model import RollbackState
 from pipeline.scheduler import Scheduler
-from pipeline.services import Services, SettleTimeout, frozen_text, given_reason
+from pipeline.services import Services, SettleTimeout, frozen_text
 from pipeline.web.app import WEBHOOK_PATH
 from pipeline.web.server import WebServer
 
@@ -280,9 +280,8 @@ def backups_drill(config_path: Path, backup: str | None, host: str | None, keep:
             }
         )
     else:
-        click.echo(report.summary())
-        for c in report.checks:
-            click.echo(f"  {'ok  ' if c.ok else 'FAIL'} {c.query} -> {c.returned}")
+        for line in report.lines():
+            click.echo(line)
     if not report.ok:
         sys.exit(1)
 
@@ -487,12 +486,7 @@ def unlock(config_path: Path, env: str, reason: str) -> None:
 def promote(config_path: Path, env: str, now: bool, reason: str) -> None:
     """Start the release waiting for ENV now, outside its deploy window or a freeze: a one-time
     override, recorded as such. The approval rules still hold, and a lock does not give way."""
-    if not now:
-        click.echo(
-            "error: --now: say --now: promote only starts a waiting release ahead of its window", err=True
-        )
-        sys.exit(2)
-    services = _services(config_path)
+    services = _services(config_path)  # --now is required: click refuses (exit 2) without it
     release = _refusals(lambda: services.promote_now(env, reason))
     click.echo(f"release {release.id} {release.commit[:12]} {release.state}: {release.reason}")
 
@@ -536,32 +530,20 @@ def rollback(
     """Roll ENV back to an earlier Heroku release: show what it takes out, ask, roll back, verify
     with ENV's checks, and lock ENV so the controller does not promote again until `pipeline unlock`."""
     services = _services(config_path)
-    _refusals(lambda: given_reason(reason))  # an empty reason: exit 2 before anything is looked at
-    plan = _refusals(lambda: services.plan_rollback(env, to))
-    for line in plan.lines():
-        click.echo(line)
-    if plan.needs_force and not force:
-        raise click.ClickException(
-            "this rollback needs --force: " + "; ".join(plan.needs_force) + ". Nothing was changed."
-        )
-    if not yes and not click.confirm(f"Roll {plan.app} back to v{plan.target.version}?", default=False):
-        click.echo("Nothing was changed.")
-        sys.exit(1)
-    asked = _refusals(lambda: services.request_rollback(plan, reason, force))
-    click.echo(f"Rollback {asked.id} recorded; {env} is locked. Rolling back...")
-    said: set[str] = set()
 
-    def show(r: Any) -> None:
-        line = f"  rollback {r.id} {r.state}" + (f": {r.outcome}" if r.outcome else "")
-        if line not in said:
-            said.add(line)
-            click.echo(line)
+    def confirm(plan: Any) -> bool:
+        return yes or click.confirm(f"Roll {plan.app} back to v{plan.target.version}?", default=False)
 
     try:
-        done = services.carry_out(asked.id or 0, timeout, on_pass=show)
+        done = _refusals(
+            lambda: services.roll_back(
+                env, to, reason, force=force, confirm=confirm, say=click.echo, timeout=timeout
+            )
+        )
     except SettleTimeout as exc:
         raise click.ClickException(f"{exc}; `pipeline log --environment {env}` follows it") from exc
-    click.echo(f"{done.outcome}")
+    if done is None:
+        sys.exit(1)
     click.echo(f"{env} stays locked until `pipeline unlock {env} --reason ...`.")
     if done.state != RollbackState.VERIFIED:
         sys.exit(1)

@@ -130,6 +130,12 @@ class RestoreReport:
         """Rows in every restored table together."""
         return sum(self.tables.values())
 
+    def lines(self) -> list[str]:
+        """The report for people: the summary, then each check and what it returned."""
+        return [self.summary()] + [
+            f"  {'ok  ' if c.ok else 'FAIL'} {c.query} -> {c.returned}" for c in self.checks
+        ]
+
     def summary(self) -> str:
         """One line for people: the verdict, what was restored, the checks, the first problems."""
         passed = sum(1 for c in self.checks if c.ok)

@@ -322,6 +322,46 @@ class Services:
         assert self.controller is not None, "built without adapters: use bootstrap.services(settings)"
         return rollbacks.request(self.controller, the_plan, given_reason(reason), force, self.settings.actor)
 
+    def roll_back(
+        self,
+        name: str,
+        to: str | None,
+        reason: str,
+        *,
+        force: bool,
+        confirm: Callable[[rollbacks.RollbackPlan], bool],
+        say: Callable[[str], None],
+        timeout: float = 600,
+    ) -> Rollback | None:
+        """All of `pipeline rollback` (and its runbook): say the plan; refuse one that needs --force
+        without it; ``confirm`` (None when declined: nothing changed); record it (locking ``name``);
+        carry it out, saying each step and the outcome. BadInput, Refused and SettleTimeout as the
+        steps raise them."""
+        given_reason(reason)  # an empty reason: refused before anything is looked at
+        plan = self.plan_rollback(name, to)
+        for line in plan.lines():
+            say(line)
+        if plan.needs_force and not force:
+            raise Refused(
+                "this rollback needs --force: " + "; ".join(plan.needs_force) + ". Nothing was changed."
+            )
+        if not confirm(plan):
+            say("Nothing was changed.")
+            return None
+        asked = self.request_rollback(plan, reason, force)
+        say(f"Rollback {asked.id} recorded; {name} is locked. Rolling back...")
+        said: set[str] = set()
+
+        def show(r: Rollback) -> None:
+            line = f"  rollback {r.id} {r.state}" + (f": {r.outcome}" if r.outcome else "")
+            if line not in said:
+                said.add(line)
+                say(line)
+
+        done = self.carry_out(asked.id or 0, timeout, on_pass=show)
+        say(done.outcome)
+        return done
+
     def carry_out(
         self, rollback_id: int, timeout: float = 600, on_pass: Callable[[Rollback], None] | None = None
     ) -> Rollback:

@@ -26,8 +26,9 @@ from invoke import Context, Exit
 
 from pipeline import bootstrap
 from pipeline.errors import BadInput, ConfigInvalid, ExternalError, Refused
-from pipeline.model import Rollback, RollbackState
-from pipeline.services import Services, SettleTimeout, frozen_text, given_reason
+from pipeline.model import RollbackState
+from pipeline.rollbacks import RollbackPlan
+from pipeline.services import Services, SettleTimeout, frozen_text
 
 CONFIG = "pipeline.yml"
 BAD_INPUT = 2
@@ -113,34 +114,24 @@ def rollback(
     """Roll ENV back to an earlier release: plan, ask, roll back, verify, lock ENV."""
     _here(c, "rollback")
     services = _services(config)
-    _asked(lambda: given_reason(reason))  # an empty reason: exit 2 before anything is looked at
-    plan = _asked(lambda: services.plan_rollback(env, to))
-    for line in plan.lines():
-        print(line)
-    if plan.needs_force and not force:
-        raise Exit(
-            "error: this rollback needs --force: " + "; ".join(plan.needs_force) + ". Nothing was changed.",
-            REFUSED,
-        )
-    if not yes and not _confirmed(f"Roll {plan.app} back to v{plan.target.version}?"):
-        print("Nothing was changed.")
-        raise Exit(code=REFUSED)
-    asked = _asked(lambda: services.request_rollback(plan, reason, force))
-    print(f"Rollback {asked.id} recorded; {plan.stage} is locked. Rolling back...", flush=True)
-    said: set[str] = set()
 
-    def show(r: Rollback) -> None:
-        line = f"  rollback {r.id} {r.state}" + (f": {r.outcome}" if r.outcome else "")
-        if line not in said:
-            said.add(line)
-            print(line, flush=True)
+    def confirm(plan: RollbackPlan) -> bool:
+        return yes or _confirmed(f"Roll {plan.app} back to v{plan.target.version}?")
+
+    def say(line: str) -> None:
+        print(line, flush=True)
 
     try:
-        done = services.carry_out(asked.id or 0, timeout, on_pass=show)
+        done = _asked(
+            lambda: services.roll_back(
+                env, to, reason, force=force, confirm=confirm, say=say, timeout=timeout
+            )
+        )
     except SettleTimeout as exc:
-        raise Exit(f"error: {exc}; `pipeline log --environment {plan.stage}` follows it", REFUSED) from exc
-    print(done.outcome)
-    print(f"{plan.stage} stays locked until `fab -r runbooks unlock {plan.stage} --reason ...`.")
+        raise Exit(f"error: {exc}; `pipeline log --environment {env}` follows it", REFUSED) from exc
+    if done is None:
+        raise Exit(code=REFUSED)
+    print(f"{env} stays locked until `fab -r runbooks unlock {env} --reason ...`.")
     if done.state != RollbackState.VERIFIED:
         raise Exit(code=REFUSED)
 
@@ -220,9 +211,8 @@ def restore_drill(c: Context, backup: str | None = None, keep: bool = False, con
     """Restore a production backup into a scratch database and check it (-H: on that host)."""
     services = _services(config)
     report = _asked(lambda: services.restore_drill(c, backup, keep=keep))
-    print(report.summary())
-    for check in report.checks:
-        print(f"  {'ok  ' if check.ok else 'FAIL'} {check.query} -> {check.returned}")
+    for line in report.lines():
+        print(line)
     if not report.ok:
         raise Exit(code=REFUSED)
 

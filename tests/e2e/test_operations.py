@@ -239,6 +239,8 @@ def test_a_missing_reason_is_refused_by_every_command_that_needs_one(world: Worl
     ):
         run = pipeline(world, *args)
         assert run.returncode == BAD_INPUT and f"Missing option '{missing}'" in run.stderr, run.stderr
+    no_now = pipeline(world, "promote", "production", "--reason", "x")
+    assert no_now.returncode == BAD_INPUT and "Missing option '--now'" in no_now.stderr
     assert world.services.log() == []
 
 
