@@ -508,6 +508,67 @@ PROBLEMS: list[tuple[str, Edit, dict[str, str | None], tuple[str, str, str]]] = 
         {"PIPELINE_DATABASE_URL": "db.internal:5432"},
         ("environment", "PIPELINE_DATABASE_URL", "expected a database URL such as"),
     ),
+    (
+        "a restore server that is no PostgreSQL URL",
+        lambda directory: None,
+        {"PIPELINE_RESTORE_DATABASE_URL": "mysql://root@db/scratch"},
+        ("environment", "PIPELINE_RESTORE_DATABASE_URL", "expected a PostgreSQL URL such as"),
+    ),
+    (
+        "a deploy window in no time zone",
+        mutate(
+            "environments/production.yml",
+            lambda d: d.update(windows={"timezone": "Mars/Olympus", "allow": [{"days": ["mon"]}]}),
+        ),
+        {},
+        ("environments/production.yml", "windows.timezone", "not a time zone: use an IANA name"),
+    ),
+    (
+        "a deploy window on no day of the week",
+        mutate(
+            "environments/staging.yml", lambda d: d.update(windows={"allow": [{"days": ["mon", "someday"]}]})
+        ),
+        {},
+        ("environments/staging.yml", "windows.allow[0].days[1]", "expected a day of the week: mon, tue"),
+    ),
+    (
+        "deploy window hours that are no hours",
+        mutate(
+            "environments/production.yml",
+            lambda d: d.update(windows={"allow": [{"days": ["mon"], "hours": "9-5"}]}),
+        ),
+        {},
+        ("environments/production.yml", "windows.allow[0].hours", 'expected hours such as "09:00-17:00"'),
+    ),
+    (
+        "a deploy window that crosses midnight",
+        mutate(
+            "environments/production.yml",
+            lambda d: d.update(windows={"allow": [{"days": ["fri"], "hours": "22:00-02:00"}]}),
+        ),
+        {},
+        ("environments/production.yml", "windows.allow[0].hours", "does not cross midnight: use two"),
+    ),
+    (
+        "deploy windows without a window",
+        mutate("environments/production.yml", lambda d: d.update(windows={"timezone": "UTC", "allow": []})),
+        {},
+        ("environments/production.yml", "windows.allow", "expected at least 1 item"),
+    ),
+    (
+        "a migration pattern that is no regular expression",
+        mutate(
+            "environments/production.yml", lambda d: d.update(rollback={"migration_pattern": "(applying"})
+        ),
+        {},
+        ("environments/production.yml", "rollback.migration_pattern", "not a regular expression"),
+    ),
+    (
+        "restore checks that are not a list",
+        mutate("environments/production.yml", lambda d: d["backups"].update(restore_checks="SELECT 1")),
+        {},
+        ("environments/production.yml", "backups.restore_checks", "expected a list, got text"),
+    ),
 ]
 
 
@@ -599,6 +660,24 @@ def test_secrets_are_not_required_to_read_the_store(shipped: Path) -> None:
         ("environment", "BITBUCKET_WEBHOOK_SECRET"),  # the shipped pipeline.yml has webhooks:
     ]
     assert config.missing_secrets(config.load(shipped, ENV)) == []
+
+
+def test_deploy_windows_and_the_restore_server_resolve(shipped: Path) -> None:
+    windows = {"timezone": "Europe/Amsterdam", "allow": [{"days": ["Monday", "fri"], "hours": "09:00-24:00"}]}
+    mutate("environments/production.yml", lambda d: d.update(windows=windows))(shipped.parent)
+    env = {**ENV, "PIPELINE_RESTORE_DATABASE_URL": "postgresql://drill:restore-pw-9@verify.internal/postgres"}
+    settings = config.load(shipped, env)
+    assert settings.production.windows is not None and settings.staging.windows is None
+    resolved = settings.production.windows.windows()
+    assert resolved.zone_name == "Europe/Amsterdam" and resolved.allow[0].days == frozenset({0, 4})
+    assert "restore-pw-9" in settings.secrets  # blanked in every log line
+    plan = config.describe(settings)
+    assert plan["restore_server"] == "postgresql://drill:***@verify.internal/postgres"
+    assert plan["stages"][1]["windows"] == {
+        "timezone": "Europe/Amsterdam",
+        "allow": [{"days": ["mon", "fri"], "hours": "09:00-24:00"}],
+    }
+    assert "restore-pw-9" not in json.dumps(plan)
 
 
 def test_approval_max_age_can_be_switched_off_only_explicitly(shipped: Path) -> None:
