@@ -1,0 +1,416 @@
+"""The steps of a release from ``approved`` to its end: the backup, the promotion, production's
+verification (and the rollback when it fails), the merge and the backup check.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pipeline.domain.actions import (
+    PRODUCTION_STATUS,
+    Action,
+    CaptureBackup,
+    Decision,
+    DeclinePullRequest,
+    LockEnvironment,
+    MergePullRequest,
+    NotifyChanges,
+    OpenBackMerge,
+    PostStatus,
+    Promote,
+    RollBack,
+    Update,
+    Wait,
+    WaitingOn,
+    _decision,
+    _wait,
+)
+from pipeline.domain.approval import (
+    LOSING_EVENTS,
+    _approval_events,
+    judge_approvals,
+)
+from pipeline.domain.ends import (
+    _closed,
+    _failed_target,
+    _promotion_failed,
+    _supersede,
+)
+from pipeline.domain.gates import (
+    _closed_to,
+    _locked,
+    _missing_text,
+)
+from pipeline.domain.observation import (
+    Observation,
+    _in_grace,
+)
+from pipeline.domain.policy import (
+    Policy,
+)
+from pipeline.domain.verification import (
+    Verdict,
+    _verify_release,
+    backup_problem,
+    checks_summary,
+)
+from pipeline.model import (
+    HerokuRelease,
+    Release,
+    State,
+)
+
+
+def _approved(release: Release, seen: Observation, policy: Policy, now: datetime) -> Decision:
+    if seen.newer_approved is not None:
+        # A newer release (which contains this one) is approved or already in production: promoting
+        # this one after it would take production back.
+        return _supersede(release, seen.newer_approved)
+    recheck = _approval_recheck(release, seen, policy, now)
+    if recheck is not None:
+        return recheck
+    name = policy.production_name
+    if seen.production_missing:
+        lacks = _missing_text(seen.production_missing, policy)
+        why = f"production has moved past it: {release.branch} lacks {lacks}"
+        actions: list[Action] = [
+            Update("ReleaseSuperseded", why, State.SUPERSEDED),
+            PostStatus(PRODUCTION_STATUS, "STOPPED", why[:140]),
+        ]
+        if release.pull_request_id is not None:
+            actions.append(DeclinePullRequest(f"Not promoted: {why}."))
+        return _decision(*actions)
+    locked = _locked(name, seen.environment)
+    if locked is not None:
+        return _decision(locked)
+    if seen.production_busy_with is not None:
+        return _wait(WaitingOn.STAGE, f"{name} is busy with {seen.production_busy_with}")
+    closed, overridden = _closed_to(release, name, seen.environment, policy.windows.get(name), now)
+    if closed is not None:
+        return _decision(closed)
+    if policy.capture_backup:
+        return _decision(
+            Update(
+                "BackupStarted",
+                f"capturing a backup of {release.production_app}'s database{overridden}",
+                State.BACKING_UP,
+            ),
+            PostStatus(PRODUCTION_STATUS, "INPROGRESS", f"Backing up {release.production_app}"),
+            CaptureBackup(),
+        )
+    return _decision(
+        Update(
+            "PromotionStarted",
+            f"promoting without a backup (backups.capture_before_promotion is off){overridden}",
+            State.PROMOTING,
+        ),
+        PostStatus(PRODUCTION_STATUS, "INPROGRESS", f"Promoting to {release.production_app}"),
+        Promote(),
+    )
+
+
+def _approval_recheck(release: Release, seen: Observation, policy: Policy, now: datetime) -> Decision | None:
+    """Approval is re-checked at the moment of promotion, not only when it was given: None when it
+    still holds and there is nothing new to record; else the decision (rejected, withdrawn, expired,
+    voided by a move of the release branch, or the events of approvals judged since)."""
+    pr = seen.pull_request
+    if pr is None:
+        return None
+    closed = _closed(release, pr, seen.activity, policy)
+    if closed is not None:
+        return closed
+    judged = judge_approvals(release, pr, seen.release_branch_head, policy, now, seen.activity)
+    actions: list[Action] = list(_approval_events(release, judged))
+    if sum(a.counted and a.kind == "approval" for a in judged) < policy.min_approvals:
+        lost = [u.reason for u in actions if isinstance(u, Update) and u.kind in LOSING_EVENTS]
+        lost = lost or [a.reason for a in judged if not a.counted and a.kind == "approval"]
+        why = "; ".join(lost) or "approval withdrawn"
+        actions.append(
+            Update(
+                "ApprovalLost",
+                why,
+                State.AWAITING_APPROVAL,
+                # A backup taken for this promotion is no longer fresh by the time it is approved
+                # again: the next promotion captures its own (this one stays in the history).
+                {"approvals": judged, "approved_at": None, "backup_id": None, "backup_name": None},
+            )
+        )
+        actions.append(
+            PostStatus(
+                PRODUCTION_STATUS,
+                "INPROGRESS",
+                f"Approval no longer holds; waiting for approval on #{pr.id}",
+                release.pull_request_url,
+            )
+        )
+        return _decision(*actions)
+    return _decision(*actions) if actions else None
+
+
+def _backing_up(release: Release, seen: Observation, policy: Policy, now: datetime) -> Decision:
+    backup = seen.backup
+    if backup is None:
+        if _in_grace(release, seen, "backup", policy, now):
+            return _wait(WaitingOn.HEROKU, "a backup was requested; waiting for Heroku to list it")
+        return _decision(CaptureBackup())
+    fields: dict[str, Any] = {
+        "backup_id": backup.id,
+        "backup_name": backup.name,
+        "pending_action": None,
+        "pending_since": None,
+    }
+    refs = {"backup": backup.id}
+    if backup.status in ("pending", "running"):
+        if release.backup_id != backup.id:
+            return _decision(
+                Update(
+                    "BackupAdopted",
+                    f"found backup {backup.name} started for this release",
+                    fields=fields,
+                    refs=refs,
+                ),
+                Wait(WaitingOn.HEROKU, f"backup {backup.name} {backup.status}"),
+            )
+        return _wait(WaitingOn.HEROKU, f"backup {backup.name} {backup.status}")
+    if backup.status != "completed":
+        logs = "; ".join(backup.logs[-3:]) or "no logs"
+        why = f"backup {backup.name} of {release.production_app} failed ({logs}); production was not changed"
+        return _decision(
+            Update("BackupFailed", why, State.PROMOTION_FAILED, fields, refs),
+            PostStatus(PRODUCTION_STATUS, "FAILED", f"Backup {backup.name} failed; not promoted"),
+        )
+    recheck = _approval_recheck(release, seen, policy, now)
+    if recheck is not None and any(isinstance(a, Update) and a.to is not None for a in recheck.actions):
+        return _decision(
+            Update("BackupCaptured", f"backup {backup.name} completed", fields=fields, refs=refs),
+            *recheck.actions,
+        )
+    return _decision(
+        Update(
+            "BackupCaptured",
+            f"backup {backup.name} completed ({backup.size_bytes} bytes)",
+            State.PROMOTING,
+            fields,
+            refs,
+        ),
+        Promote(),
+    )
+
+
+def _promoting(release: Release, seen: Observation, policy: Policy, now: datetime) -> Decision:
+    target = seen.heroku_release
+    promotion = seen.promotion
+    if target is None:
+        failed = _failed_target(promotion)
+        if failed is not None:
+            return _promotion_failed(release, failed, {"promotion": promotion.id} if promotion else {})
+        if release.promotion_id is not None or _in_grace(release, seen, "promote", policy, now):
+            return _wait(WaitingOn.HEROKU, "promotion running")
+        return _decision(Promote())
+    fields: dict[str, Any] = {
+        "production_release_id": target.id,
+        "production_release_version": target.version,
+        "pending_action": None,
+        "pending_since": None,
+    }
+    refs = {"release": target.id} | ({"promotion": promotion.id} if promotion else {})
+    if target.status == "pending":
+        if release.production_release_id != target.id:
+            return _decision(
+                Update(
+                    "ProductionReleaseStarted",
+                    f"{release.production_app} v{target.version} running its release phase",
+                    fields=fields,
+                    refs=refs,
+                ),
+                Wait(WaitingOn.HEROKU, f"{release.production_app} v{target.version} release phase"),
+            )
+        return _wait(WaitingOn.HEROKU, f"{release.production_app} v{target.version} release phase")
+    if target.status != "succeeded":
+        why = (
+            f"{release.production_app} v{target.version} {target.status}: its release phase failed, "
+            f"so Heroku kept v{release.previous_release_version} running"
+        )
+        return _promotion_failed(release, why, refs, fields)
+    fields.update(verification_started_at=now, check_progress=())
+    return _decision(
+        Update(
+            "ProductionReleased",
+            f"{release.production_app} v{target.version} is live; verifying",
+            State.PRODUCTION_VERIFYING,
+            fields,
+            refs,
+        ),
+    )
+
+
+def _production_verifying(release: Release, seen: Observation, policy: Policy, now: datetime) -> Decision:
+    if release.pending_action == "rollback" or release.rollback_release_id is not None:
+        return _rolling_back(release, seen, policy, now)
+    version = release.production_release_version
+    verdict = _verify_release(release, seen, policy.production, "Production", version, policy, now)
+    if verdict.failed is not None:
+        outcome = verdict.failed
+        if release.previous_release_id is None:
+            why = f"{outcome}; nothing to roll back to (production had no release before)"
+            return _promotion_failed(release, why, {})
+        return _decision(
+            Update(
+                "ProductionVerificationFailed",
+                outcome,
+                fields={
+                    "reason": outcome,
+                    "rollback_reason": outcome,
+                    "pending_action": "rollback",
+                    "pending_since": now,
+                    "check_progress": verdict.progress,
+                },
+                detail=verdict.evidence,
+            ),
+            LockEnvironment(policy.production_name, outcome),
+            RollBack(release.previous_release_id, release.previous_release_version, outcome),
+        )
+    if not verdict.passed:
+        return _decision(*verdict.actions)
+    return _decision(
+        *verdict.updates,
+        Update(
+            "Released",
+            f"{release.commit[:12]} runs on {release.production_app} v{version}, verified: "
+            + checks_summary(verdict.progress),
+            State.RELEASED,
+            {"released_at": now, "check_progress": verdict.progress},
+        ),
+        PostStatus(PRODUCTION_STATUS, "SUCCESSFUL", f"Released on {release.production_app} v{version}"),
+        NotifyChanges("production"),
+    )
+
+
+def _rolling_back(release: Release, seen: Observation, policy: Policy, now: datetime) -> Decision:
+    """Production failed its checks: roll it back to the release it replaced, lock it, and verify
+    what runs again before the release ends."""
+    rollback = seen.rollback_release
+    previous = f"v{release.previous_release_version}"
+    cause = release.rollback_reason or release.reason  # (a release marked before the field existed)
+    lock = LockEnvironment(policy.production_name, cause)
+    if rollback is None:
+        if _in_grace(release, seen, "rollback", policy, now):
+            return _decision(
+                lock,
+                Wait(
+                    WaitingOn.HEROKU, f"a rollback to {previous} was requested; waiting for Heroku to list it"
+                ),
+            )
+        assert release.previous_release_id is not None
+        return _decision(lock, RollBack(release.previous_release_id, release.previous_release_version, cause))
+    if release.rollback_release_id != rollback.id:
+        fields = {
+            "rollback_release_id": rollback.id,
+            "rollback_release_version": rollback.version,
+            "pending_action": None,
+            "pending_since": None,
+            "verification_started_at": now,
+            "check_progress": (),
+        }
+        why = f"found {release.production_app} v{rollback.version}, the rollback to {previous}"
+        return _decision(lock, Update("RollbackAdopted", why, fields=fields, refs={"release": rollback.id}))
+    if rollback.status == "pending":
+        return _wait(WaitingOn.HEROKU, f"rollback release v{rollback.version} running its release phase")
+    if rollback.status != "succeeded":
+        app = release.production_app
+        why = (
+            f"{cause}; the rollback to {previous} failed too "
+            f"(v{rollback.version} {rollback.status}). "
+            f"Production runs v{release.production_release_version}: roll back by hand "
+            f"(`pipeline rollback {policy.production_name} --to <version> --reason ...`, or "
+            f"`heroku releases:rollback -a {app}`)"
+        )
+        return _promotion_failed(release, why, {"release": rollback.id})
+    verdict = _verify_release(release, seen, policy.production, "Rollback", rollback.version, policy, now)
+    if verdict.failed is not None:
+        return _rolled_back(release, rollback, policy, now, verdict, unverified=verdict.failed)
+    if not verdict.passed:
+        return _decision(lock, *verdict.actions)
+    return _rolled_back(release, rollback, policy, now, verdict)
+
+
+def _rolled_back(
+    release: Release,
+    rollback: HerokuRelease,
+    policy: Policy,
+    now: datetime,
+    verdict: Verdict,
+    *,
+    unverified: str | None = None,
+) -> Decision:
+    """The rollback runs and was verified (or fails its checks too): record the end, keep production
+    locked, and say so on the commit, the merged pull requests and the release pull request."""
+    cause = release.rollback_reason or release.reason
+    previous = f"v{release.previous_release_version}"
+    app, name = release.production_app, policy.production_name
+    if unverified is None:
+        after = f"rolled {app} back to {previous} (now v{rollback.version}), which passed its checks"
+        status = f"Rolled back to {previous}: production verification failed"
+    else:
+        after = (
+            f"rolled {app} back to {previous} (now v{rollback.version}), but it fails its checks too "
+            f"({unverified}): production needs a person"
+        )
+        status = f"Rolled back to {previous}, which fails its checks too"
+    why = f"{cause}; {after}; {name} is locked until `pipeline unlock {name} --reason ...`"
+    return _decision(
+        *verdict.updates,
+        Update(
+            "RolledBack",
+            why,
+            State.ROLLED_BACK,
+            {
+                "rollback_release_id": rollback.id,
+                "rollback_release_version": rollback.version,
+                "rollback_verified_at": now if unverified is None else None,
+                "pending_action": None,
+                "pending_since": None,
+                "check_progress": verdict.progress,
+            },
+            {"release": rollback.id},
+            detail=verdict.evidence,
+        ),
+        LockEnvironment(name, cause),
+        PostStatus(PRODUCTION_STATUS, "FAILED", status),
+        NotifyChanges("rolled_back"),
+        DeclinePullRequest(f"Production verification failed: {cause}. {app} was rolled back to {previous}."),
+    )
+
+
+def _released(release: Release, seen: Observation, policy: Policy, now: datetime) -> Decision:
+    merge: list[Action] = []
+    pr = seen.pull_request
+    if pr is not None and pr.state == "OPEN":
+        merge.append(MergePullRequest())
+    elif pr is not None and pr.state != "MERGED":
+        who = pr.closed_by.username if pr.closed_by else "someone"
+        merge.append(
+            Update(
+                "ReleaseNotMerged",
+                f"release pull request #{pr.id} was {pr.state.lower()} by {who} after the promotion: "
+                "production runs this release but the production branch does not have it; merge it by hand",
+            )
+        )
+    if release.branch != policy.source_branch and "backmerge" not in release.feedback:
+        merge.append(OpenBackMerge())  # a hotfix, merged into production's branch: develop needs it too
+    problem = backup_problem(seen.latest_backup, policy.backup_max_age, now)
+    if problem is None:
+        assert seen.latest_backup is not None
+        b = seen.latest_backup
+        return _decision(
+            *merge,
+            Update(
+                "BackupsVerified",
+                f"newest backup {b.name} completed {b.finished_at}, {b.size_bytes} bytes",
+                State.BACKUPS_VERIFIED,
+                refs={"backup": b.id},
+            ),
+        )
+    refs = {"backup": seen.latest_backup.id} if seen.latest_backup else {}
+    return _decision(*merge, Update("BackupsUnverified", problem, State.BACKUPS_UNVERIFIED, refs=refs))
