@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 
+from pipeline.domain import ApprovalPolicy, span_text
 from pipeline.model import Change, Event, Release, State
 
 # The comment on a merged pull request starts with this, so a pass that died around posting it can
@@ -19,17 +19,6 @@ _STAGE_WORDS = {
     "production": "reached production",
     "rolled_back": "was rolled back from production",
 }
-
-
-@dataclass(frozen=True)
-class ApprovalRules:
-    """How approval works here, for people: who, how many, and the rules in force."""
-
-    approvers: tuple[str, ...]
-    min_approvals: int
-    max_age: str | None  # "72h", or None when approvals never expire
-    authors_may_approve: bool
-    digest: str
 
 
 def title(release: Release) -> str:
@@ -58,7 +47,7 @@ def release_notes(release: Release, since: Release | None = None, production_bra
 
 def pull_request_description(
     release: Release,
-    rules: ApprovalRules,
+    rules: ApprovalPolicy,
     events: Sequence[Event] = (),
     since: Release | None = None,
     production_branch: str = "",
@@ -66,8 +55,12 @@ def pull_request_description(
     """The release pull request's description: where the release is and what it waits on, how it
     did on staging, the backup, the approvals seen (counted or not, and why), how to approve, and
     the release notes. Rewritten by the controller as the release moves; edits by hand are lost."""
-    needed = f"{rules.min_approvals} of {', '.join(rules.approvers)}"
-    expiry = f"approvals older than {rules.max_age} at promotion no longer count" if rules.max_age else ""
+    needed = f"{rules.min_approvals} of {rules.approvers_text}"
+    expiry = (
+        f"approvals older than {span_text(rules.max_age)} at promotion no longer count"
+        if rules.max_age
+        else ""
+    )
     authors = "" if rules.authors_may_approve else "authors of its commits never count"
     counted = release.counted_approvals
     lines = [

@@ -20,6 +20,7 @@ from pipeline.model import (
     Dyno,
     EnvironmentState,
     Event,
+    EventKind,
     Formation,
     HerokuBuild,
     HerokuRelease,
@@ -226,7 +227,7 @@ class ReleaseStore(Protocol):
     never updated or deleted.
     """
 
-    def add(self, release: Release, event_kind: str, reason: str, actor: str) -> Release:
+    def add(self, release: Release, event_kind: EventKind, reason: str, actor: str) -> Release:
         """Store a new release and its first event; return it with its id. Idempotent per
         (pipeline, commit): a second add returns the stored release unchanged."""
         ...

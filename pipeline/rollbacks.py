@@ -7,11 +7,7 @@
 - ``request`` records the rollback under the pass lock (so no pass starts a deployment beside it),
   refusing while something deploys to the stage, and locks the stage so the controller does not
   promote again by itself.
-- ``RollbackRunner`` carries it out in the controller's passes, the way releases move: the decision
-  is ``domain.decide_rollback``; the new Heroku release's id is recorded before anything waits on it
-  (a pass that died in between finds it by its description, "Rollback to vN", since the mark); then
-  the releases taken out end ``rolled_back`` (their commit status and merged pull requests say who
-  and why); then the stage's checks verify what runs.
+- the controller's passes carry it out (``pipeline.controller.rollbacks``).
 """
 
 from __future__ import annotations
@@ -19,25 +15,21 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, replace
-from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from pipeline import domain
 from pipeline.config import StageSettings
-from pipeline.errors import BadInput, ExternalError, Permanent, Refused, Temporary
+from pipeline.controller import Controller
+from pipeline.errors import BadInput, ExternalError, Refused
 from pipeline.model import (
     Commit,
     Event,
+    EventKind,
     HerokuRelease,
     Release,
     Rollback,
     RollbackState,
-    State,
     TakenOut,
 )
-
-if TYPE_CHECKING:
-    from pipeline.controller import Controller, RollbackReport
 
 log = logging.getLogger("pipeline.rollbacks")
 
@@ -195,185 +187,15 @@ def request(controller: Controller, the_plan: RollbackPlan, reason: str, force: 
         )
         if forced:
             what += f" (forced past: {'; '.join(forced)})"
-        stored = store.add_rollback(rollback, [Event(about, now, "RollbackRequested", actor, what)])
+        stored = store.add_rollback(rollback, [Event(about, now, EventKind.RollbackRequested, actor, what)])
         state = store.environment(name, stage)
         why = f"rollback {stored.id} by {actor}: {reason}"
         if not state.locked:
             locked = replace(state, locked_at=now, locked_by=actor, lock_reason=why)
             store.save_environment(
-                locked, [Event(about, now, "EnvironmentLocked", actor, why, environment=stage)]
+                locked, [Event(about, now, EventKind.EnvironmentLocked, actor, why, environment=stage)]
             )
         return stored
-
-
-class RollbackRunner:
-    """Moves the rollbacks people asked for, inside the controller's passes."""
-
-    def __init__(self, controller: Controller) -> None:
-        self.c = controller
-        self._refused: set[int] = set()  # rollbacks whose Heroku call was answered with an error
-
-    def advance(self, rollback: Rollback) -> RollbackReport:
-        from pipeline.controller import RollbackReport
-
-        assert rollback.id is not None
-        rollback_id = rollback.id
-        stage = self.c.stage(rollback.environment)
-        rules = _verification(stage)
-        moved = False
-        wait: domain.Wait | None = None
-        for _ in range(ROUNDS):
-            now = self.c.clock()
-            before = rollback
-            try:
-                actions = domain.decide_rollback(
-                    rollback, self._observe(rollback, stage, now), rules, self.c.policy, now
-                )
-                wait = next((a for a in actions if isinstance(a, domain.Wait)), None)
-                if all(isinstance(a, domain.Wait) for a in actions):
-                    break
-                for action in actions:
-                    rollback = self._act(rollback, action)
-            except Temporary as exc:
-                log.warning("rollback %s: %s; trying again next pass", rollback.id, exc)
-                wait = domain.Wait(domain.WaitingOn.RETRY, f"{exc}; trying again")
-                rollback = self.c.store.rollback(rollback_id)
-                break
-            except Permanent as exc:
-                log.error("rollback %s: %s", rollback.id, exc)
-                wait = domain.Wait(domain.WaitingOn.PERSON, f"{exc}: a person must fix this")
-                rollback = self.c.store.rollback(rollback_id)
-                break
-            if rollback == before:
-                break
-            moved = True
-            if rollback.state.is_final:
-                wait = None
-                break
-        return RollbackReport(rollback_id, rollback.environment, rollback.state, moved, wait)
-
-    # --- Observe -------------------------------------------------------------------------------
-
-    def _observe(self, rollback: Rollback, stage: StageSettings, now: datetime) -> domain.RollbackSeen:
-        platform = self.c.platform
-        seen: dict[str, Any] = {"effect_refused": rollback.id in self._refused}
-        if rollback.heroku_release_id is not None:
-            release = platform.release(rollback.app, rollback.heroku_release_id)
-            seen["heroku_release"] = release
-            if rollback.state == RollbackState.VERIFYING and release.status == "succeeded":
-                commit = self.c.commit_of_slug(release.slug_id)
-                seen.update(self.c.verify_stage(stage, commit, release.version, rollback.check_progress, now))
-        elif rollback.pending_since is not None:
-            # Asked before a crash: Heroku lists a release "Rollback to vN" made since the mark.
-            since = rollback.pending_since - self.c.clock_skew
-            wanted = f"Rollback to v{rollback.to_version}"
-            seen["heroku_release"] = next(
-                (
-                    r
-                    for r in platform.releases(rollback.app)
-                    if r.description.startswith(wanted) and r.created_at >= since
-                ),
-                None,
-            )
-        return domain.RollbackSeen(**seen)
-
-    # --- Act -----------------------------------------------------------------------------------
-
-    def _act(self, rollback: Rollback, action: domain.RollbackAction) -> Rollback:
-        if isinstance(action, domain.RollbackUpdate):
-            return self._record(rollback, action)
-        if isinstance(action, domain.RollBackEnvironment):
-            return self._roll_back(rollback)
-        if isinstance(action, domain.TakeOut):
-            self._take_out(rollback)
-        return rollback
-
-    def _record(self, rollback: Rollback, action: domain.RollbackUpdate) -> Rollback:
-        now = self.c.clock()
-        updated = replace(rollback, state=action.to or rollback.state, updated_at=now, **dict(action.fields))
-        if action.silent:
-            return self.c.store.save_rollback(updated, [])
-        log.info("rollback %s %s: %s", rollback.id, action.kind, action.reason)
-        event = Event(
-            self._about(rollback), now, action.kind, domain.CONTROLLER, action.reason, detail=action.detail
-        )
-        self.c.crash_point(f"before:{action.kind}")
-        saved = self.c.store.save_rollback(updated, [event])
-        self.c.crash_point(f"after:{action.kind}")
-        return saved
-
-    def _roll_back(self, rollback: Rollback) -> Rollback:
-        """Write-ahead mark, then the Heroku rollback; its release's id is recorded at once."""
-        self._refused.discard(rollback.id or 0)
-        mark = domain.RollbackUpdate(
-            "HerokuRollbackRequested",
-            f"asking Heroku to run v{rollback.to_version}'s slug on {rollback.app} again",
-            fields={"pending_since": self.c.clock()},
-        )
-        rollback = self._record(rollback, mark)
-        try:
-            created = self.c.platform.rollback(rollback.app, rollback.to_release_id)
-        except Permanent as exc:
-            if exc.status is not None:
-                self._refused.add(rollback.id or 0)
-            why = (
-                f"Heroku refused the rollback to v{rollback.to_version}: {exc}; "
-                f"{rollback.app} still runs v{rollback.from_version}"
-            )
-            return self._record(
-                rollback, domain.RollbackUpdate("RollbackFailed", why, RollbackState.FAILED, {"outcome": why})
-            )
-        except Temporary as exc:
-            if exc.status is not None:
-                self._refused.add(rollback.id or 0)
-            raise
-        fields = {"heroku_release_id": created.id, "heroku_version": created.version, "pending_since": None}
-        why = f"{rollback.app} v{created.version} runs v{rollback.to_version}'s slug"
-        return self._record(
-            rollback, domain.RollbackUpdate("RollbackStarted", why, RollbackState.ROLLING_BACK, fields)
-        )
-
-    def _take_out(self, rollback: Rollback) -> None:
-        """The controller's releases the rollback took off the stage end ``rolled_back``, saying
-        who and why on their commits and merged pull requests first (idempotent)."""
-        store = self.c.store
-        why = (
-            f"rolled back by {rollback.requested_by} (rollback {rollback.id}): {rollback.reason}; "
-            f"{rollback.app} runs v{rollback.to_version} again"
-        )
-        for taken in rollback.taken_out:
-            if taken.release_id is None:
-                continue
-            release = store.get(taken.release_id)
-            if release.state == State.ROLLED_BACK:
-                continue
-            release = replace(release, reason=why)
-            status = f"Rolled back by {rollback.requested_by} to v{rollback.to_version}: {rollback.reason}"
-            self.c.post_status(release, domain.PostStatus(domain.PRODUCTION_STATUS, "FAILED", status[:140]))
-            release = self.c.notify_changes(release, domain.NotifyChanges("rolled_back"))
-            now = self.c.clock()
-            event = Event(
-                release.id,
-                now,
-                "RolledBackByHand",
-                rollback.requested_by,
-                why,
-                state_from=release.state,
-                state_to=State.ROLLED_BACK,
-                refs={"rollback": str(rollback.id)},
-                environment=rollback.environment,
-            )
-            store.save(replace(release, state=State.ROLLED_BACK, updated_at=now), [event])
-
-    def _about(self, rollback: Rollback) -> int | None:
-        """The controller's release a rollback's events are filed under: the one it took out that was live."""
-        return next((t.release_id for t in rollback.taken_out if t.release_id is not None), None)
-
-
-def _verification(stage: StageSettings) -> domain.Verification:
-    from pipeline.controller import verification_of
-
-    return verification_of(stage)
 
 
 def _target(releases: list[HerokuRelease], live: HerokuRelease, to: int | None, app: str) -> HerokuRelease:

@@ -19,7 +19,16 @@ from pipeline import domain, notes, restore, rollbacks
 from pipeline.config import Settings, StageSettings
 from pipeline.controller import Controller, PassReport, production_release_before, utcnow
 from pipeline.errors import BadInput, ExternalError, NotFound, PipelineError, Refused
-from pipeline.model import EnvironmentState, Event, HerokuRelease, Release, Rollback, State, Webhook
+from pipeline.model import (
+    EnvironmentState,
+    Event,
+    EventKind,
+    HerokuRelease,
+    Release,
+    Rollback,
+    State,
+    Webhook,
+)
 from pipeline.ports import Platform, ReleaseStore, SourceControl
 
 
@@ -91,7 +100,7 @@ class Services:
             state, frozen_at=now, frozen_by=self.settings.actor, freeze_reason=why, frozen_until=ends
         )
         what = f"frozen until {_iso(ends)}" if ends else "frozen until unfrozen"
-        kind = "EnvironmentFreezeChanged" if state.frozen(now) else "EnvironmentFrozen"
+        kind = EventKind.EnvironmentFreezeChanged if state.frozen(now) else EventKind.EnvironmentFrozen
         event = Event(
             None, now, kind, self.settings.actor, f"{stage.name} {what}: {why}", environment=stage.name
         )
@@ -108,7 +117,7 @@ class Services:
         event = Event(
             None,
             now,
-            "EnvironmentUnfrozen",
+            EventKind.EnvironmentUnfrozen,
             self.settings.actor,
             f"{stage.name} unfrozen: {why}",
             environment=stage.name,
@@ -125,7 +134,9 @@ class Services:
         was = f"locked since {_iso(state.locked_at)} by {state.locked_by}: {state.lock_reason}"
         said = f"{stage.name} unlocked ({was}): {why}"
         cleared = replace(state, locked_at=None, locked_by="", lock_reason="")
-        event = Event(None, now, "EnvironmentUnlocked", self.settings.actor, said, environment=stage.name)
+        event = Event(
+            None, now, EventKind.EnvironmentUnlocked, self.settings.actor, said, environment=stage.name
+        )
         return self.store.save_environment(cleared, [event])
 
     def promote_now(self, name: str, reason: str) -> Release:
@@ -158,7 +169,9 @@ class Services:
             override_reason=why,
         )
         said = f"release {release.id} may start deploying to {stage.name} now, window and freeze aside: {why}"
-        event = Event(release.id, now, "OverrideGranted", self.settings.actor, said, environment=stage.name)
+        event = Event(
+            release.id, now, EventKind.OverrideGranted, self.settings.actor, said, environment=stage.name
+        )
         self.store.save_environment(granted, [event])
         self.tick(detect=False)
         return self.store.get(release.id or 0)
@@ -217,7 +230,7 @@ class Services:
             f"hotfix from {name} at {head[:12]}: {len(commits)} commit(s) not on {src.production_branch}; "
             "it goes through staging and approval on its own"
         )
-        stored = self.store.add(release, "HotfixStarted", why, self.settings.actor)
+        stored = self.store.add(release, EventKind.HotfixStarted, why, self.settings.actor)
         self.tick(detect=False)
         return self.store.get(stored.id or 0)
 
@@ -255,7 +268,7 @@ class Services:
             context, url, server=self.settings.restore_server.get_secret_value(), checks=checks, keep=keep
         )
         now = self.clock()
-        kind = "BackupRestoreVerified" if report.ok else "BackupRestoreFailed"
+        kind = EventKind.BackupRestoreVerified if report.ok else EventKind.BackupRestoreFailed
         detail = json.dumps(
             {
                 "backup": {"id": chosen.id, "name": chosen.name, "finished_at": _iso(chosen.finished_at)},
@@ -300,7 +313,7 @@ class Services:
             url = webhook_url or hooks.public_url or f"http://{hooks.host}:{hooks.port}/webhooks/bitbucket"
             hook, outcome = self.install_webhook(url)
             said.append(f"BITBUCKET_WEBHOOK_SECRET given to the webhook to {hook.url} ({outcome})")
-        event = Event(None, self.clock(), "CredentialsRotated", self.settings.actor, "; ".join(said))
+        event = Event(None, self.clock(), EventKind.CredentialsRotated, self.settings.actor, "; ".join(said))
         self.store.note(self.settings.name, [event])
         return said
 

@@ -33,8 +33,11 @@ from pipeline.domain.actions import (
     OpenReleasePullRequest,
     PostStatus,
     Promote,
+    ReleaseDecision,
+    ReleaseUpdate,
     RollBack,
     RollbackAction,
+    RollbackDecision,
     RollBackEnvironment,
     RollbackUpdate,
     TakeOut,
@@ -47,6 +50,7 @@ from pipeline.domain.gates import window_state
 from pipeline.domain.observation import Observation
 from pipeline.domain.policy import (
     MAX_CHECK_WAIT,
+    ApprovalPolicy,
     CheckRule,
     Policy,
     Verification,
@@ -55,9 +59,9 @@ from pipeline.domain.policy import (
     pin_approvers,
 )
 from pipeline.domain.release import decide
-from pipeline.domain.rollback import RollbackSeen, decide_rollback
+from pipeline.domain.rollback import RollbackObservation, decide_rollback
 from pipeline.domain.text import span_text
-from pipeline.domain.verification import backup_problem, checks_summary, dyno_problem, verify
+from pipeline.domain.verification import Verifying, backup_problem, checks_summary, dyno_problem, verify
 from pipeline.model import Approval
 
 __all__ = [
@@ -67,6 +71,7 @@ __all__ = [
     "STAGING_STATUS",
     "Action",
     "Approval",
+    "ApprovalPolicy",
     "CaptureBackup",
     "CheckRule",
     "Decision",
@@ -81,14 +86,18 @@ __all__ = [
     "Policy",
     "PostStatus",
     "Promote",
+    "ReleaseDecision",
+    "ReleaseUpdate",
     "RollBack",
     "RollBackEnvironment",
     "RollbackAction",
-    "RollbackSeen",
+    "RollbackDecision",
+    "RollbackObservation",
     "RollbackUpdate",
     "TakeOut",
     "Update",
     "Verification",
+    "Verifying",
     "Wait",
     "WaitingOn",
     "approval_digest",

@@ -1,5 +1,9 @@
 """What a decision may ask for: record an ``Update``, carry out an effect, give feedback, or ``Wait``
 (and on what); and the ``Decision`` that orders them.
+
+Releases and rollbacks share these: an ``Update`` is generic in the state it moves (``State`` or
+``RollbackState``) and in the typed change of fields it carries (``ReleaseChanges`` or
+``RollbackChanges``), so a misspelled field or event kind is a type error, not a silent no-op.
 """
 
 from __future__ import annotations
@@ -8,37 +12,46 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Generic, TypeVar
 
-from pipeline.model import (
-    RollbackState,
-    State,
-)
+from pipeline.model import EventKind, ReleaseChanges, RollbackChanges, RollbackState, State
 
 CONTROLLER = "controller"
-
 
 # Commit status keys, one per stage, as developers see them on the commit in Bitbucket.
 STAGING_STATUS = "pipeline/staging"
 PRODUCTION_STATUS = "pipeline/production"
 
+S = TypeVar("S", State, RollbackState)
+C = TypeVar("C", ReleaseChanges, RollbackChanges)
+A = TypeVar("A")
 
-# --- Actions ----------------------------------------------------------------------------------
+
+def _no_changes() -> Any:
+    return {}
 
 
 @dataclass(frozen=True)
-class Update:
-    """Record an event, and change state and fields. ``to`` None keeps the state; ``detail`` is
-    longer evidence kept with the event."""
+class Update(Generic[S, C]):
+    """Record an event of ``kind``, and change state and fields. ``to`` None keeps the state;
+    ``detail`` is longer evidence kept with the event; ``silent`` saves the fields only, with no
+    event (a soak that goes on)."""
 
-    kind: str
+    kind: EventKind
     reason: str
-    to: State | None = None
-    fields: Mapping[str, Any] = field(default_factory=dict)
+    to: S | None = None
+    fields: C = field(default_factory=_no_changes)
     refs: Mapping[str, str] = field(default_factory=dict)
     actor: str = CONTROLLER
     detail: str = ""
-    silent: bool = False  # save the fields only: no event (a soak that goes on)
+    silent: bool = False
+
+
+ReleaseUpdate = Update[State, ReleaseChanges]
+RollbackUpdate = Update[RollbackState, RollbackChanges]
+
+
+# --- Effects: they create something on Heroku or Bitbucket ------------------------------------
 
 
 @dataclass(frozen=True)
@@ -49,11 +62,6 @@ class DeployToStaging:
 @dataclass(frozen=True)
 class OpenReleasePullRequest:
     """Pin ``release/<id>`` at the commit and open the release pull request with its notes."""
-
-
-@dataclass(frozen=True)
-class DeclinePullRequest:
-    comment: str
 
 
 @dataclass(frozen=True)
@@ -76,12 +84,8 @@ class RollBack:
 
 
 @dataclass(frozen=True)
-class LockEnvironment:
-    """Lock a stage: the controller deploys nothing to it until a person unlocks it. Idempotent:
-    a stage already locked keeps its first lock."""
-
-    stage: str
-    reason: str
+class MergePullRequest:
+    """Merge the release pull request into the production branch."""
 
 
 @dataclass(frozen=True)
@@ -91,8 +95,34 @@ class OpenBackMerge:
 
 
 @dataclass(frozen=True)
-class MergePullRequest:
-    """Merge the release pull request into the production branch."""
+class RollBackEnvironment:
+    """A rollback a person asked for: mark it pending, then ask Heroku for a new release running the
+    target's slug."""
+
+
+@dataclass(frozen=True)
+class TakeOut:
+    """A rollback a person asked for runs: the controller's releases it took off the environment
+    end ``rolled_back``, saying who did it and why, on their commits and merged pull requests too."""
+
+
+# --- Feedback: idempotent, safe to repeat ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeclinePullRequest:
+    """Decline the release pull request, saying why in ``comment``."""
+
+    comment: str
+
+
+@dataclass(frozen=True)
+class LockEnvironment:
+    """Lock a stage: the controller deploys nothing to it until a person unlocks it. Idempotent:
+    a stage already locked keeps its first lock."""
+
+    stage: str
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -113,6 +143,9 @@ class NotifyChanges:
     and stage: a change already announced on staging by an earlier release is not announced again."""
 
     stage: str
+
+
+# --- Waiting ----------------------------------------------------------------------------------
 
 
 class WaitingOn(StrEnum):
@@ -139,12 +172,15 @@ class Wait:
 
 Effect = DeployToStaging | OpenReleasePullRequest | DeclinePullRequest | CaptureBackup | Promote | RollBack
 Feedback = PostStatus | DeclinePullRequest | NotifyChanges | LockEnvironment
-Action = Update | Effect | MergePullRequest | OpenBackMerge | Feedback | Wait
+Action = ReleaseUpdate | Effect | MergePullRequest | OpenBackMerge | Feedback | Wait
+RollbackAction = RollbackUpdate | RollBackEnvironment | TakeOut | Wait
 
 
 @dataclass(frozen=True)
-class Decision:
-    actions: tuple[Action, ...]
+class Decision(Generic[A]):
+    """The actions to carry out, in order; at most one ``Wait`` says what is waited on after them."""
+
+    actions: tuple[A, ...]
 
     @property
     def wait(self) -> Wait | None:
@@ -155,8 +191,12 @@ class Decision:
         return any(not isinstance(a, Wait) for a in self.actions)
 
 
-def _decision(*actions: Action) -> Decision:
-    """The actions in the order they run: feedback first (commit statuses, declining a pull
+ReleaseDecision = Decision[Action]
+RollbackDecision = Decision[RollbackAction]
+
+
+def decision(*actions: Action) -> ReleaseDecision:
+    """A release's actions in the order they run: feedback first (commit statuses, declining a pull
     request, comments on the merged pull requests: idempotent, so safe to repeat), then the rest as
     given. A crash right after a release reaches a final state then never loses the feedback that
     goes with it."""
@@ -164,31 +204,5 @@ def _decision(*actions: Action) -> Decision:
     return Decision(feedback + tuple(a for a in actions if not isinstance(a, Feedback)))
 
 
-def _wait(on: WaitingOn, detail: str, until: datetime | None = None) -> Decision:
-    return _decision(Wait(on, detail, until))
-
-
-@dataclass(frozen=True)
-class RollbackUpdate:
-    """Record an event of the rollback and change its state and fields (``silent``: fields only)."""
-
-    kind: str
-    reason: str
-    to: RollbackState | None = None
-    fields: Mapping[str, Any] = field(default_factory=dict)
-    detail: str = ""
-    silent: bool = False
-
-
-@dataclass(frozen=True)
-class RollBackEnvironment:
-    """Mark the rollback pending, then ask Heroku for a new release running the target's slug."""
-
-
-@dataclass(frozen=True)
-class TakeOut:
-    """The rollback runs: the controller's releases it took off the environment end ``rolled_back``,
-    saying who did it and why, on their commits and merged pull requests too."""
-
-
-RollbackAction = RollbackUpdate | RollBackEnvironment | TakeOut | Wait
+def wait(on: WaitingOn, detail: str, until: datetime | None = None) -> ReleaseDecision:
+    return decision(Wait(on, detail, until))

@@ -1,28 +1,21 @@
-"""Judging approvals: who approved what, and whether it counts under the approval policy; the
-events an approval's judgement gives; the evidence kept with a release's approval.
+"""Judging approvals: who approved what, and whether it counts under the approval policy (each rule
+one function of ``RULES``); the events an approval's judgement gives; the evidence kept with a
+release's approval.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
-from pipeline.domain.actions import (
-    Update,
-)
-from pipeline.domain.policy import (
-    Policy,
-    approval_digest,
-    approval_policy,
-)
-from pipeline.domain.text import (
-    _iso,
-    _same_commit,
-    span_text,
-)
+from pipeline.domain.actions import ReleaseUpdate, Update
+from pipeline.domain.policy import ApprovalPolicy, Policy
+from pipeline.domain.text import iso, same_commit, span_text
 from pipeline.model import (
     Approval,
+    EventKind,
     Participant,
     Person,
     PullRequest,
@@ -30,7 +23,8 @@ from pipeline.model import (
     Release,
 )
 
-LOSING_EVENTS = frozenset({"ApprovalWithdrawn", "ApprovalVoided"})
+# Events by which a counted approval stops counting.
+LOSING_EVENTS = frozenset({EventKind.ApprovalWithdrawn, EventKind.ApprovalVoided})
 
 
 def judge_approvals(
@@ -44,17 +38,17 @@ def judge_approvals(
     """Every approval (and request for changes) on the release pull request, each counted or not
     with the reason and its evidence (pull request, commit, policy digest).
 
-    An approval counts when the approver is listed in ``approval.approvers``, is not the controller's
-    account, wrote no commit in the release (unless ``authors_may_approve``), no commit of the
-    release has an author linked to no account (unless ``unlinked_authors`` is ``allow``), approved
-    after staging was verified, after the last move of the release branch (the pull request's
-    activity shows every move), while the branch points at the release's commit, and at most
-    ``approval_max_age`` before ``now``. Distinct people only (Bitbucket lists each once). A request
-    for changes "counts" when a listed approver made it: it rejects the release.
+    An approval counts when no rule of ``RULES`` has a reason against it: the approver is listed in
+    ``approval.approvers``, is not the controller's account, wrote no commit in the release (unless
+    ``authors_may_approve``), no commit of the release has an author linked to no account (unless
+    ``unlinked_authors`` is ``allow``), approved after staging was verified, after the last move of
+    the release branch (the pull request's activity shows every move), while the branch points at
+    the release's commit, and at most ``approval.max_age`` before ``now``. Distinct people only
+    (Bitbucket lists each once). A request for changes "counts" when a listed approver made it: it
+    rejects the release.
     """
-    digest = approval_digest(policy)
-    branch_moved = release_branch_head is None or not release.commit.startswith(release_branch_head[:12])
-    moved = last_branch_move(activity, release.commit)
+    rules = policy.approval
+    branch = BranchSeen(release_branch_head, last_branch_move(activity, release.commit))
     judged: list[Approval] = []
     for p in pr.participants:
         if p.approved:
@@ -65,9 +59,10 @@ def judge_approvals(
             continue
         at = p.participated_on or release.created_at
         if kind == "changes_requested":
-            counted, reason = _judge_change_request(p.user, pr, activity, policy)
+            counted, reason = _judge_change_request(p.user, pr, activity, rules)
         else:
-            why_not = _why_not_counted(release, p, at, branch_moved, release_branch_head, moved, policy, now)
+            case = Case(release, p, at, branch, rules, now)
+            why_not = next((why for rule in RULES if (why := rule(case)) is not None), None)
             counted = why_not is None
             reason = why_not or (
                 f"{p.user.username} is an approver and approved {release.commit[:12]} after staging "
@@ -81,74 +76,159 @@ def judge_approvals(
                 reason,
                 pull_request_id=pr.id,
                 commit=release.commit,
-                policy_digest=digest,
+                policy_digest=rules.digest,
                 kind=kind,
             )
         )
     return tuple(judged)
 
 
-def _why_not_counted(
-    release: Release,
-    p: Participant,
-    at: datetime,
-    branch_moved: bool,
-    release_branch_head: str | None,
-    moved: tuple[datetime, str] | None,
-    policy: Policy,
-    now: datetime,
-) -> str | None:
-    """Why approval participant ``p`` does not count, or None when it does (see judge_approvals)."""
-    name = p.user.username
-    if policy.controller_account is not None and p.user.same_as(policy.controller_account):
+# --- The rules ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BranchSeen:
+    """Where the release branch points now (None: deleted), and its last move seen in the pull
+    request's activity (when, and to which commit), if any."""
+
+    head: str | None
+    last_move: tuple[datetime, str] | None
+
+
+@dataclass(frozen=True)
+class Case:
+    """One approval to judge: who gave it (``participant``) and when (``at``), on which release, with
+    the release branch as seen, under ``policy``, at ``now``."""
+
+    release: Release
+    participant: Participant
+    at: datetime
+    branch: BranchSeen
+    policy: ApprovalPolicy
+    now: datetime
+
+    @property
+    def name(self) -> str:
+        return self.participant.user.username
+
+
+def _not_the_controller(case: Case) -> str | None:
+    bot = case.policy.controller_account
+    if bot is not None and case.participant.user.same_as(bot):
         return "the controller's own account never counts"
-    if not p.user.is_one_of(policy.approvers):
-        return f"{name} is not an approver (approval.approvers: {policy.approvers_text})"
-    if not policy.authors_may_approve:
-        wrote = next(
-            (
-                c
-                for c in release.commits
-                if (c.author is not None and c.author.same_as(p.user))
-                or (c.author is None and p.user.display_name and c.author_name == p.user.display_name)
-            ),
-            None,
-        )
-        if wrote is not None:
-            return f"{name} wrote commit {wrote.hash[:12]} in this release; authors never approve their work"
-        unlinked = next((c for c in release.commits if c.author is None), None)
-        if unlinked is not None and policy.unlinked_authors == "block":
-            author = unlinked.author_name or unlinked.author_raw
-            return (
-                f"commit {unlinked.hash[:12]} is by {author!r}, an e-mail linked to no Bitbucket "
-                f"account: nobody can show {name} did not write it "
-                "(link the e-mail to its account, or set approval.unlinked_authors: allow)"
-            )
-    if p.participated_on is None:
-        return f"Bitbucket gives no time for {name}'s approval: it cannot be shown to follow verification"
-    if release.staging_verified_at is None or at < release.staging_verified_at:
-        return f"{name} approved at {_iso(at)}, before staging was verified"
-    if branch_moved:
-        where = release_branch_head[:12] if release_branch_head else "nowhere (deleted)"
+    return None
+
+
+def _an_approver(case: Case) -> str | None:
+    if not case.participant.user.is_one_of(case.policy.approvers):
+        return f"{case.name} is not an approver (approval.approvers: {case.policy.approvers_text})"
+    return None
+
+
+def _not_an_author(case: Case) -> str | None:
+    """``approval.authors_may_approve``: false (the default) never counts an author's approval; a
+    commit under the approver's display name with an unlinked e-mail counts as theirs."""
+    if case.policy.authors_may_approve:
+        return None
+    user = case.participant.user
+    wrote = next(
+        (
+            c
+            for c in case.release.commits
+            if (c.author is not None and c.author.same_as(user))
+            or (c.author is None and user.display_name and c.author_name == user.display_name)
+        ),
+        None,
+    )
+    if wrote is not None:
+        return f"{case.name} wrote commit {wrote.hash[:12]} in this release; authors never approve their work"
+    return None
+
+
+def _no_unlinked_author(case: Case) -> str | None:
+    """``approval.unlinked_authors: block`` (the default, while authors may not approve): no approval
+    counts while a commit's author e-mail has no Bitbucket account."""
+    if case.policy.authors_may_approve or case.policy.unlinked_authors != "block":
+        return None
+    unlinked = next((c for c in case.release.commits if c.author is None), None)
+    if unlinked is None:
+        return None
+    author = unlinked.author_name or unlinked.author_raw
+    return (
+        f"commit {unlinked.hash[:12]} is by {author!r}, an e-mail linked to no Bitbucket "
+        f"account: nobody can show {case.name} did not write it "
+        "(link the e-mail to its account, or set approval.unlinked_authors: allow)"
+    )
+
+
+def _dated(case: Case) -> str | None:
+    if case.participant.participated_on is None:
         return (
-            f"release branch {release.release_branch} points at {where}, not at {release.commit[:12]}: "
-            "approvals are bound to the commit verified on staging"
-        )
-    if moved is not None and at <= moved[0]:
-        return (
-            f"{name} approved at {_iso(at)}, before release branch {release.release_branch} moved "
-            f"(to {moved[1][:12]} at {_iso(moved[0])}): a move voids every earlier approval; approve again"
-        )
-    if policy.approval_max_age is not None and now - at > policy.approval_max_age:
-        return (
-            f"{name} approved at {_iso(at)}, more than {span_text(policy.approval_max_age)} ago "
-            "(approval.max_age): unapprove and approve again"
+            f"Bitbucket gives no time for {case.name}'s approval: it cannot be shown to follow verification"
         )
     return None
 
 
+def _after_verification(case: Case) -> str | None:
+    verified = case.release.staging_verified_at
+    if verified is None or case.at < verified:
+        return f"{case.name} approved at {iso(case.at)}, before staging was verified"
+    return None
+
+
+def _on_the_commit(case: Case) -> str | None:
+    """Approvals are bound to the commit verified on staging: the release branch must point at it."""
+    release, head = case.release, case.branch.head
+    if head is not None and release.commit.startswith(head[:12]):
+        return None
+    where = head[:12] if head else "nowhere (deleted)"
+    return (
+        f"release branch {release.release_branch} points at {where}, not at {release.commit[:12]}: "
+        "approvals are bound to the commit verified on staging"
+    )
+
+
+def _after_the_last_move(case: Case) -> str | None:
+    """Any move of the release branch voids every earlier approval, even one later moved back."""
+    moved = case.branch.last_move
+    if moved is None or case.at > moved[0]:
+        return None
+    return (
+        f"{case.name} approved at {iso(case.at)}, before release branch {case.release.release_branch} moved "
+        f"(to {moved[1][:12]} at {iso(moved[0])}): a move voids every earlier approval; approve again"
+    )
+
+
+def _fresh(case: Case) -> str | None:
+    """``approval.max_age``: judged again at every look, the moment of promotion included."""
+    max_age = case.policy.max_age
+    if max_age is None or case.now - case.at <= max_age:
+        return None
+    return (
+        f"{case.name} approved at {iso(case.at)}, more than {span_text(max_age)} ago "
+        "(approval.max_age): unapprove and approve again"
+    )
+
+
+Rule = Callable[[Case], str | None]
+
+# Each rule says why an approval does not count, or None; the first reason found is the one given.
+# A new rule is one function here, and its switch (if any) a field of ``ApprovalPolicy``.
+RULES: tuple[Rule, ...] = (
+    _not_the_controller,
+    _an_approver,
+    _not_an_author,
+    _no_unlinked_author,
+    _dated,
+    _after_verification,
+    _on_the_commit,
+    _after_the_last_move,
+    _fresh,
+)
+
+
 def _judge_change_request(
-    user: Person, pr: PullRequest, activity: Sequence[PullRequestActivity], policy: Policy
+    user: Person, pr: PullRequest, activity: Sequence[PullRequestActivity], policy: ApprovalPolicy
 ) -> tuple[bool, str]:
     """Whether a request for changes rejects the release (a listed approver's does), and why."""
     if policy.controller_account is not None and user.same_as(policy.controller_account):
@@ -160,7 +240,7 @@ def _judge_change_request(
         )
     return (
         True,
-        f"{user.username} requested changes on release pull request #{pr.id}: {_said(user, activity)}",
+        f"{user.username} requested changes on release pull request #{pr.id}: {said(user, activity)}",
     )
 
 
@@ -172,42 +252,45 @@ def last_branch_move(activity: Sequence[PullRequestActivity], commit: str) -> tu
     moved: tuple[datetime, str] | None = None
     previous = commit
     for update in updates:
-        if not _same_commit(update.source_commit, previous):
+        if not same_commit(update.source_commit, previous):
             moved = (update.at, update.source_commit)
         previous = update.source_commit
     return moved
 
 
-def _said(user: Person, activity: Sequence[PullRequestActivity]) -> str:
+def said(user: Person, activity: Sequence[PullRequestActivity]) -> str:
     """What ``user`` last wrote on the pull request (its first line), or that they wrote nothing."""
     said = next((a.text for a in activity if a.kind == "comment" and a.user and a.user.same_as(user)), "")
     line = (said.strip().splitlines() or [""])[0][:200]
     return repr(line) if line else "no comment given"
 
 
-def _approval_events(release: Release, judged: tuple[Approval, ...]) -> list[Update]:
+def approval_events(release: Release, judged: tuple[Approval, ...]) -> list[ReleaseUpdate]:
     """An event for every approval that is new or judged differently than last time, and one when
     an approval was withdrawn (unapproved in Bitbucket)."""
     before = {_approval_key(a): a for a in release.approvals}
     now_seen = {_approval_key(a) for a in judged}
-    updates: list[Update] = []
+    updates: list[ReleaseUpdate] = []
     for a in judged:
         old = before.get(_approval_key(a))
         if old is not None and old.counted == a.counted and old.reason == a.reason:
             continue
         if a.kind == "changes_requested":
-            kind = "ChangesRequested" if a.counted else "ChangesRequestIgnored"
+            kind = EventKind.ChangesRequested if a.counted else EventKind.ChangesRequestIgnored
         elif a.counted:
-            kind = "ApprovalCounted"
+            kind = EventKind.ApprovalCounted
         else:
-            kind = "ApprovalVoided" if old is not None and old.counted else "ApprovalIgnored"
+            voided = old is not None and old.counted
+            kind = EventKind.ApprovalVoided if voided else EventKind.ApprovalIgnored
         updates.append(Update(kind, a.reason, fields={"approvals": judged}, actor=a.user.username))
     gone = [a for key, a in before.items() if key not in now_seen and a.kind == "approval"]
     for a in gone:
-        why = f"{a.user.username} withdrew the approval given at {_iso(a.at)}"
-        updates.append(Update("ApprovalWithdrawn", why, fields={"approvals": judged}, actor=a.user.username))
+        why = f"{a.user.username} withdrew the approval given at {iso(a.at)}"
+        updates.append(
+            Update(EventKind.ApprovalWithdrawn, why, fields={"approvals": judged}, actor=a.user.username)
+        )
     if not updates and len(judged) != len(release.approvals):
-        updates.append(Update("ApprovalsChanged", "approvals changed", fields={"approvals": judged}))
+        updates.append(Update(EventKind.ApprovalsChanged, "approvals changed", fields={"approvals": judged}))
     return updates
 
 
@@ -215,7 +298,7 @@ def _approval_key(a: Approval) -> tuple[str, str, datetime]:
     return (a.kind, a.user.uuid or a.user.account_id or a.user.username, a.at)
 
 
-def _approval_evidence(counted: Sequence[Approval], policy: Policy) -> str:
+def approval_evidence(counted: Sequence[Approval], policy: Policy) -> str:
     """The evidence kept with ReleaseApproved: each counted approval and the policy they were judged by."""
     return json.dumps(
         {
@@ -224,15 +307,15 @@ def _approval_evidence(counted: Sequence[Approval], policy: Policy) -> str:
                     "approver": a.user.username,
                     "uuid": a.user.uuid,
                     "account_id": a.user.account_id,
-                    "at": _iso(a.at),
+                    "at": iso(a.at),
                     "pull_request": a.pull_request_id,
                     "commit": a.commit,
                     "policy_digest": a.policy_digest,
                 }
                 for a in counted
             ],
-            "policy": approval_policy(policy),
-            "policy_digest": approval_digest(policy),
+            "policy": policy.approval.as_json(),
+            "policy_digest": policy.approval.digest,
         },
         indent=2,
         sort_keys=True,

@@ -5,42 +5,39 @@ failed on staging, or failed on its way to production; each with its feedback.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 from pipeline.domain.actions import (
     PRODUCTION_STATUS,
     STAGING_STATUS,
     Action,
-    Decision,
     DeclinePullRequest,
     PostStatus,
+    ReleaseDecision,
     Update,
-    _decision,
+    decision,
 )
-from pipeline.domain.approval import (
-    _said,
-)
-from pipeline.domain.policy import (
-    Policy,
-)
+from pipeline.domain.approval import said
+from pipeline.domain.policy import Policy
 from pipeline.model import (
+    EventKind,
     Promotion,
     PullRequest,
     PullRequestActivity,
     Release,
+    ReleaseChanges,
     State,
 )
 
 
-def _closed(
+def rejection(
     release: Release, pr: PullRequest, activity: Sequence[PullRequestActivity], policy: Policy
-) -> Decision | None:
+) -> ReleaseDecision | None:
     """A person ended the release, saying who and why: an approver requested changes, or the pull
     request was declined (or merged) outside the controller."""
     if (
         pr.state == "DECLINED"
         and pr.closed_by is not None
-        and pr.closed_by.same_as(policy.controller_account)
+        and pr.closed_by.same_as(policy.approval.controller_account)
     ):
         return None  # the controller declined it (superseded, rolled back): its own reason follows
     decline: list[Action] = []
@@ -50,15 +47,15 @@ def _closed(
                 p
                 for p in pr.participants
                 if p.state == "changes_requested"
-                and p.user.is_one_of(policy.approvers)
-                and not p.user.same_as(policy.controller_account)
+                and p.user.is_one_of(policy.approval.approvers)
+                and not p.user.same_as(policy.approval.controller_account)
             ),
             None,
         )
         if requested is None:
             return None
         who = requested.user.username
-        why = f"{who} requested changes on release pull request #{pr.id}: {_said(requested.user, activity)}"
+        why = f"{who} requested changes on release pull request #{pr.id}: {said(requested.user, activity)}"
         decline.append(
             DeclinePullRequest(
                 f"Rejected: {why}. This release will not go to production; the next merge into "
@@ -67,27 +64,28 @@ def _closed(
         )
     else:
         who = pr.closed_by.username if pr.closed_by else "someone"
-        said = pr.reason.strip() or next(
+        given = pr.reason.strip() or next(
             (a.text.strip() for a in activity if a.kind == "update" and a.state == pr.state and a.text), ""
         )
-        because = f": {said[:200]!r}" if said else " (no reason given)"
+        because = f": {given[:200]!r}" if given else " (no reason given)"
         outside = " outside the controller" if pr.state == "MERGED" else ""
         why = f"release pull request #{pr.id} was {pr.state.lower()} by {who}{outside}{because}"
         if pr.state == "MERGED":
             why += "; production was not changed"
-    return _decision(
-        Update("ReleaseRejected", why, State.REJECTED, actor=who, refs={"pull_request": str(pr.id)}),
+    return decision(
+        Update(EventKind.ReleaseRejected, why, State.REJECTED, actor=who, refs={"pull_request": str(pr.id)}),
         PostStatus(PRODUCTION_STATUS, "STOPPED", why[:140], release.pull_request_url),
         *decline,
     )
 
 
-def _supersede(release: Release, newer: Release) -> Decision:
+def supersede(release: Release, newer: Release) -> ReleaseDecision:
+    """A newer release that contains this one takes its place."""
     link = f" ({newer.pull_request_url})" if newer.pull_request_url else ""
     why = f"superseded by release {newer.id} of {newer.commit[:12]}{link}"
     actions: list[Action] = [
         Update(
-            "ReleaseSuperseded",
+            EventKind.ReleaseSuperseded,
             why,
             State.SUPERSEDED,
             {"superseded_by": newer.id},
@@ -96,34 +94,37 @@ def _supersede(release: Release, newer: Release) -> Decision:
     ]
     if release.pull_request_id is not None:
         actions.append(DeclinePullRequest(f"Superseded by release {newer.id} of {newer.commit[:12]}{link}."))
-    return _decision(*actions)
+    return decision(*actions)
 
 
-def _staging_failed(
+def staging_failed(
     release: Release,
-    kind: str,
+    kind: EventKind,
     why: str,
-    fields: Mapping[str, Any],
+    fields: ReleaseChanges,
     refs: Mapping[str, str],
     *,
     detail: str = "",
-) -> Decision:
-    return _decision(
+) -> ReleaseDecision:
+    """The release ends on staging (its build, release phase or checks failed), said on its commit."""
+    return decision(
         Update(kind, why, State.STAGING_FAILED, fields, refs, detail=detail),
         PostStatus(STAGING_STATUS, "FAILED", why[:140]),
     )
 
 
-def _promotion_failed(
-    release: Release, why: str, refs: Mapping[str, str], fields: Mapping[str, Any] | None = None
-) -> Decision:
-    return _decision(
-        Update("PromotionFailed", why, State.PROMOTION_FAILED, dict(fields or {}), refs),
+def promotion_failed(
+    release: Release, why: str, refs: Mapping[str, str], fields: ReleaseChanges | None = None
+) -> ReleaseDecision:
+    """The release ends on its way to production, which still runs what it ran, said on its commit."""
+    return decision(
+        Update(EventKind.PromotionFailed, why, State.PROMOTION_FAILED, fields or {}, refs),
         PostStatus(PRODUCTION_STATUS, "FAILED", why[:140]),
     )
 
 
-def _failed_target(promotion: Promotion | None) -> str | None:
+def failed_target(promotion: Promotion | None) -> str | None:
+    """Why a promotion failed, from its failed target, or None."""
     if promotion is None:
         return None
     for t in promotion.targets:

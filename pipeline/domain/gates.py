@@ -14,7 +14,7 @@ from pipeline.domain.policy import (
     Policy,
 )
 from pipeline.domain.text import (
-    _iso,
+    iso,
 )
 from pipeline.model import (
     Commit,
@@ -24,7 +24,7 @@ from pipeline.model import (
 )
 
 
-def _missing_text(missing: tuple[Commit, ...], policy: Policy) -> str:
+def missing_text(missing: tuple[Commit, ...], policy: Policy) -> str:
     """ "commit abc (Fix login) that production has; merge main into ..." for the commits missing."""
     first = missing[0]
     what = f"commit {first.hash[:12]} ({(first.message.splitlines() or [''])[0][:60]})"
@@ -35,18 +35,18 @@ def _missing_text(missing: tuple[Commit, ...], policy: Policy) -> str:
     )
 
 
-def _locked(stage: str, environment: EnvironmentState | None) -> Wait | None:
+def locked(stage: str, environment: EnvironmentState | None) -> Wait | None:
     """Why nothing may deploy to a locked stage, or None."""
     if environment is None or environment.locked_at is None:
         return None
     return Wait(
         WaitingOn.PERSON,
-        f"{stage} is locked since {_iso(environment.locked_at)} by {environment.locked_by}: "
+        f"{stage} is locked since {iso(environment.locked_at)} by {environment.locked_by}: "
         f"{environment.lock_reason}; `pipeline unlock {stage} --reason ...` clears it",
     )
 
 
-def _closed_to(
+def closed_to(
     release: Release,
     stage: str,
     environment: EnvironmentState | None,
@@ -63,9 +63,9 @@ def _closed_to(
             f"{environment.override_reason}",
         )
     if environment is not None and environment.frozen(now):
-        until = f" until {_iso(environment.frozen_until)}" if environment.frozen_until else ""
+        until = f" until {iso(environment.frozen_until)}" if environment.frozen_until else ""
         why = (
-            f"{stage} is frozen{until} since {_iso(environment.frozen_at or now)} "
+            f"{stage} is frozen{until} since {iso(environment.frozen_at or now)} "
             f"by {environment.frozen_by}: "
             f"{environment.freeze_reason}; `pipeline unfreeze {stage}` lifts it, "
             f"`pipeline promote {stage} --now --reason ...` starts this one anyway"
@@ -76,7 +76,7 @@ def _closed_to(
         if not is_open:
             when = (
                 f"opens {opens.astimezone(windows.timezone):%a %Y-%m-%d %H:%M} {windows.zone_name} "
-                f"({_iso(opens)})"
+                f"({iso(opens)})"
                 if opens is not None
                 else "never opens (no day in its windows)"
             )

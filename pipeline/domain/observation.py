@@ -6,9 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from pipeline.domain.policy import (
-    Policy,
-)
+from pipeline.domain.policy import Policy
 from pipeline.model import (
     Backup,
     CheckResult,
@@ -17,6 +15,7 @@ from pipeline.model import (
     EnvironmentState,
     HerokuBuild,
     HerokuRelease,
+    Intent,
     Promotion,
     PullRequest,
     PullRequestActivity,
@@ -37,7 +36,6 @@ class Observation:
     release_branch_head: str | None = None
     backup: Backup | None = None
     promotion: Promotion | None = None
-    live_release: HerokuRelease | None = None
     rollback_release: HerokuRelease | None = None
     latest_backup: Backup | None = None
     newer: Release | None = None
@@ -59,7 +57,7 @@ class Observation:
     effect_refused: bool = False
 
 
-def _in_grace(release: Release, seen: Observation, action: str, policy: Policy, now: datetime) -> bool:
+def in_grace(release: Release, seen: Observation, action: Intent, policy: Policy, now: datetime) -> bool:
     """True while an effect marked pending may still show up on the platform: the mark was left by
     a pass that died before the answer came (an answered refusal is not worth waiting for)."""
     return (

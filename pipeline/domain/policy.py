@@ -12,10 +12,7 @@ from datetime import timedelta
 from functools import cached_property
 from typing import Any
 
-from pipeline.model import (
-    DeployWindows,
-    Person,
-)
+from pipeline.model import DeployWindows, Person
 
 # No wait between two attempts of a check is longer than this, whatever its backoff.
 MAX_CHECK_WAIT = timedelta(minutes=5)
@@ -47,20 +44,56 @@ class Verification:
 
 
 @dataclass(frozen=True)
+class ApprovalPolicy:
+    """How approvals are judged (``approval:`` in pipeline.yml). Each rule's switch is a field here,
+    named as its configuration key, and the rule itself is one function in ``pipeline.domain.approval``.
+
+    ``approvers`` are the uuids and account ids of who may approve, once pinned to accounts at start
+    (a nickname alone can be taken by anyone); ``names`` what people wrote, for messages."""
+
+    approvers: frozenset[str] = frozenset()
+    names: tuple[str, ...] = ()
+    min_approvals: int = 1
+    controller_account: Person | None = None
+    # An approval older than this at the moment it is judged (promotion included) does not count.
+    max_age: timedelta | None = timedelta(hours=72)
+    authors_may_approve: bool = False
+    unlinked_authors: str = "block"  # block | allow
+
+    @property
+    def approvers_text(self) -> str:
+        return ", ".join(self.names or sorted(self.approvers))
+
+    def as_json(self) -> dict[str, Any]:
+        """The rules as plain JSON: what the digest digests, and what the history keeps beside each
+        approval so an auditor can see the rules it was judged under."""
+        bot = self.controller_account
+        return {
+            "approvers": sorted(self.approvers),
+            "min_approvals": self.min_approvals,
+            "max_age_seconds": self.max_age.total_seconds() if self.max_age else None,
+            "authors_may_approve": self.authors_may_approve,
+            "unlinked_authors": self.unlinked_authors,
+            "controller_account": (bot.uuid or bot.account_id or bot.username) if bot else None,
+            "bound_to": (
+                "the commit verified on staging; any move of the release branch voids earlier approvals"
+            ),
+        }
+
+    @cached_property
+    def digest(self) -> str:
+        """A short, stable digest of ``as_json()`` (16 hex characters of its SHA-256), computed once
+        (the policy is frozen)."""
+        text = json.dumps(self.as_json(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
 class Policy:
     """The rules of one pipeline, from its configuration."""
 
     required_builds: tuple[str, ...] = ()
-    # Who may approve: their uuids and account ids once pinned to accounts at start (a nickname
-    # alone can be taken by anyone), and the names people wrote, for messages.
-    approvers: frozenset[str] = frozenset()
-    approver_names: tuple[str, ...] = ()
-    min_approvals: int = 1
-    controller_account: Person | None = None
-    # An approval older than this at the moment it is judged (promotion included) does not count.
-    approval_max_age: timedelta | None = timedelta(hours=72)
-    authors_may_approve: bool = False
-    unlinked_authors: str = "block"  # block | allow
+    approval: ApprovalPolicy = ApprovalPolicy()
     staging: Verification = Verification()
     production: Verification = Verification()
     capture_backup: bool = True
@@ -79,35 +112,15 @@ class Policy:
     source_branch: str = "develop"
     production_branch: str = "main"
 
-    @property
-    def approvers_text(self) -> str:
-        return ", ".join(self.approver_names or sorted(self.approvers))
-
-    @cached_property
-    def digest(self) -> str:
-        """``approval_digest(self)``, computed once (the policy is frozen)."""
-        text = json.dumps(approval_policy(self), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
-
 
 def approval_policy(policy: Policy) -> dict[str, Any]:
-    """The rules approvals are judged by, as plain JSON: what ``approval_digest`` digests, and what
-    the history keeps beside each approval so an auditor can see the rules it was judged under."""
-    bot = policy.controller_account
-    return {
-        "approvers": sorted(policy.approvers),
-        "min_approvals": policy.min_approvals,
-        "max_age_seconds": policy.approval_max_age.total_seconds() if policy.approval_max_age else None,
-        "authors_may_approve": policy.authors_may_approve,
-        "unlinked_authors": policy.unlinked_authors,
-        "controller_account": (bot.uuid or bot.account_id or bot.username) if bot else None,
-        "bound_to": "the commit verified on staging; any move of the release branch voids earlier approvals",
-    }
+    """``policy.approval.as_json()``: the rules approvals are judged by, as plain JSON."""
+    return policy.approval.as_json()
 
 
 def approval_digest(policy: Policy) -> str:
     """A short, stable digest of ``approval_policy(policy)`` (16 hex characters of its SHA-256)."""
-    return policy.digest
+    return policy.approval.digest
 
 
 def pin_approvers(

@@ -5,13 +5,11 @@ verification (and the rollback when it fails), the merge and the backup check.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from pipeline.domain.actions import (
     PRODUCTION_STATUS,
     Action,
     CaptureBackup,
-    Decision,
     DeclinePullRequest,
     LockEnvironment,
     MergePullRequest,
@@ -19,89 +17,71 @@ from pipeline.domain.actions import (
     OpenBackMerge,
     PostStatus,
     Promote,
+    ReleaseDecision,
     RollBack,
     Update,
     Wait,
     WaitingOn,
-    _decision,
-    _wait,
+    decision,
+    wait,
 )
-from pipeline.domain.approval import (
-    LOSING_EVENTS,
-    _approval_events,
-    judge_approvals,
-)
-from pipeline.domain.ends import (
-    _closed,
-    _failed_target,
-    _promotion_failed,
-    _supersede,
-)
-from pipeline.domain.gates import (
-    _closed_to,
-    _locked,
-    _missing_text,
-)
-from pipeline.domain.observation import (
-    Observation,
-    _in_grace,
-)
-from pipeline.domain.policy import (
-    Policy,
-)
+from pipeline.domain.approval import LOSING_EVENTS, approval_events, judge_approvals
+from pipeline.domain.ends import failed_target, promotion_failed, rejection, supersede
+from pipeline.domain.gates import closed_to, locked, missing_text
+from pipeline.domain.observation import Observation, in_grace
+from pipeline.domain.policy import Policy
 from pipeline.domain.verification import (
     Verdict,
-    _verify_release,
+    Verifying,
     backup_problem,
     checks_summary,
+    release_actions,
+    release_updates,
+    verify_release,
 )
-from pipeline.model import (
-    HerokuRelease,
-    Release,
-    State,
-)
+from pipeline.model import EventKind, HerokuRelease, Intent, Release, ReleaseChanges, State
 
 
-def _approved(release: Release, seen: Observation, policy: Policy, now: datetime) -> Decision:
+def _approved(release: Release, seen: Observation, policy: Policy, now: datetime) -> ReleaseDecision:
     if seen.newer_approved is not None:
         # A newer release (which contains this one) is approved or already in production: promoting
         # this one after it would take production back.
-        return _supersede(release, seen.newer_approved)
-    recheck = _approval_recheck(release, seen, policy, now)
+        return supersede(release, seen.newer_approved)
+    recheck = approval_recheck(release, seen, policy, now)
     if recheck is not None:
         return recheck
     name = policy.production_name
     if seen.production_missing:
-        lacks = _missing_text(seen.production_missing, policy)
+        lacks = missing_text(seen.production_missing, policy)
         why = f"production has moved past it: {release.branch} lacks {lacks}"
         actions: list[Action] = [
-            Update("ReleaseSuperseded", why, State.SUPERSEDED),
+            Update(EventKind.ReleaseSuperseded, why, State.SUPERSEDED),
             PostStatus(PRODUCTION_STATUS, "STOPPED", why[:140]),
         ]
         if release.pull_request_id is not None:
             actions.append(DeclinePullRequest(f"Not promoted: {why}."))
-        return _decision(*actions)
-    locked = _locked(name, seen.environment)
-    if locked is not None:
-        return _decision(locked)
+        return decision(*actions)
+    lock = locked(name, seen.environment)
+    if lock is not None:
+        return decision(lock)
     if seen.production_busy_with is not None:
-        return _wait(WaitingOn.STAGE, f"{name} is busy with {seen.production_busy_with}")
-    closed, overridden = _closed_to(release, name, seen.environment, policy.windows.get(name), now)
+        return wait(WaitingOn.STAGE, f"{name} is busy with {seen.production_busy_with}")
+    closed, overridden = closed_to(release, name, seen.environment, policy.windows.get(name), now)
     if closed is not None:
-        return _decision(closed)
+        return decision(closed)
     if policy.capture_backup:
-        return _decision(
+        return decision(
             Update(
-                "BackupStarted",
+                EventKind.BackupStarted,
                 f"capturing a backup of {release.production_app}'s database{overridden}",
                 State.BACKING_UP,
             ),
             PostStatus(PRODUCTION_STATUS, "INPROGRESS", f"Backing up {release.production_app}"),
             CaptureBackup(),
         )
-    return _decision(
+    return decision(
         Update(
-            "PromotionStarted",
+            EventKind.PromotionStarted,
             f"promoting without a backup (backups.capture_before_promotion is off){overridden}",
             State.PROMOTING,
         ),
@@ -110,25 +90,27 @@ def _approved(release: Release, seen: Observation, policy: Policy, now: datetime
     )
 
 
-def _approval_recheck(release: Release, seen: Observation, policy: Policy, now: datetime) -> Decision | None:
+def approval_recheck(
+    release: Release, seen: Observation, policy: Policy, now: datetime
+) -> ReleaseDecision | None:
     """Approval is re-checked at the moment of promotion, not only when it was given: None when it
     still holds and there is nothing new to record; else the decision (rejected, withdrawn, expired,
     voided by a move of the release branch, or the events of approvals judged since)."""
     pr = seen.pull_request
     if pr is None:
         return None
-    closed = _closed(release, pr, seen.activity, policy)
+    closed = rejection(release, pr, seen.activity, policy)
     if closed is not None:
         return closed
     judged = judge_approvals(release, pr, seen.release_branch_head, policy, now, seen.activity)
-    actions: list[Action] = list(_approval_events(release, judged))
-    if sum(a.counted and a.kind == "approval" for a in judged) < policy.min_approvals:
+    actions: list[Action] = list(approval_events(release, judged))
+    if sum(a.counted and a.kind == "approval" for a in judged) < policy.approval.min_approvals:
         lost = [u.reason for u in actions if isinstance(u, Update) and u.kind in LOSING_EVENTS]
         lost = lost or [a.reason for a in judged if not a.counted and a.kind == "approval"]
         why = "; ".join(lost) or "approval withdrawn"
         actions.append(
             Update(
-                "ApprovalLost",
+                EventKind.ApprovalLost,
                 why,
                 State.AWAITING_APPROVAL,
                 # A backup taken for this promotion is no longer fresh by the time it is approved
@@ -144,17 +126,17 @@ def _approval_recheck(release: Release, seen: Observation, policy: Policy, now: 
                 release.pull_request_url,
             )
         )
-        return _decision(*actions)
-    return _decision(*actions) if actions else None
+        return decision(*actions)
+    return decision(*actions) if actions else None
 
 
-def _backing_up(release: Release, seen: Observation, policy: Policy, now: datetime) -> Decision:
+def _backing_up(release: Release, seen: Observation, policy: Policy, now: datetime) -> ReleaseDecision:
     backup = seen.backup
     if backup is None:
-        if _in_grace(release, seen, "backup", policy, now):
-            return _wait(WaitingOn.HEROKU, "a backup was requested; waiting for Heroku to list it")
-        return _decision(CaptureBackup())
-    fields: dict[str, Any] = {
+        if in_grace(release, seen, Intent.BACKUP, policy, now):
+            return wait(WaitingOn.HEROKU, "a backup was requested; waiting for Heroku to list it")
+        return decision(CaptureBackup())
+    fields: ReleaseChanges = {
         "backup_id": backup.id,
         "backup_name": backup.name,
         "pending_action": None,
@@ -163,32 +145,32 @@ def _backing_up(release: Release, seen: Observation, policy: Policy, now: dateti
     refs = {"backup": backup.id}
     if backup.status in ("pending", "running"):
         if release.backup_id != backup.id:
-            return _decision(
+            return decision(
                 Update(
-                    "BackupAdopted",
+                    EventKind.BackupAdopted,
                     f"found backup {backup.name} started for this release",
                     fields=fields,
                     refs=refs,
                 ),
                 Wait(WaitingOn.HEROKU, f"backup {backup.name} {backup.status}"),
             )
-        return _wait(WaitingOn.HEROKU, f"backup {backup.name} {backup.status}")
+        return wait(WaitingOn.HEROKU, f"backup {backup.name} {backup.status}")
     if backup.status != "completed":
         logs = "; ".join(backup.logs[-3:]) or "no logs"
         why = f"backup {backup.name} of {release.production_app} failed ({logs}); production was not changed"
-        return _decision(
-            Update("BackupFailed", why, State.PROMOTION_FAILED, fields, refs),
+        return decision(
+            Update(EventKind.BackupFailed, why, State.PROMOTION_FAILED, fields, refs),
             PostStatus(PRODUCTION_STATUS, "FAILED", f"Backup {backup.name} failed; not promoted"),
         )
-    recheck = _approval_recheck(release, seen, policy, now)
+    recheck = approval_recheck(release, seen, policy, now)
     if recheck is not None and any(isinstance(a, Update) and a.to is not None for a in recheck.actions):
-        return _decision(
-            Update("BackupCaptured", f"backup {backup.name} completed", fields=fields, refs=refs),
+        return decision(
+            Update(EventKind.BackupCaptured, f"backup {backup.name} completed", fields=fields, refs=refs),
             *recheck.actions,
         )
-    return _decision(
+    return decision(
         Update(
-            "BackupCaptured",
+            EventKind.BackupCaptured,
             f"backup {backup.name} completed ({backup.size_bytes} bytes)",
             State.PROMOTING,
             fields,
@@ -198,17 +180,17 @@ def _backing_up(release: Release, seen: Observation, policy: Policy, now: dateti
     )
 
 
-def _promoting(release: Release, seen: Observation, policy: Policy, now: datetime) -> Decision:
+def _promoting(release: Release, seen: Observation, policy: Policy, now: datetime) -> ReleaseDecision:
     target = seen.heroku_release
     promotion = seen.promotion
     if target is None:
-        failed = _failed_target(promotion)
+        failed = failed_target(promotion)
         if failed is not None:
-            return _promotion_failed(release, failed, {"promotion": promotion.id} if promotion else {})
-        if release.promotion_id is not None or _in_grace(release, seen, "promote", policy, now):
-            return _wait(WaitingOn.HEROKU, "promotion running")
-        return _decision(Promote())
-    fields: dict[str, Any] = {
+            return promotion_failed(release, failed, {"promotion": promotion.id} if promotion else {})
+        if release.promotion_id is not None or in_grace(release, seen, Intent.PROMOTE, policy, now):
+            return wait(WaitingOn.HEROKU, "promotion running")
+        return decision(Promote())
+    fields: ReleaseChanges = {
         "production_release_id": target.id,
         "production_release_version": target.version,
         "pending_action": None,
@@ -217,52 +199,53 @@ def _promoting(release: Release, seen: Observation, policy: Policy, now: datetim
     refs = {"release": target.id} | ({"promotion": promotion.id} if promotion else {})
     if target.status == "pending":
         if release.production_release_id != target.id:
-            return _decision(
+            return decision(
                 Update(
-                    "ProductionReleaseStarted",
+                    EventKind.ProductionReleaseStarted,
                     f"{release.production_app} v{target.version} running its release phase",
                     fields=fields,
                     refs=refs,
                 ),
                 Wait(WaitingOn.HEROKU, f"{release.production_app} v{target.version} release phase"),
             )
-        return _wait(WaitingOn.HEROKU, f"{release.production_app} v{target.version} release phase")
+        return wait(WaitingOn.HEROKU, f"{release.production_app} v{target.version} release phase")
     if target.status != "succeeded":
         why = (
             f"{release.production_app} v{target.version} {target.status}: its release phase failed, "
             f"so Heroku kept v{release.previous_release_version} running"
         )
-        return _promotion_failed(release, why, refs, fields)
-    fields.update(verification_started_at=now, check_progress=())
-    return _decision(
+        return promotion_failed(release, why, refs, fields)
+    return decision(
         Update(
-            "ProductionReleased",
+            EventKind.ProductionReleased,
             f"{release.production_app} v{target.version} is live; verifying",
             State.PRODUCTION_VERIFYING,
-            fields,
+            {**fields, "verification_started_at": now, "check_progress": ()},
             refs,
         ),
     )
 
 
-def _production_verifying(release: Release, seen: Observation, policy: Policy, now: datetime) -> Decision:
-    if release.pending_action == "rollback" or release.rollback_release_id is not None:
+def _production_verifying(
+    release: Release, seen: Observation, policy: Policy, now: datetime
+) -> ReleaseDecision:
+    if release.pending_action == Intent.ROLLBACK or release.rollback_release_id is not None:
         return _rolling_back(release, seen, policy, now)
     version = release.production_release_version
-    verdict = _verify_release(release, seen, policy.production, "Production", version, policy, now)
+    verdict = verify_release(release, seen, policy.production, Verifying.PRODUCTION, version, policy, now)
     if verdict.failed is not None:
         outcome = verdict.failed
         if release.previous_release_id is None:
             why = f"{outcome}; nothing to roll back to (production had no release before)"
-            return _promotion_failed(release, why, {})
-        return _decision(
+            return promotion_failed(release, why, {})
+        return decision(
             Update(
-                "ProductionVerificationFailed",
+                EventKind.ProductionVerificationFailed,
                 outcome,
                 fields={
                     "reason": outcome,
                     "rollback_reason": outcome,
-                    "pending_action": "rollback",
+                    "pending_action": Intent.ROLLBACK,
                     "pending_since": now,
                     "check_progress": verdict.progress,
                 },
@@ -272,11 +255,11 @@ def _production_verifying(release: Release, seen: Observation, policy: Policy, n
             RollBack(release.previous_release_id, release.previous_release_version, outcome),
         )
     if not verdict.passed:
-        return _decision(*verdict.actions)
-    return _decision(
-        *verdict.updates,
+        return decision(*release_actions(verdict))
+    return decision(
+        *release_updates(verdict),
         Update(
-            "Released",
+            EventKind.Released,
             f"{release.commit[:12]} runs on {release.production_app} v{version}, verified: "
             + checks_summary(verdict.progress),
             State.RELEASED,
@@ -287,7 +270,7 @@ def _production_verifying(release: Release, seen: Observation, policy: Policy, n
     )
 
 
-def _rolling_back(release: Release, seen: Observation, policy: Policy, now: datetime) -> Decision:
+def _rolling_back(release: Release, seen: Observation, policy: Policy, now: datetime) -> ReleaseDecision:
     """Production failed its checks: roll it back to the release it replaced, lock it, and verify
     what runs again before the release ends."""
     rollback = seen.rollback_release
@@ -295,17 +278,17 @@ def _rolling_back(release: Release, seen: Observation, policy: Policy, now: date
     cause = release.rollback_reason or release.reason  # (a release marked before the field existed)
     lock = LockEnvironment(policy.production_name, cause)
     if rollback is None:
-        if _in_grace(release, seen, "rollback", policy, now):
-            return _decision(
+        if in_grace(release, seen, Intent.ROLLBACK, policy, now):
+            return decision(
                 lock,
                 Wait(
                     WaitingOn.HEROKU, f"a rollback to {previous} was requested; waiting for Heroku to list it"
                 ),
             )
         assert release.previous_release_id is not None
-        return _decision(lock, RollBack(release.previous_release_id, release.previous_release_version, cause))
+        return decision(lock, RollBack(release.previous_release_id, release.previous_release_version, cause))
     if release.rollback_release_id != rollback.id:
-        fields = {
+        adopted: ReleaseChanges = {
             "rollback_release_id": rollback.id,
             "rollback_release_version": rollback.version,
             "pending_action": None,
@@ -314,9 +297,11 @@ def _rolling_back(release: Release, seen: Observation, policy: Policy, now: date
             "check_progress": (),
         }
         why = f"found {release.production_app} v{rollback.version}, the rollback to {previous}"
-        return _decision(lock, Update("RollbackAdopted", why, fields=fields, refs={"release": rollback.id}))
+        return decision(
+            lock, Update(EventKind.RollbackAdopted, why, fields=adopted, refs={"release": rollback.id})
+        )
     if rollback.status == "pending":
-        return _wait(WaitingOn.HEROKU, f"rollback release v{rollback.version} running its release phase")
+        return wait(WaitingOn.HEROKU, f"rollback release v{rollback.version} running its release phase")
     if rollback.status != "succeeded":
         app = release.production_app
         why = (
@@ -326,12 +311,14 @@ def _rolling_back(release: Release, seen: Observation, policy: Policy, now: date
             f"(`pipeline rollback {policy.production_name} --to <version> --reason ...`, or "
             f"`heroku releases:rollback -a {app}`)"
         )
-        return _promotion_failed(release, why, {"release": rollback.id})
-    verdict = _verify_release(release, seen, policy.production, "Rollback", rollback.version, policy, now)
+        return promotion_failed(release, why, {"release": rollback.id})
+    verdict = verify_release(
+        release, seen, policy.production, Verifying.ROLLBACK, rollback.version, policy, now
+    )
     if verdict.failed is not None:
         return _rolled_back(release, rollback, policy, now, verdict, unverified=verdict.failed)
     if not verdict.passed:
-        return _decision(lock, *verdict.actions)
+        return decision(lock, *release_actions(verdict))
     return _rolled_back(release, rollback, policy, now, verdict)
 
 
@@ -343,7 +330,7 @@ def _rolled_back(
     verdict: Verdict,
     *,
     unverified: str | None = None,
-) -> Decision:
+) -> ReleaseDecision:
     """The rollback runs and was verified (or fails its checks too): record the end, keep production
     locked, and say so on the commit, the merged pull requests and the release pull request."""
     cause = release.rollback_reason or release.reason
@@ -359,10 +346,10 @@ def _rolled_back(
         )
         status = f"Rolled back to {previous}, which fails its checks too"
     why = f"{cause}; {after}; {name} is locked until `pipeline unlock {name} --reason ...`"
-    return _decision(
-        *verdict.updates,
+    return decision(
+        *release_updates(verdict),
         Update(
-            "RolledBack",
+            EventKind.RolledBack,
             why,
             State.ROLLED_BACK,
             {
@@ -383,7 +370,7 @@ def _rolled_back(
     )
 
 
-def _released(release: Release, seen: Observation, policy: Policy, now: datetime) -> Decision:
+def _released(release: Release, seen: Observation, policy: Policy, now: datetime) -> ReleaseDecision:
     merge: list[Action] = []
     pr = seen.pull_request
     if pr is not None and pr.state == "OPEN":
@@ -392,7 +379,7 @@ def _released(release: Release, seen: Observation, policy: Policy, now: datetime
         who = pr.closed_by.username if pr.closed_by else "someone"
         merge.append(
             Update(
-                "ReleaseNotMerged",
+                EventKind.ReleaseNotMerged,
                 f"release pull request #{pr.id} was {pr.state.lower()} by {who} after the promotion: "
                 "production runs this release but the production branch does not have it; merge it by hand",
             )
@@ -403,14 +390,24 @@ def _released(release: Release, seen: Observation, policy: Policy, now: datetime
     if problem is None:
         assert seen.latest_backup is not None
         b = seen.latest_backup
-        return _decision(
+        return decision(
             *merge,
             Update(
-                "BackupsVerified",
+                EventKind.BackupsVerified,
                 f"newest backup {b.name} completed {b.finished_at}, {b.size_bytes} bytes",
                 State.BACKUPS_VERIFIED,
                 refs={"backup": b.id},
             ),
         )
     refs = {"backup": seen.latest_backup.id} if seen.latest_backup else {}
-    return _decision(*merge, Update("BackupsUnverified", problem, State.BACKUPS_UNVERIFIED, refs=refs))
+    return decision(*merge, Update(EventKind.BackupsUnverified, problem, State.BACKUPS_UNVERIFIED, refs=refs))
+
+
+# The steps of this part of the path, by the state they move a release from.
+STEPS = {
+    State.APPROVED: _approved,
+    State.BACKING_UP: _backing_up,
+    State.PROMOTING: _promoting,
+    State.PRODUCTION_VERIFYING: _production_verifying,
+    State.RELEASED: _released,
+}

@@ -18,57 +18,24 @@ an answer that may still come, and only then does the effect again.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from datetime import datetime
 
-from pipeline.domain.actions import (
-    Decision,
-    _decision,
-)
-from pipeline.domain.observation import (
-    Observation,
-)
-from pipeline.domain.policy import (
-    Policy,
-)
-from pipeline.domain.production import (
-    _approved,
-    _backing_up,
-    _production_verifying,
-    _promoting,
-    _released,
-)
-from pipeline.domain.staging import (
-    _awaiting_approval,
-    _detected,
-    _gated,
-    _staging_deploying,
-    _staging_verifying,
-)
-from pipeline.model import (
-    Release,
-    State,
-)
+from pipeline.domain import production, staging
+from pipeline.domain.actions import ReleaseDecision, decision
+from pipeline.domain.observation import Observation
+from pipeline.domain.policy import Policy
+from pipeline.model import Release, State
 
-# --- The decision -----------------------------------------------------------------------------
+Step = Callable[[Release, Observation, Policy, datetime], ReleaseDecision]
+
+# Every state that is not final, with its step: ``staging`` holds the steps up to approval,
+# ``production`` the rest.
+STEPS: Mapping[State, Step] = {**staging.STEPS, **production.STEPS}
 
 
-def decide(release: Release, seen: Observation, policy: Policy, now: datetime) -> Decision:
+def decide(release: Release, seen: Observation, policy: Policy, now: datetime) -> ReleaseDecision:
     """What to do next for ``release``, given what was just seen. Final states: nothing."""
     if release.state.is_final:
-        return _decision()
-    step = _STEPS[release.state]
-    return step(release, seen, policy, now)
-
-
-_STEPS = {
-    State.DETECTED: _detected,
-    State.GATED: _gated,
-    State.STAGING_DEPLOYING: _staging_deploying,
-    State.STAGING_VERIFYING: _staging_verifying,
-    State.AWAITING_APPROVAL: _awaiting_approval,
-    State.APPROVED: _approved,
-    State.BACKING_UP: _backing_up,
-    State.PROMOTING: _promoting,
-    State.PRODUCTION_VERIFYING: _production_verifying,
-    State.RELEASED: _released,
-}
+        return decision()
+    return STEPS[release.state](release, seen, policy, now)

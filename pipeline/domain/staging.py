@@ -5,95 +5,75 @@ release, its verification, and the wait for approval.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from pipeline.domain.actions import (
     PRODUCTION_STATUS,
     STAGING_STATUS,
     Action,
-    Decision,
     DeployToStaging,
     NotifyChanges,
     OpenReleasePullRequest,
     PostStatus,
+    ReleaseDecision,
     Update,
     Wait,
     WaitingOn,
-    _decision,
-    _wait,
+    decision,
+    wait,
 )
-from pipeline.domain.approval import (
-    _approval_events,
-    _approval_evidence,
-    judge_approvals,
-)
-from pipeline.domain.ends import (
-    _closed,
-    _staging_failed,
-    _supersede,
-)
-from pipeline.domain.gates import (
-    _closed_to,
-    _locked,
-    _missing_text,
-)
-from pipeline.domain.observation import (
-    Observation,
-    _in_grace,
-)
-from pipeline.domain.policy import (
-    Policy,
-    approval_digest,
-)
+from pipeline.domain.approval import approval_events, approval_evidence, judge_approvals
+from pipeline.domain.ends import rejection, staging_failed, supersede
+from pipeline.domain.gates import closed_to, locked, missing_text
+from pipeline.domain.observation import Observation, in_grace
+from pipeline.domain.policy import Policy
 from pipeline.domain.verification import (
-    _verify_release,
+    Verifying,
     checks_summary,
+    release_actions,
+    release_updates,
+    verify_release,
 )
-from pipeline.model import (
-    Release,
-    State,
-)
+from pipeline.model import EventKind, Intent, Release, ReleaseChanges, State
 
 
-def _detected(release: Release, seen: Observation, policy: Policy, now: datetime) -> Decision:
+def _detected(release: Release, seen: Observation, policy: Policy, now: datetime) -> ReleaseDecision:
     if seen.newer is not None:
-        return _supersede(release, seen.newer)
+        return supersede(release, seen.newer)
     if seen.production_missing:
-        why = f"{release.branch} lacks {_missing_text(seen.production_missing, policy)}"
-        return _decision(
-            Update("GateFailed", why, State.GATE_FAILED),
+        why = f"{release.branch} lacks {missing_text(seen.production_missing, policy)}"
+        return decision(
+            Update(EventKind.GateFailed, why, State.GATE_FAILED),
             PostStatus(STAGING_STATUS, "STOPPED", why[:140]),
         )
     statuses = seen.build_statuses or {}
     failed = [k for k in policy.required_builds if statuses.get(k) in ("FAILED", "STOPPED")]
     if failed:
         listed = ", ".join(f"{k} {statuses[k]}" for k in failed)
-        return _decision(
-            Update("GateFailed", f"required build {listed} on {release.commit[:12]}", State.GATE_FAILED)
-        )
+        why = f"required build {listed} on {release.commit[:12]}"
+        return decision(Update(EventKind.GateFailed, why, State.GATE_FAILED))
     waiting = [k for k in policy.required_builds if statuses.get(k) != "SUCCESSFUL"]
     if waiting:
         listed = ", ".join(f"{k} ({statuses.get(k, 'not reported yet')})" for k in waiting)
-        return _wait(WaitingOn.CI, f"waiting for required build {listed}")
+        return wait(WaitingOn.CI, f"waiting for required build {listed}")
     passed = ", ".join(policy.required_builds) or "none required"
-    return _decision(Update("GatePassed", f"required builds green: {passed}", State.GATED))
+    return decision(Update(EventKind.GatePassed, f"required builds green: {passed}", State.GATED))
 
 
-def _gated(release: Release, seen: Observation, policy: Policy, now: datetime) -> Decision:
+def _gated(release: Release, seen: Observation, policy: Policy, now: datetime) -> ReleaseDecision:
     if seen.newer is not None:
-        return _supersede(release, seen.newer)
+        return supersede(release, seen.newer)
     name = policy.staging_name
-    locked = _locked(name, seen.environment)
-    if locked is not None:
-        return _decision(locked)
+    lock = locked(name, seen.environment)
+    if lock is not None:
+        return decision(lock)
     if seen.staging_busy_with is not None:
-        return _wait(WaitingOn.STAGE, f"{name} is busy with {seen.staging_busy_with}")
-    closed, overridden = _closed_to(release, name, seen.environment, policy.windows.get(name), now)
+        return wait(WaitingOn.STAGE, f"{name} is busy with {seen.staging_busy_with}")
+    closed, overridden = closed_to(release, name, seen.environment, policy.windows.get(name), now)
     if closed is not None:
-        return _decision(closed)
-    return _decision(
+        return decision(closed)
+    return decision(
         Update(
-            "StagingDeployStarted",
+            EventKind.StagingDeployStarted,
             f"deploying {release.commit[:12]} to {release.staging_app}{overridden}",
             State.STAGING_DEPLOYING,
         ),
@@ -102,37 +82,35 @@ def _gated(release: Release, seen: Observation, policy: Policy, now: datetime) -
     )
 
 
-def _staging_deploying(release: Release, seen: Observation, policy: Policy, now: datetime) -> Decision:
+def _staging_deploying(release: Release, seen: Observation, policy: Policy, now: datetime) -> ReleaseDecision:
     build = seen.build
     if build is None:
-        if _in_grace(release, seen, "deploy", policy, now):
-            return _wait(WaitingOn.HEROKU, "a staging build was requested; waiting for Heroku to list it")
-        return _decision(DeployToStaging())
-    adopt = {"staging_build_id": build.id, "pending_action": None, "pending_since": None}
+        if in_grace(release, seen, Intent.DEPLOY, policy, now):
+            return wait(WaitingOn.HEROKU, "a staging build was requested; waiting for Heroku to list it")
+        return decision(DeployToStaging())
+    adopt: ReleaseChanges = {"staging_build_id": build.id, "pending_action": None, "pending_since": None}
     if build.status == "pending":
         if release.staging_build_id != build.id:
-            return _decision(
+            return decision(
                 Update(
-                    "StagingBuildAdopted",
+                    EventKind.StagingBuildAdopted,
                     f"found build {build.id} of this commit",
                     fields=adopt,
                     refs={"build": build.id},
                 ),
                 Wait(WaitingOn.HEROKU, f"build {build.id} running"),
             )
-        return _wait(WaitingOn.HEROKU, f"build {build.id} running")
+        return wait(WaitingOn.HEROKU, f"build {build.id} running")
     if build.status == "succeeded" and build.release_id is None:
-        return _wait(
-            WaitingOn.HEROKU, f"build {build.id} succeeded; waiting for Heroku to create its release"
-        )
+        return wait(WaitingOn.HEROKU, f"build {build.id} succeeded; waiting for Heroku to create its release")
     if build.status != "succeeded":
         why = f"Heroku build {build.id} {build.status}; its output: {build.output_stream_url or 'none'}"
-        return _staging_failed(release, "StagingBuildFailed", why, adopt, {"build": build.id})
+        return staging_failed(release, EventKind.StagingBuildFailed, why, adopt, {"build": build.id})
     heroku_release = seen.heroku_release
     if heroku_release is None or heroku_release.status == "pending":
-        return _wait(WaitingOn.HEROKU, f"release of build {build.id} running its release phase")
+        return wait(WaitingOn.HEROKU, f"release of build {build.id} running its release phase")
     refs = {"build": build.id, "release": heroku_release.id}
-    fields: dict[str, Any] = {
+    fields: ReleaseChanges = {
         **adopt,
         "staging_release_id": heroku_release.id,
         "staging_release_version": heroku_release.version,
@@ -141,26 +119,25 @@ def _staging_deploying(release: Release, seen: Observation, policy: Policy, now:
     if heroku_release.status != "succeeded":
         app, version = release.staging_app, heroku_release.version
         why = f"{app} v{version} {heroku_release.status}: the release phase failed"
-        return _staging_failed(release, "StagingReleaseFailed", why, fields, refs)
-    fields.update(verification_started_at=now, check_progress=())
-    return _decision(
+        return staging_failed(release, EventKind.StagingReleaseFailed, why, fields, refs)
+    return decision(
         Update(
-            "StagingReleased",
+            EventKind.StagingReleased,
             f"{release.staging_app} v{heroku_release.version} is live; verifying",
             State.STAGING_VERIFYING,
-            fields,
+            {**fields, "verification_started_at": now, "check_progress": ()},
             refs,
         ),
     )
 
 
-def _staging_verifying(release: Release, seen: Observation, policy: Policy, now: datetime) -> Decision:
+def _staging_verifying(release: Release, seen: Observation, policy: Policy, now: datetime) -> ReleaseDecision:
     if release.staging_verified_at is not None:
         if release.pull_request_id is None:
-            return _decision(OpenReleasePullRequest())
-        return _decision(
+            return decision(OpenReleasePullRequest())
+        return decision(
             Update(
-                "ApprovalRequested",
+                EventKind.ApprovalRequested,
                 f"release pull request #{release.pull_request_id} opened from {release.release_branch}",
                 State.AWAITING_APPROVAL,
                 refs={"pull_request": str(release.pull_request_id)},
@@ -168,23 +145,22 @@ def _staging_verifying(release: Release, seen: Observation, policy: Policy, now:
             PostStatus(
                 PRODUCTION_STATUS,
                 "INPROGRESS",
-                f"Waiting for approval by {policy.approvers_text} on #{release.pull_request_id}",
+                f"Waiting for approval by {policy.approval.approvers_text} on #{release.pull_request_id}",
                 release.pull_request_url,
             ),
         )
     version = release.staging_release_version
-    verdict = _verify_release(release, seen, policy.staging, "Staging", version, policy, now)
+    verdict = verify_release(release, seen, policy.staging, Verifying.STAGING, version, policy, now)
     if verdict.failed is not None:
-        fields = {"check_progress": verdict.progress}
-        return _staging_failed(
-            release, "StagingVerificationFailed", verdict.failed, fields, {}, detail=verdict.evidence
-        )
+        fields: ReleaseChanges = {"check_progress": verdict.progress}
+        failed = EventKind.StagingVerificationFailed
+        return staging_failed(release, failed, verdict.failed, fields, {}, detail=verdict.evidence)
     if not verdict.passed:
-        return _decision(*verdict.actions)
-    return _decision(
-        *verdict.updates,
+        return decision(*release_actions(verdict))
+    return decision(
+        *release_updates(verdict),
         Update(
-            "StagingVerified",
+            EventKind.StagingVerified,
             checks_summary(verdict.progress),
             fields={"staging_verified_at": now, "check_progress": verdict.progress},
         ),
@@ -194,39 +170,40 @@ def _staging_verifying(release: Release, seen: Observation, policy: Policy, now:
     )
 
 
-def _awaiting_approval(release: Release, seen: Observation, policy: Policy, now: datetime) -> Decision:
+def _awaiting_approval(release: Release, seen: Observation, policy: Policy, now: datetime) -> ReleaseDecision:
     pr = seen.pull_request
     if pr is None:
-        return _decision(OpenReleasePullRequest())
-    closed = _closed(release, pr, seen.activity, policy)
+        return decision(OpenReleasePullRequest())
+    closed = rejection(release, pr, seen.activity, policy)
     if closed is not None:
         return closed
     if seen.newer_verified is not None:
-        return _supersede(release, seen.newer_verified)
+        return supersede(release, seen.newer_verified)
     judged = judge_approvals(release, pr, seen.release_branch_head, policy, now, seen.activity)
-    actions: list[Action] = list(_approval_events(release, judged))
+    actions: list[Action] = list(approval_events(release, judged))
     counted = [a for a in judged if a.counted and a.kind == "approval"]
-    if len(counted) >= policy.min_approvals:
+    rules = policy.approval
+    if len(counted) >= rules.min_approvals:
         who = ", ".join(a.user.username for a in counted)
         actions.append(
             Update(
-                "ReleaseApproved",
-                f"approved by {who} (approval policy {approval_digest(policy)})",
+                EventKind.ReleaseApproved,
+                f"approved by {who} (approval policy {rules.digest})",
                 State.APPROVED,
                 {"approvals": judged, "approved_at": now},
-                {"pull_request": str(pr.id), "policy": approval_digest(policy)},
+                {"pull_request": str(pr.id), "policy": rules.digest},
                 actor=who,
-                detail=_approval_evidence(counted, policy),
+                detail=approval_evidence(counted, policy),
             )
         )
-        return _decision(*actions)
-    missing = policy.min_approvals - len(counted)
-    approvers = policy.approvers_text
+        return decision(*actions)
+    missing = rules.min_approvals - len(counted)
+    approvers = rules.approvers_text
     # What keeps an approver's own approval from counting is what they need to know first.
     blocked = [
         a.reason
         for a in judged
-        if a.kind == "approval" and not a.counted and a.user.is_one_of(policy.approvers)
+        if a.kind == "approval" and not a.counted and a.user.is_one_of(rules.approvers)
     ]
     because = f" ({'; '.join(blocked)})" if blocked else ""
     actions.append(
@@ -235,4 +212,14 @@ def _awaiting_approval(release: Release, seen: Observation, policy: Policy, now:
             f"waiting for {missing} more approval(s) from {approvers} on pull request #{pr.id}{because}",
         )
     )
-    return _decision(*actions)
+    return decision(*actions)
+
+
+# The steps of this part of the path, by the state they move a release from.
+STEPS = {
+    State.DETECTED: _detected,
+    State.GATED: _gated,
+    State.STAGING_DEPLOYING: _staging_deploying,
+    State.STAGING_VERIFYING: _staging_verifying,
+    State.AWAITING_APPROVAL: _awaiting_approval,
+}

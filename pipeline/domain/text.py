@@ -5,11 +5,13 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 
-def _same_commit(a: str, b: str) -> bool:
+def same_commit(a: str, b: str) -> bool:
+    """True when two commit hashes name the same commit (Bitbucket shortens some to 12 characters)."""
     return bool(a) and bool(b) and (a.startswith(b) or b.startswith(a))
 
 
-def _iso(at: datetime) -> str:
+def iso(at: datetime) -> str:
+    """2026-11-24T12:00:00Z."""
     return at.isoformat().replace("+00:00", "Z")
 
 

@@ -7,32 +7,29 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 
-from pipeline.domain.actions import (
-    Action,
-    Update,
-    Wait,
-    WaitingOn,
-)
-from pipeline.domain.observation import (
-    Observation,
-)
-from pipeline.domain.policy import (
-    CheckRule,
-    Policy,
-    Verification,
-)
-from pipeline.domain.text import (
-    _iso,
-    span_text,
-)
-from pipeline.model import (
-    Backup,
-    CheckProgress,
-    CheckResult,
-    Dyno,
-    Release,
-)
+from pipeline.domain.actions import Action, ReleaseUpdate, Update, Wait, WaitingOn
+from pipeline.domain.observation import Observation
+from pipeline.domain.policy import CheckRule, Policy, Verification
+from pipeline.domain.text import iso, span_text
+from pipeline.model import Backup, CheckProgress, CheckResult, Dyno, EventKind, Release
+
+
+class Verifying(StrEnum):
+    """What a verification is of, as its messages name it, with the kinds of its checks' events."""
+
+    STAGING = "Staging"
+    PRODUCTION = "Production"
+    ROLLBACK = "Rollback"  # production after a rollback, or an environment a person rolled back
+
+    @property
+    def check_passed(self) -> EventKind:
+        return EventKind(f"{self.value}CheckPassed")
+
+    @property
+    def check_failed(self) -> EventKind:
+        return EventKind(f"{self.value}CheckFailed")
 
 
 def backup_problem(backup: Backup | None, max_age: timedelta, now: datetime) -> str | None:
@@ -50,21 +47,29 @@ def backup_problem(backup: Backup | None, max_age: timedelta, now: datetime) -> 
 
 
 @dataclass(frozen=True)
+class Attempt:
+    """An attempt of a check worth an event of its own: a failure to be tried again, a soak that
+    starts, or a pass with evidence to keep."""
+
+    kind: EventKind
+    reason: str
+    evidence: str = ""
+
+
+@dataclass(frozen=True)
 class Verdict:
     """What one look at a verification says: ``passed``; ``failed`` (why, with the failing
-    attempt's ``evidence``); or neither, going on (``wait`` says what for). ``updates`` record the
-    attempts made (each carries the new ``progress``)."""
+    attempt's ``evidence``); or neither, going on (``wait`` says what for). ``progress`` is where
+    every check stands now, ``attempts`` the attempts worth recording, and ``keep`` says the
+    progress moved without one (a soak goes on, or the first look): save it without an event."""
 
     passed: bool = False
     failed: str | None = None
     evidence: str = ""
     progress: tuple[CheckProgress, ...] = ()
-    updates: tuple[Update, ...] = ()
+    attempts: tuple[Attempt, ...] = ()
+    keep: bool = False
     wait: Wait | None = None
-
-    @property
-    def actions(self) -> tuple[Action, ...]:
-        return (*self.updates, self.wait) if self.wait is not None else self.updates
 
 
 def verify(
@@ -73,7 +78,7 @@ def verify(
     results: Mapping[int, CheckResult] | None,
     dynos: Sequence[Dyno] | None,
     *,
-    stage: str,
+    stage: Verifying,
     version: int | None,
     started: datetime | None,
     now: datetime,
@@ -96,7 +101,7 @@ def verify(
                 return Verdict(failed=f"{stage}: {problem} after {span_text(dyno_start_timeout)}")
             return Verdict(wait=Wait(WaitingOn.HEROKU, f"{stage}: {problem}"))
     current = list(progress) if len(progress) == len(rules) else [CheckProgress(r.name) for r in rules]
-    attempts: list[tuple[str, str, str]] = []  # kind, reason, evidence
+    attempts: list[Attempt] = []
     for index, result in sorted((results or {}).items()):
         rule, before = rules[index], current[index]
         if result.passed:
@@ -107,9 +112,9 @@ def verify(
             )
             if before.passing_since is None and (not soaked or result.evidence):
                 # Worth an event of its own: a soak starts, or there is evidence to keep.
-                hold = f"; holding it until {_iso(since + rule.soak)}" if not soaked else ""
+                hold = f"; holding it until {iso(since + rule.soak)}" if not soaked else ""
                 attempts.append(
-                    (f"{stage}CheckPassed", f"{rule.name}: {result.detail}{hold}", result.evidence)
+                    Attempt(stage.check_passed, f"{rule.name}: {result.detail}{hold}", result.evidence)
                 )
             continue
         if before.passing_since is not None:
@@ -121,37 +126,36 @@ def verify(
         if failures > rule.retries:
             why = f"{stage} check {rule.name} did not pass in {failures} attempt(s): {result.detail}"
             return Verdict(failed=why, evidence=result.evidence, progress=tuple(current))
-        wait = rule.wait_after(failures)
-        current[index] = CheckProgress(rule.name, failures, None, now + wait, False, result.detail)
+        pause = rule.wait_after(failures)
+        current[index] = CheckProgress(rule.name, failures, None, now + pause, False, result.detail)
         reason = (
             f"{rule.name}: attempt {failures} of {rule.retries + 1}: {result.detail}; "
-            f"trying again in {span_text(wait)}"
+            f"trying again in {span_text(pause)}"
         )
-        attempts.append((f"{stage}CheckFailed", reason, result.evidence))
+        attempts.append(Attempt(stage.check_failed, reason, result.evidence))
     done = tuple(current)
-    updates = tuple(
-        Update(kind, reason, fields={"check_progress": done}, detail=evidence)
-        for kind, reason, evidence in attempts
-    )
     if all(p.done for p in done):
-        return Verdict(passed=True, progress=done, updates=updates)
-    if not updates and done != tuple(progress):  # a soak goes on, or the first look: keep the progress
-        updates = (Update("CheckProgress", "", fields={"check_progress": done}, silent=True),)
+        return Verdict(passed=True, progress=done, attempts=tuple(attempts))
+    keep = not attempts and done != tuple(progress)
     due = min((p.next_at for p in done if not p.done and p.next_at is not None), default=None)
     return Verdict(
-        progress=done, updates=updates, wait=Wait(WaitingOn.RETRY, _progress_text(stage, done), due)
+        progress=done,
+        attempts=tuple(attempts),
+        keep=keep,
+        wait=Wait(WaitingOn.RETRY, progress_text(stage, done), due),
     )
 
 
-def _verify_release(
+def verify_release(
     release: Release,
     seen: Observation,
     rules: Verification,
-    stage: str,
+    stage: Verifying,
     version: int | None,
     policy: Policy,
     now: datetime,
 ) -> Verdict:
+    """``verify`` for a release: its checks' progress, what this pass saw, since its verification began."""
     return verify(
         rules.checks,
         release.check_progress,
@@ -165,17 +169,36 @@ def _verify_release(
     )
 
 
-def _progress_text(stage: str, progress: Sequence[CheckProgress]) -> str:
+def release_updates(verdict: Verdict) -> tuple[ReleaseUpdate, ...]:
+    """The release's updates for a verdict: an event per attempt worth one, each keeping the new
+    progress, or the progress saved without an event."""
+    if verdict.keep:
+        return (
+            Update(EventKind.CheckProgress, "", fields={"check_progress": verdict.progress}, silent=True),
+        )
+    return tuple(
+        Update(a.kind, a.reason, fields={"check_progress": verdict.progress}, detail=a.evidence)
+        for a in verdict.attempts
+    )
+
+
+def release_actions(verdict: Verdict) -> tuple[Action, ...]:
+    """A verification going on, for a release: its updates, then what it waits on."""
+    wait = (verdict.wait,) if verdict.wait is not None else ()
+    return (*release_updates(verdict), *wait)
+
+
+def progress_text(stage: Verifying, progress: Sequence[CheckProgress]) -> str:
     """Where the checks stand, in words that do not change from one pass to the next."""
     parts = []
     for p in progress:
         if p.done:
             parts.append(f"{p.name} passed")
         elif p.passing_since is not None:
-            parts.append(f"{p.name} passing, holding until {_iso(p.next_at) if p.next_at else 'now'}")
+            parts.append(f"{p.name} passing, holding until {iso(p.next_at) if p.next_at else 'now'}")
         elif p.failures:
             parts.append(
-                f"{p.name} failed {p.failures} time(s), next try {_iso(p.next_at) if p.next_at else 'now'}"
+                f"{p.name} failed {p.failures} time(s), next try {iso(p.next_at) if p.next_at else 'now'}"
             )
         else:
             parts.append(f"{p.name} not tried yet")

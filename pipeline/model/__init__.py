@@ -15,7 +15,7 @@ Times are timezone-aware UTC ``datetime`` values everywhere.
 """
 
 from pipeline.model.environment import DeployWindows, EnvironmentState, Window
-from pipeline.model.events import Event
+from pipeline.model.events import Event, EventKind
 from pipeline.model.platform import (
     Backup,
     CheckResult,
@@ -26,8 +26,16 @@ from pipeline.model.platform import (
     Promotion,
     PromotionTarget,
 )
-from pipeline.model.release import FINAL_STATES, Approval, CheckProgress, Release, State
-from pipeline.model.rollback import Rollback, RollbackState, TakenOut
+from pipeline.model.release import (
+    FINAL_STATES,
+    Approval,
+    CheckProgress,
+    Intent,
+    Release,
+    ReleaseChanges,
+    State,
+)
+from pipeline.model.rollback import Rollback, RollbackChanges, RollbackState, TakenOut
 from pipeline.model.source import (
     Change,
     Comment,
@@ -52,9 +60,11 @@ __all__ = [
     "Dyno",
     "EnvironmentState",
     "Event",
+    "EventKind",
     "Formation",
     "HerokuBuild",
     "HerokuRelease",
+    "Intent",
     "Participant",
     "Person",
     "Promotion",
@@ -62,7 +72,9 @@ __all__ = [
     "PullRequest",
     "PullRequestActivity",
     "Release",
+    "ReleaseChanges",
     "Rollback",
+    "RollbackChanges",
     "RollbackState",
     "State",
     "TakenOut",

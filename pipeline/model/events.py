@@ -1,11 +1,114 @@
-"""The append-only history: one ``Event`` per transition or decision."""
+"""The append-only history: one ``Event`` per transition or decision, of a kind ``EventKind`` names."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 
 from pipeline.model.release import State
+
+
+class EventKind(StrEnum):
+    """Every kind of event the history holds, in the past tense. The values are what the store
+    keeps and what ``pipeline log`` shows; never rename one (old histories hold it)."""
+
+    # A release is found, and its gate.
+    ReleaseDetected = "ReleaseDetected"
+    HotfixStarted = "HotfixStarted"
+    GatePassed = "GatePassed"
+    GateFailed = "GateFailed"
+    ReleaseSuperseded = "ReleaseSuperseded"
+    # Staging.
+    StagingDeployStarted = "StagingDeployStarted"
+    StagingBuildRequested = "StagingBuildRequested"
+    StagingBuildStarted = "StagingBuildStarted"
+    StagingBuildAdopted = "StagingBuildAdopted"
+    StagingBuildFailed = "StagingBuildFailed"
+    StagingReleased = "StagingReleased"
+    StagingReleaseFailed = "StagingReleaseFailed"
+    StagingCheckPassed = "StagingCheckPassed"
+    StagingCheckFailed = "StagingCheckFailed"
+    StagingVerified = "StagingVerified"
+    StagingVerificationFailed = "StagingVerificationFailed"
+    # Approval.
+    ReleasePullRequestOpened = "ReleasePullRequestOpened"
+    ReleasePullRequestFailed = "ReleasePullRequestFailed"
+    ApprovalRequested = "ApprovalRequested"
+    ApprovalCounted = "ApprovalCounted"
+    ApprovalIgnored = "ApprovalIgnored"
+    ApprovalVoided = "ApprovalVoided"
+    ApprovalWithdrawn = "ApprovalWithdrawn"
+    ApprovalsChanged = "ApprovalsChanged"
+    ChangesRequested = "ChangesRequested"
+    ChangesRequestIgnored = "ChangesRequestIgnored"
+    ReleaseApproved = "ReleaseApproved"
+    ApprovalLost = "ApprovalLost"
+    ReleaseRejected = "ReleaseRejected"
+    ReleasePullRequestDeclined = "ReleasePullRequestDeclined"
+    ReleasePullRequestNotDeclined = "ReleasePullRequestNotDeclined"
+    # Production: the backup, the promotion, verification.
+    BackupStarted = "BackupStarted"
+    BackupRequested = "BackupRequested"
+    BackupCaptureStarted = "BackupCaptureStarted"
+    BackupAdopted = "BackupAdopted"
+    BackupCaptured = "BackupCaptured"
+    BackupFailed = "BackupFailed"
+    PromotionRequested = "PromotionRequested"
+    PromotionStarted = "PromotionStarted"
+    PromotionFailed = "PromotionFailed"
+    ProductionReleaseStarted = "ProductionReleaseStarted"
+    ProductionReleased = "ProductionReleased"
+    ProductionCheckPassed = "ProductionCheckPassed"
+    ProductionCheckFailed = "ProductionCheckFailed"
+    ProductionVerificationFailed = "ProductionVerificationFailed"
+    Released = "Released"
+    # Production rolled back by the controller after its verification failed.
+    RollbackRequested = "RollbackRequested"
+    RollbackStarted = "RollbackStarted"
+    RollbackAdopted = "RollbackAdopted"
+    RollbackCheckPassed = "RollbackCheckPassed"
+    RollbackCheckFailed = "RollbackCheckFailed"
+    RollbackFailed = "RollbackFailed"
+    RolledBack = "RolledBack"
+    # After the release: the merge, a hotfix brought back, the backups.
+    ReleasePullRequestMerged = "ReleasePullRequestMerged"
+    ReleaseMergeFailed = "ReleaseMergeFailed"
+    ReleaseNotMerged = "ReleaseNotMerged"
+    BackMergeRequested = "BackMergeRequested"
+    BackupsVerified = "BackupsVerified"
+    BackupsUnverified = "BackupsUnverified"
+    # Rollbacks people ask for (their RollbackRequested and RollbackStarted are the kinds above).
+    HerokuRollbackRequested = "HerokuRollbackRequested"
+    RollbackReleased = "RollbackReleased"
+    RollbackVerified = "RollbackVerified"
+    RollbackUnverified = "RollbackUnverified"
+    RolledBackByHand = "RolledBackByHand"
+    # Environments: what people decided about a stage.
+    EnvironmentLocked = "EnvironmentLocked"
+    EnvironmentUnlocked = "EnvironmentUnlocked"
+    EnvironmentFrozen = "EnvironmentFrozen"
+    EnvironmentFreezeChanged = "EnvironmentFreezeChanged"
+    EnvironmentUnfrozen = "EnvironmentUnfrozen"
+    OverrideGranted = "OverrideGranted"
+    OverrideUsed = "OverrideUsed"
+    # Operations.
+    BackupRestoreVerified = "BackupRestoreVerified"
+    BackupRestoreFailed = "BackupRestoreFailed"
+    CredentialsRotated = "CredentialsRotated"
+    # Never recorded: the progress of checks saved without an event (a soak that goes on).
+    CheckProgress = "CheckProgress"
+
+    @classmethod
+    def _missing_(cls, value: object) -> EventKind | None:
+        """A kind this version does not know (a history written by another version) is kept as it
+        is, so the history reads whole; code can only name the kinds above."""
+        if not isinstance(value, str) or not value:
+            return None
+        unknown = str.__new__(cls, value)
+        unknown._name_ = value
+        unknown._value_ = value
+        return unknown
 
 
 @dataclass(frozen=True)
@@ -20,7 +123,7 @@ class Event:
 
     release_id: int | None
     at: datetime
-    kind: str
+    kind: EventKind
     actor: str
     reason: str
     state_from: State | None = None

@@ -3,9 +3,10 @@ approvals and the progress of its checks."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
+from typing import TypedDict
 
 from pipeline.model.source import Change, Commit, Person
 
@@ -60,6 +61,15 @@ FINAL_STATES = frozenset(
         State.ROLLED_BACK,
     }
 )
+
+
+class Intent(StrEnum):
+    """An effect marked pending (write-ahead) before it is asked for, until its id is known."""
+
+    DEPLOY = "deploy"  # a staging build
+    BACKUP = "backup"  # a production database backup
+    PROMOTE = "promote"  # a pipeline promotion to production
+    ROLLBACK = "rollback"  # production rolled back after its verification failed
 
 
 @dataclass(frozen=True)
@@ -147,7 +157,7 @@ class Release:
     verification_started_at: datetime | None = None
     check_progress: tuple[CheckProgress, ...] = ()
     # Write-ahead mark of an effect in flight, and the last word on why the release is where it is.
-    pending_action: str | None = None
+    pending_action: Intent | None = None
     pending_since: datetime | None = None
     reason: str = ""
     superseded_by: int | None = None
@@ -157,7 +167,53 @@ class Release:
     feedback: tuple[str, ...] = ()
     description_digest: str | None = None
 
+    def changed(self, changes: ReleaseChanges) -> Release:
+        """This release with ``changes`` applied (a new value: releases are frozen)."""
+        return replace(self, **changes)
+
     @property
     def counted_approvals(self) -> tuple[Approval, ...]:
         """The approvals that counted (not requests for changes)."""
         return tuple(a for a in self.approvals if a.counted and a.kind == "approval")
+
+
+class ReleaseChanges(TypedDict, total=False):
+    """A typed change of a release's fields (what ``Update.fields`` carries): a key that is not a
+    field of ``Release``, or a value of the wrong type, is an error mypy reports. The state moves
+    through ``Update.to``; identity (pipeline, commit, branch, id, created_at) never changes."""
+
+    commits: tuple[Commit, ...]
+    changes: tuple[Change, ...]
+    base_commit: str | None
+    staging_app: str
+    staging_build_id: str | None
+    staging_release_id: str | None
+    staging_release_version: int | None
+    staging_slug_id: str | None
+    staging_verified_at: datetime | None
+    release_branch: str | None
+    pull_request_id: int | None
+    pull_request_url: str | None
+    approvals: tuple[Approval, ...]
+    approved_at: datetime | None
+    production_app: str
+    backup_id: str | None
+    backup_name: str | None
+    promotion_id: str | None
+    previous_release_id: str | None
+    previous_release_version: int | None
+    production_release_id: str | None
+    production_release_version: int | None
+    rollback_release_id: str | None
+    rollback_release_version: int | None
+    released_at: datetime | None
+    rollback_reason: str
+    rollback_verified_at: datetime | None
+    verification_started_at: datetime | None
+    check_progress: tuple[CheckProgress, ...]
+    pending_action: Intent | None
+    pending_since: datetime | None
+    reason: str
+    superseded_by: int | None
+    feedback: tuple[str, ...]
+    description_digest: str | None

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
+from typing import TypedDict
 
 from pipeline.model.release import CheckProgress
 
@@ -67,3 +68,19 @@ class Rollback:
     check_progress: tuple[CheckProgress, ...] = ()
     verified_at: datetime | None = None
     outcome: str = ""
+
+    def changed(self, changes: RollbackChanges) -> Rollback:
+        """This rollback with ``changes`` applied (a new value: rollbacks are frozen)."""
+        return replace(self, **changes)
+
+
+class RollbackChanges(TypedDict, total=False):
+    """A typed change of a rollback's fields (what ``Update.fields`` carries for a rollback)."""
+
+    heroku_release_id: str | None
+    heroku_version: int | None
+    pending_since: datetime | None
+    verification_started_at: datetime | None
+    check_progress: tuple[CheckProgress, ...]
+    verified_at: datetime | None
+    outcome: str

@@ -22,6 +22,8 @@ from pipeline.model import (
     Commit,
     EnvironmentState,
     Event,
+    EventKind,
+    Intent,
     Person,
     Release,
     Rollback,
@@ -306,6 +308,7 @@ def release_from_row(row: Mapping[Any, Any]) -> Release:
     """A ``Release`` from a ``releases`` row (times already aware UTC, see ``tables.UtcDateTime``)."""
     values = {name: row[name] for name in RELEASE_FIELDS}
     values["state"] = State(row["state"])
+    values["pending_action"] = None if row["pending_action"] is None else Intent(row["pending_action"])
     values["commits"] = commits_from_json(row["commits"])
     values["changes"] = changes_from_json(row["changes"])
     values["approvals"] = approvals_from_json(row["approvals"])
@@ -322,7 +325,7 @@ def event_to_row(event: Event, release_id: int | None, pipeline: str) -> dict[st
         "environment": event.environment,
         "release_id": release_id,
         "at": as_utc(event.at),
-        "kind": event.kind,
+        "kind": None if event.kind is None else str(event.kind),  # None: the database refuses it
         "actor": event.actor,
         "reason": event.reason,
         "state_from": None if event.state_from is None else State(event.state_from).value,
@@ -337,7 +340,7 @@ def event_from_row(row: Mapping[Any, Any]) -> Event:
         id=row["id"],
         release_id=row["release_id"],
         at=row["at"],
-        kind=row["kind"],
+        kind=EventKind(row["kind"]),
         actor=row["actor"],
         reason=row["reason"],
         state_from=None if row["state_from"] is None else State(row["state_from"]),

@@ -24,7 +24,16 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, make_url
 
 from pipeline.errors import NotFound, Permanent, PipelineError, Temporary
-from pipeline.model import FINAL_STATES, EnvironmentState, Event, Release, Rollback, RollbackState, State
+from pipeline.model import (
+    FINAL_STATES,
+    EnvironmentState,
+    Event,
+    EventKind,
+    Release,
+    Rollback,
+    RollbackState,
+    State,
+)
 from pipeline.store import codec
 from pipeline.store.tables import as_utc
 from pipeline.store.tables import environments as environment_table
@@ -156,7 +165,7 @@ class SqlStore:
 
     # --- Releases -----------------------------------------------------------------------------
 
-    def add(self, release: Release, event_kind: str, reason: str, actor: str) -> Release:
+    def add(self, release: Release, event_kind: EventKind, reason: str, actor: str) -> Release:
         """Store a new release (its ``id`` is ignored) and its first event, in one transaction.
 
         The event is ``event_kind`` at ``release.created_at``, from no state to ``release.state``,

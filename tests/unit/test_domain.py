@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from pipeline import domain
-from pipeline.domain import CheckRule, Observation, Policy, Verification, WaitingOn
+from pipeline.domain import ApprovalPolicy, CheckRule, Observation, Policy, Verification, WaitingOn
 from pipeline.model import (
     Backup,
     CheckProgress,
@@ -41,12 +41,15 @@ OPS = Person("ops", "{ops}", "1:ops", "Ops")
 BOT = Person("controller", "{controller}", "1:controller", "Release controller")
 POLICY = Policy(
     required_builds=("tests",),
-    approvers=frozenset({"po", "ops"}),
-    min_approvals=1,
-    controller_account=BOT,
+    approval=ApprovalPolicy(approvers=frozenset({"po", "ops"}), min_approvals=1, controller_account=BOT),
     staging=Verification((CheckRule("http /health", retries=2, interval=timedelta(seconds=2)),)),
     production=Verification((CheckRule("http /health", retries=1, interval=timedelta(seconds=2)),)),
 )
+
+
+def approval_rules(**changes: Any) -> Policy:
+    """POLICY with its approval rules changed."""
+    return replace(POLICY, approval=replace(POLICY.approval, **changes))
 
 
 def release(state: State = State.DETECTED, **fields: Any) -> Release:
@@ -324,7 +327,7 @@ def test_an_approver_approval_counts_and_approves() -> None:
 
 
 def test_min_approvals_counts_distinct_people() -> None:
-    two = replace(POLICY, min_approvals=2)
+    two = approval_rules(min_approvals=2)
     one = domain.decide(
         awaiting(), Observation(pull_request=pr(approval(PO)), release_branch_head=COMMIT), two, NOW
     )
@@ -663,7 +666,7 @@ def test_approvers_are_pinned_to_accounts_and_ambiguous_names_refused() -> None:
 
 def test_a_nickname_that_matches_no_pinned_account_does_not_count() -> None:
     impostor = Person("po", "{impostor}", "1:impostor", "Not the PO")
-    pinned_policy = replace(POLICY, approvers=frozenset({"{po}", "1:po"}), approver_names=("po",))
+    pinned_policy = approval_rules(approvers=frozenset({"{po}", "1:po"}), names=("po",))
     seen = Observation(pull_request=pr(approval(impostor)), release_branch_head=COMMIT)
     decision = domain.decide(awaiting(), seen, pinned_policy, NOW)
     assert final_state(decision) is None
@@ -700,18 +703,18 @@ def judged_for(
 
 
 def test_an_approval_older_than_max_age_does_not_count() -> None:
-    policy = replace(POLICY, approval_max_age=timedelta(hours=72))
+    policy = approval_rules(max_age=timedelta(hours=72))
     given = approval(PO, NOW - timedelta(minutes=1))
     fresh = judged_for(given, policy, at=NOW + timedelta(hours=71))
     assert fresh[0].counted
     (stale,) = judged_for(given, policy, at=NOW + timedelta(hours=73))
     assert not stale.counted and "more than 72h ago" in stale.reason and "approve again" in stale.reason
-    (kept,) = judged_for(given, replace(policy, approval_max_age=None), at=NOW + timedelta(days=400))
+    (kept,) = judged_for(given, approval_rules(max_age=None), at=NOW + timedelta(days=400))
     assert kept.counted  # max_age: never
 
 
 def test_expiry_is_judged_again_at_promotion_time() -> None:
-    policy = replace(POLICY, approval_max_age=timedelta(seconds=30))
+    policy = approval_rules(max_age=timedelta(seconds=30))
     given = NOW - timedelta(seconds=10)
     seen = Observation(pull_request=pr(approval(PO, given)), release_branch_head=COMMIT)
     approved_now = domain.decide(awaiting(), seen, policy, NOW)
@@ -732,7 +735,7 @@ def test_authors_count_only_when_switched_on_explicitly() -> None:
     the_pr = pr(approval(PO))
     (strict,) = domain.judge_approvals(r, the_pr, COMMIT, POLICY, NOW)
     assert not strict.counted and "wrote commit" in strict.reason
-    (lenient,) = domain.judge_approvals(r, the_pr, COMMIT, replace(POLICY, authors_may_approve=True), NOW)
+    (lenient,) = domain.judge_approvals(r, the_pr, COMMIT, approval_rules(authors_may_approve=True), NOW)
     assert lenient.counted
 
 
@@ -742,7 +745,7 @@ def test_a_commit_by_an_unlinked_author_blocks_approvals_unless_allowed() -> Non
     (blocked,) = domain.judge_approvals(r, pr(approval(PO)), COMMIT, POLICY, NOW)
     assert not blocked.counted and "linked to no Bitbucket account" in blocked.reason
     assert "unlinked_authors: allow" in blocked.reason
-    allow = replace(POLICY, unlinked_authors="allow")
+    allow = approval_rules(unlinked_authors="allow")
     (allowed,) = domain.judge_approvals(r, pr(approval(PO)), COMMIT, allow, NOW)
     assert allowed.counted
     # An unlinked commit under the approver's own name is theirs, whatever the setting.
@@ -808,7 +811,7 @@ def test_every_approval_keeps_its_evidence_and_the_policy_digest() -> None:
     (counted,) = judged_for(approval(PO))
     assert (counted.pull_request_id, counted.commit) == (4, COMMIT)
     assert counted.policy_digest == domain.approval_digest(POLICY) and len(counted.policy_digest) == 16
-    assert domain.approval_digest(replace(POLICY, min_approvals=2)) != counted.policy_digest
+    assert domain.approval_digest(approval_rules(min_approvals=2)) != counted.policy_digest
     assert domain.approval_digest(replace(POLICY)) == counted.policy_digest  # stable
     decision = domain.decide(
         awaiting(), Observation(pull_request=pr(approval(PO)), release_branch_head=COMMIT), POLICY, NOW
