@@ -1,0 +1,304 @@
+"""Configuration as code: ``pipeline.yml``, ``environments/<stage>.yml`` and the environment, read
+once into frozen, typed :class:`Settings`.
+
+This is the only module of the product that reads environment variables. It reads:
+
+- ``BITBUCKET_TOKEN``, ``HEROKU_API_KEY`` and ``BITBUCKET_WEBHOOK_SECRET``: the secrets. They never
+  come from a file; a key that looks like a secret in a file is an error saying which variable to set.
+- ``PIPELINE_DATABASE_URL`` (default ``sqlite:///<config dir>/.pipeline/pipeline.db``) and
+  ``PIPELINE_ACTOR`` (default the OS user): where history is kept and who "I" am in it.
+- ``PIPELINE_RESTORE_DATABASE_URL`` (default ``postgresql://postgres@127.0.0.1:5432/postgres``):
+  a PostgreSQL server where the restore drill may create (and drop) scratch databases.
+- whatever ``${VAR}`` / ``${VAR:-default}`` references in the files' string values name
+  (``$${`` is a literal ``${``).
+
+:func:`load` validates everything before anything starts and either returns :class:`Settings` or
+raises :class:`~pipeline.errors.ConfigInvalid` listing EVERY problem found, one line each:
+``<file>: <key.path>: <what is expected / what to do>`` (``checks[0].http.retries``). Problems
+with environment variables name the file ``environment``. No message repeats a configured value,
+so a secret pasted in the wrong place is never echoed. :func:`describe` renders the resolved plan
+for ``pipeline config check``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr, TypeAdapter, ValidationError
+
+import checks
+from pipeline.config.environment import (
+    DEFAULT_RESTORE_SERVER,
+    ENVIRONMENT,
+    SECRET_HINTS,
+    WEBHOOK_SECRET,
+    _actor,
+    _crash_points,
+    _database_url,
+    _missing,
+    _secret,
+)
+from pipeline.config.files import _interpolate, _read_yaml
+from pipeline.config.messages import Loc, _key, _validate
+from pipeline.config.models import (
+    DAYS,
+    MIGRATION_PATTERN,
+    ApprovalSettings,
+    BackupSettings,
+    HerokuSettings,
+    RollbackSettings,
+    ScheduleSettings,
+    SourceSettings,
+    Stages,
+    WebhookSettings,
+    WindowSettings,
+    WindowsSettings,
+    _check_pipeline_rules,
+    _EnvironmentFile,
+    _PipelineFile,
+)
+from pipeline.config.report import describe, redact_url
+from pipeline.config.settings import (
+    CheckSpec,
+    Settings,
+    StageSettings,
+    missing_secrets,
+    missing_webhook_secret,
+)
+from pipeline.errors import ConfigError, ConfigInvalid
+
+
+def load(
+    config_path: Path = Path("pipeline.yml"),
+    env: Mapping[str, str] | None = None,
+    *,
+    require_secrets: bool = True,
+    overrides: Mapping[str, str] | None = None,
+) -> Settings:
+    """Read ``config_path``, ``environments/<stage>.yml`` next to it and ``env`` (default
+    ``os.environ``) into :class:`Settings`.
+
+    Raises :class:`ConfigInvalid` with every problem found: missing or unreadable files, YAML syntax
+    (with line), unknown keys (a secret-looking one says which variable to set instead), wrong
+    types, bad durations, unset ``${VAR}``, unknown checks and their bad options, cross-key rules
+    (min_approvals, production's heroku.pipeline, two different apps), a malformed
+    PIPELINE_DATABASE_URL and, when ``require_secrets``, a missing BITBUCKET_TOKEN or HEROKU_API_KEY.
+    ``require_secrets=False`` is for commands that only read the store, and for showing the plan.
+    ``overrides`` win over ``env`` (the sandbox's endpoints and tokens when `make run` starts it).
+    """
+    environ: Mapping[str, str] = {**(os.environ if env is None else env), **(overrides or {})}
+    problems: list[ConfigError] = []
+    display = str(config_path)
+
+    pipeline_file: _PipelineFile | None = None
+    stage_names: tuple[str, ...] = ()
+    data = _read_yaml(
+        config_path,
+        display,
+        problems,
+        missing="not found: run from the directory holding pipeline.yml, or give its path",
+    )
+    if data is not None:
+        data, unresolved = _interpolate(data, environ, display, problems)
+        pipeline_file = _validate(_PipelineFile, data, display, problems, skip=unresolved)
+        _check_pipeline_rules(data, display, problems)
+        stage_names = pipeline_file.stages if pipeline_file is not None else _stages_alone(data)
+
+    stages: list[StageSettings] = []
+    environments_dir = config_path.parent / "environments"
+    for index, stage in enumerate(stage_names):
+        is_production = index == len(stage_names) - 1
+        loaded = _load_stage(stage, environments_dir / f"{stage}.yml", is_production, environ, problems)
+        if loaded is not None:
+            stages.append(loaded)
+    if len(stages) == 2:
+        _check_stage_pair(stages[0], stages[1], config_path, problems)
+
+    bitbucket_token = _secret(environ, "BITBUCKET_TOKEN")
+    heroku_api_key = _secret(environ, "HEROKU_API_KEY")
+    webhook_secret = _secret(environ, WEBHOOK_SECRET)
+    if require_secrets:
+        problems.extend(_missing(bitbucket_token, heroku_api_key))
+    database_url = _database_url(environ, config_path, problems)
+    restore = environ.get("PIPELINE_RESTORE_DATABASE_URL", "").strip()
+    if restore and not re.match(r"postgres(ql)?://", restore):
+        problems.append(
+            ConfigError(
+                ENVIRONMENT,
+                "PIPELINE_RESTORE_DATABASE_URL",
+                "expected a PostgreSQL URL such as postgresql://user@host:5432/postgres, a server where "
+                "the restore drill may create scratch databases (or unset it for the local server)",
+            )
+        )
+    crash_at = _crash_points(environ, problems)
+
+    if problems or pipeline_file is None or len(stages) != 2:
+        raise ConfigInvalid(problems)
+    return Settings(
+        name=pipeline_file.name or pipeline_file.source.repository,
+        config_path=config_path.resolve(),
+        source=pipeline_file.source,
+        approval=pipeline_file.approval,
+        schedule=pipeline_file.schedule,
+        heroku=pipeline_file.heroku,
+        stages=tuple(stages),
+        bitbucket_token=bitbucket_token,
+        heroku_api_key=heroku_api_key,
+        database_url=database_url,
+        actor=_actor(environ),
+        crash_at=crash_at,
+        webhooks=pipeline_file.webhooks,
+        webhook_secret=webhook_secret,
+        restore_server=_secret(environ, "PIPELINE_RESTORE_DATABASE_URL") or SecretStr(DEFAULT_RESTORE_SERVER),
+    )
+
+
+def _stages_alone(data: dict[str, Any]) -> tuple[str, ...]:
+    """The stages of a pipeline.yml that failed validation elsewhere, so their files are still read."""
+    try:
+        return TypeAdapter(Stages).validate_python(data.get("stages", ("staging", "production")))
+    except ValidationError:
+        return ()
+
+
+def _load_stage(
+    name: str, path: Path, is_production: bool, env: Mapping[str, str], problems: list[ConfigError]
+) -> StageSettings | None:
+    display = str(path)
+    role = "production" if is_production else "staging"
+    data = _read_yaml(
+        path,
+        display,
+        problems,
+        missing=f"not found: pipeline.yml lists stage {name!r} ({role}); create this file or fix stages",
+    )
+    if data is None:
+        return None
+    data, unresolved = _interpolate(data, env, display, problems)
+    before = len(problems)
+    environment = _validate(_EnvironmentFile, data, display, problems, skip=unresolved)
+    raw_checks = data.get("checks")
+    specs = _check_specs(raw_checks, display, unresolved, problems) if isinstance(raw_checks, list) else ()
+    if not is_production and "backups" in data:
+        problems.append(
+            ConfigError(
+                display, "backups", "backups apply to the production stage only; remove this key here"
+            )
+        )
+    heroku = data.get("heroku")
+    if is_production and isinstance(heroku, dict) and heroku.get("pipeline") is None:
+        problems.append(
+            ConfigError(
+                display,
+                "heroku.pipeline",
+                "required for production: the Heroku pipeline (name or id) holding both apps; "
+                "promotion copies the staging slug through it",
+            )
+        )
+    if environment is None or len(problems) != before:
+        return None
+    backups = environment.backups
+    if is_production and backups is None:
+        backups = BackupSettings()
+    return StageSettings(
+        name=name,
+        file=path.resolve(),
+        app=environment.heroku.app,
+        pipeline=environment.heroku.pipeline,
+        checks=specs,
+        backups=backups if is_production else None,
+        windows=environment.windows,
+        rollback=environment.rollback,
+    )
+
+
+def _check_specs(
+    items: list[Any], display: str, skip: set[Loc], problems: list[ConfigError]
+) -> tuple[CheckSpec, ...]:
+    known = checks.known_plugins()
+    specs: list[CheckSpec] = []
+    for index, item in enumerate(items):
+        where: Loc = ("checks", index)
+        if not isinstance(item, dict) or len(item) != 1:
+            problems.append(
+                ConfigError(
+                    display,
+                    _key(where),
+                    f"expected a mapping with one key, the check's name (one of: {', '.join(known)}), "
+                    "e.g. - http: {path: /health}",
+                )
+            )
+            continue
+        ((kind, raw_options),) = item.items()
+        try:
+            plugin = checks.load_plugin(str(kind))
+        except checks.UnknownCheck as exc:
+            problems.append(ConfigError(display, _key(where), str(exc)))
+            continue
+        where = (*where, str(kind))
+        if raw_options is None:
+            raw_options = {}
+        if not isinstance(raw_options, dict):
+            problems.append(
+                ConfigError(
+                    display,
+                    _key(where),
+                    "expected a mapping of the check's options (or nothing, for defaults)",
+                )
+            )
+            continue
+        options = _validate(plugin.Options, raw_options, display, problems, skip=skip, prefix=where)
+        if options is not None:
+            specs.append(CheckSpec(kind=str(kind), options=options))
+    return tuple(specs)
+
+
+def _check_stage_pair(
+    staging: StageSettings, production: StageSettings, config_path: Path, problems: list[ConfigError]
+) -> None:
+    production_file = str(config_path.parent / "environments" / production.file.name)
+    staging_file = str(config_path.parent / "environments" / staging.file.name)
+    if staging.app == production.app:
+        problems.append(
+            ConfigError(production_file, "heroku.app", f"must differ from the staging app ({staging.app})")
+        )
+    if staging.pipeline is not None and staging.pipeline != production.pipeline:
+        problems.append(
+            ConfigError(
+                staging_file,
+                "heroku.pipeline",
+                f"must be production's pipeline ({production.pipeline}) or left out: "
+                "promotion needs both apps in one Heroku pipeline",
+            )
+        )
+
+
+__all__ = [
+    "DAYS",
+    "DEFAULT_RESTORE_SERVER",
+    "ENVIRONMENT",
+    "MIGRATION_PATTERN",
+    "SECRET_HINTS",
+    "WEBHOOK_SECRET",
+    "ApprovalSettings",
+    "BackupSettings",
+    "CheckSpec",
+    "HerokuSettings",
+    "RollbackSettings",
+    "ScheduleSettings",
+    "Settings",
+    "SourceSettings",
+    "StageSettings",
+    "WebhookSettings",
+    "WindowSettings",
+    "WindowsSettings",
+    "describe",
+    "load",
+    "missing_secrets",
+    "missing_webhook_secret",
+    "redact_url",
+]
