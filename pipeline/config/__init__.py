@@ -1,16 +1,10 @@
 """Configuration as code: ``pipeline.yml``, ``environments/<stage>.yml`` and the environment, read
 once into frozen, typed :class:`Settings`.
 
-This is the only module of the product that reads environment variables. It reads:
-
-- ``BITBUCKET_TOKEN``, ``HEROKU_API_KEY`` and ``BITBUCKET_WEBHOOK_SECRET``: the secrets. They never
-  come from a file; a key that looks like a secret in a file is an error saying which variable to set.
-- ``PIPELINE_DATABASE_URL`` (default ``sqlite:///<config dir>/.pipeline/pipeline.db``) and
-  ``PIPELINE_ACTOR`` (default the OS user): where history is kept and who "I" am in it.
-- ``PIPELINE_RESTORE_DATABASE_URL`` (default ``postgresql://postgres@127.0.0.1:5432/postgres``):
-  a PostgreSQL server where the restore drill may create (and drop) scratch databases.
-- whatever ``${VAR}`` / ``${VAR:-default}`` references in the files' string values name
-  (``$${`` is a literal ``${``).
+This package is the only place of the product that reads environment variables:
+:mod:`pipeline.config.environment` reads them (the secrets, ``PIPELINE_DATABASE_URL``,
+``PIPELINE_ACTOR``, ``PIPELINE_RESTORE_DATABASE_URL``, ``PIPELINE_CRASH_AT``, and whatever
+``${VAR}`` / ``${VAR:-default}`` references in the files' string values name).
 
 :func:`load` validates everything before anything starts and either returns :class:`Settings` or
 raises :class:`~pipeline.errors.ConfigInvalid` listing EVERY problem found, one line each:
@@ -18,30 +12,23 @@ raises :class:`~pipeline.errors.ConfigInvalid` listing EVERY problem found, one 
 with environment variables name the file ``environment``. No message repeats a configured value,
 so a secret pasted in the wrong place is never echoed. :func:`describe` renders the resolved plan
 for ``pipeline config check``.
+
+The modules: ``files`` reads the YAML and interpolates, ``models`` holds the files' shapes and their
+rules, ``messages`` turns pydantic's errors into our lines, ``environment`` reads the variables,
+``settings`` holds what :func:`load` (here) returns, ``report`` renders it for people.
 """
 
 from __future__ import annotations
 
-import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import SecretStr, TypeAdapter, ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 import checks
-from pipeline.config.environment import (
-    DEFAULT_RESTORE_SERVER,
-    ENVIRONMENT,
-    SECRET_HINTS,
-    WEBHOOK_SECRET,
-    _actor,
-    _crash_points,
-    _database_url,
-    _missing,
-    _secret,
-)
+from pipeline.config import environment
+from pipeline.config.environment import DEFAULT_RESTORE_SERVER, ENVIRONMENT, SECRET_HINTS, WEBHOOK_SECRET
 from pipeline.config.files import _interpolate, _read_yaml
 from pipeline.config.messages import Loc, _key, _validate
 from pipeline.config.models import (
@@ -90,7 +77,7 @@ def load(
     ``require_secrets=False`` is for commands that only read the store, and for showing the plan.
     ``overrides`` win over ``env`` (the sandbox's endpoints and tokens when `make run` starts it).
     """
-    environ: Mapping[str, str] = {**(os.environ if env is None else env), **(overrides or {})}
+    environ = environment.variables(env, overrides)
     problems: list[ConfigError] = []
     display = str(config_path)
 
@@ -118,23 +105,7 @@ def load(
     if len(stages) == 2:
         _check_stage_pair(stages[0], stages[1], config_path, problems)
 
-    bitbucket_token = _secret(environ, "BITBUCKET_TOKEN")
-    heroku_api_key = _secret(environ, "HEROKU_API_KEY")
-    webhook_secret = _secret(environ, WEBHOOK_SECRET)
-    if require_secrets:
-        problems.extend(_missing(bitbucket_token, heroku_api_key))
-    database_url = _database_url(environ, config_path, problems)
-    restore = environ.get("PIPELINE_RESTORE_DATABASE_URL", "").strip()
-    if restore and not re.match(r"postgres(ql)?://", restore):
-        problems.append(
-            ConfigError(
-                ENVIRONMENT,
-                "PIPELINE_RESTORE_DATABASE_URL",
-                "expected a PostgreSQL URL such as postgresql://user@host:5432/postgres, a server where "
-                "the restore drill may create scratch databases (or unset it for the local server)",
-            )
-        )
-    crash_at = _crash_points(environ, problems)
+    from_environment = environment.read(environ, config_path, problems, require_secrets=require_secrets)
 
     if problems or pipeline_file is None or len(stages) != 2:
         raise ConfigInvalid(problems)
@@ -146,14 +117,14 @@ def load(
         schedule=pipeline_file.schedule,
         heroku=pipeline_file.heroku,
         stages=tuple(stages),
-        bitbucket_token=bitbucket_token,
-        heroku_api_key=heroku_api_key,
-        database_url=database_url,
-        actor=_actor(environ),
-        crash_at=crash_at,
+        bitbucket_token=from_environment.bitbucket_token,
+        heroku_api_key=from_environment.heroku_api_key,
+        database_url=from_environment.database_url,
+        actor=from_environment.actor,
+        crash_at=from_environment.crash_at,
         webhooks=pipeline_file.webhooks,
-        webhook_secret=webhook_secret,
-        restore_server=_secret(environ, "PIPELINE_RESTORE_DATABASE_URL") or SecretStr(DEFAULT_RESTORE_SERVER),
+        webhook_secret=from_environment.webhook_secret,
+        restore_server=from_environment.restore_server,
     )
 
 

@@ -1,13 +1,26 @@
-"""The environment variables the configuration reads: the secrets, ``PIPELINE_DATABASE_URL``,
-``PIPELINE_ACTOR``, ``PIPELINE_CRASH_AT`` and ``PIPELINE_RESTORE_DATABASE_URL``, each checked, and
-the hints a missing secret's problem gives. Problems with them name the file ``environment``.
+"""The environment variables the configuration reads, each checked. This is the only module of the
+product that reads the environment (:func:`variables`). It reads:
+
+- ``BITBUCKET_TOKEN``, ``HEROKU_API_KEY`` and ``BITBUCKET_WEBHOOK_SECRET``: the secrets. They never
+  come from a file; a key that looks like a secret in a file is an error saying which variable to set.
+- ``PIPELINE_DATABASE_URL`` (default ``sqlite:///<config dir>/.pipeline/pipeline.db``) and
+  ``PIPELINE_ACTOR`` (default the OS user): where history is kept and who "I" am in it.
+- ``PIPELINE_RESTORE_DATABASE_URL`` (default ``postgresql://postgres@127.0.0.1:5432/postgres``):
+  a PostgreSQL server where the restore drill may create (and drop) scratch databases.
+- ``PIPELINE_CRASH_AT``: crash points, for crash drills and tests.
+- whatever ``${VAR}`` / ``${VAR:-default}`` references in the files' string values name
+  (``$${`` is a literal ``${``; :mod:`pipeline.config.files` replaces them).
+
+Problems with them name the file ``environment``.
 """
 
 from __future__ import annotations
 
 import getpass
+import os
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import SecretStr
@@ -36,7 +49,52 @@ SECRET_HINTS[WEBHOOK_SECRET] = (
 )
 
 
-def _missing(bitbucket_token: SecretStr | None, heroku_api_key: SecretStr | None) -> list[ConfigError]:
+@dataclass(frozen=True)
+class Environment:
+    """What the environment says, checked: the secrets (None when unset), where history is kept, who
+    "I" am, the crash points and the restore drill's server. ``repr`` shows no secret and no URL."""
+
+    bitbucket_token: SecretStr | None
+    heroku_api_key: SecretStr | None
+    webhook_secret: SecretStr | None
+    database_url: str = field(repr=False)
+    actor: str
+    crash_at: tuple[str, ...]
+    restore_server: SecretStr = field(repr=False)
+
+
+def variables(env: Mapping[str, str] | None, overrides: Mapping[str, str] | None) -> Mapping[str, str]:
+    """The variables the configuration sees: ``env`` (default ``os.environ``), ``overrides`` winning."""
+    return {**(os.environ if env is None else env), **(overrides or {})}
+
+
+def read(
+    env: Mapping[str, str], config_path: Path, problems: list[ConfigError], *, require_secrets: bool
+) -> Environment:
+    """The variables of :class:`Environment` from ``env``, adding a problem for each malformed one (and,
+    when ``require_secrets``, for a missing BITBUCKET_TOKEN or HEROKU_API_KEY)."""
+    bitbucket_token = _secret(env, "BITBUCKET_TOKEN")
+    heroku_api_key = _secret(env, "HEROKU_API_KEY")
+    webhook_secret = _secret(env, WEBHOOK_SECRET)
+    if require_secrets:
+        problems.extend(unset_secrets(bitbucket_token, heroku_api_key))
+    database_url = _database_url(env, config_path, problems)
+    restore_server = _restore_server(env, problems)
+    crash_at = _crash_points(env, problems)
+    return Environment(
+        bitbucket_token=bitbucket_token,
+        heroku_api_key=heroku_api_key,
+        webhook_secret=webhook_secret,
+        database_url=database_url,
+        actor=_actor(env),
+        crash_at=crash_at,
+        restore_server=restore_server,
+    )
+
+
+def unset_secrets(bitbucket_token: SecretStr | None, heroku_api_key: SecretStr | None) -> list[ConfigError]:
+    """A problem for each of the two secrets every command that reaches Bitbucket or Heroku needs and
+    that is not set."""
     found = {"BITBUCKET_TOKEN": bitbucket_token, "HEROKU_API_KEY": heroku_api_key}
     return [
         ConfigError(ENVIRONMENT, name, SECRET_HINTS[name]) for name, value in found.items() if value is None
@@ -62,6 +120,20 @@ def _database_url(env: Mapping[str, str], config_path: Path, problems: list[Conf
             )
         )
     return value
+
+
+def _restore_server(env: Mapping[str, str], problems: list[ConfigError]) -> SecretStr:
+    restore = env.get("PIPELINE_RESTORE_DATABASE_URL", "").strip()
+    if restore and not re.match(r"postgres(ql)?://", restore):
+        problems.append(
+            ConfigError(
+                ENVIRONMENT,
+                "PIPELINE_RESTORE_DATABASE_URL",
+                "expected a PostgreSQL URL such as postgresql://user@host:5432/postgres, a server where "
+                "the restore drill may create scratch databases (or unset it for the local server)",
+            )
+        )
+    return _secret(env, "PIPELINE_RESTORE_DATABASE_URL") or SecretStr(DEFAULT_RESTORE_SERVER)
 
 
 def _crash_points(env: Mapping[str, str], problems: list[ConfigError]) -> tuple[str, ...]:

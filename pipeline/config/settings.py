@@ -16,7 +16,7 @@ from pipeline.config.environment import (
     ENVIRONMENT,
     SECRET_HINTS,
     WEBHOOK_SECRET,
-    _missing,
+    unset_secrets,
 )
 from pipeline.config.models import (
     ApprovalSettings,
@@ -112,7 +112,7 @@ class Settings:
 def missing_secrets(settings: Settings) -> list[ConfigError]:
     """The secrets ``settings`` lacks, as problems (for ``config check`` after
     ``load(require_secrets=False)``); empty when every needed one is set."""
-    return _missing(settings.bitbucket_token, settings.heroku_api_key) + missing_webhook_secret(settings)
+    return unset_secrets(settings.bitbucket_token, settings.heroku_api_key) + missing_webhook_secret(settings)
 
 
 def missing_webhook_secret(settings: Settings) -> list[ConfigError]:
