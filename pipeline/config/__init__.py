@@ -29,14 +29,16 @@ from pydantic import TypeAdapter, ValidationError
 import checks
 from pipeline.config import environment
 from pipeline.config.environment import DEFAULT_RESTORE_SERVER, ENVIRONMENT, SECRET_HINTS, WEBHOOK_SECRET
-from pipeline.config.files import _interpolate, _read_yaml
-from pipeline.config.messages import Loc, _key, _validate
+from pipeline.config.files import interpolate, read_yaml
+from pipeline.config.messages import Loc, key_path, validate
 from pipeline.config.models import (
     DAYS,
     MIGRATION_PATTERN,
     ApprovalSettings,
     BackupSettings,
+    EnvironmentFile,
     HerokuSettings,
+    PipelineFile,
     RollbackSettings,
     ScheduleSettings,
     SourceSettings,
@@ -45,8 +47,6 @@ from pipeline.config.models import (
     WindowSettings,
     WindowsSettings,
     _check_pipeline_rules,
-    _EnvironmentFile,
-    _PipelineFile,
 )
 from pipeline.config.report import describe, redact_url
 from pipeline.config.settings import (
@@ -81,17 +81,17 @@ def load(
     problems: list[ConfigError] = []
     display = str(config_path)
 
-    pipeline_file: _PipelineFile | None = None
+    pipeline_file: PipelineFile | None = None
     stage_names: tuple[str, ...] = ()
-    data = _read_yaml(
+    data = read_yaml(
         config_path,
         display,
         problems,
         missing="not found: run from the directory holding pipeline.yml, or give its path",
     )
     if data is not None:
-        data, unresolved = _interpolate(data, environ, display, problems)
-        pipeline_file = _validate(_PipelineFile, data, display, problems, skip=unresolved)
+        data, unresolved = interpolate(data, environ, display, problems)
+        pipeline_file = validate(PipelineFile, data, display, problems, skip=unresolved)
         _check_pipeline_rules(data, display, problems)
         stage_names = pipeline_file.stages if pipeline_file is not None else _stages_alone(data)
 
@@ -141,7 +141,7 @@ def _load_stage(
 ) -> StageSettings | None:
     display = str(path)
     role = "production" if is_production else "staging"
-    data = _read_yaml(
+    data = read_yaml(
         path,
         display,
         problems,
@@ -149,9 +149,9 @@ def _load_stage(
     )
     if data is None:
         return None
-    data, unresolved = _interpolate(data, env, display, problems)
+    data, unresolved = interpolate(data, env, display, problems)
     before = len(problems)
-    environment = _validate(_EnvironmentFile, data, display, problems, skip=unresolved)
+    environment = validate(EnvironmentFile, data, display, problems, skip=unresolved)
     raw_checks = data.get("checks")
     specs = _check_specs(raw_checks, display, unresolved, problems) if isinstance(raw_checks, list) else ()
     if not is_production and "backups" in data:
@@ -198,7 +198,7 @@ def _check_specs(
             problems.append(
                 ConfigError(
                     display,
-                    _key(where),
+                    key_path(where),
                     f"expected a mapping with one key, the check's name (one of: {', '.join(known)}), "
                     "e.g. - http: {path: /health}",
                 )
@@ -208,7 +208,7 @@ def _check_specs(
         try:
             plugin = checks.load_plugin(str(kind))
         except checks.UnknownCheck as exc:
-            problems.append(ConfigError(display, _key(where), str(exc)))
+            problems.append(ConfigError(display, key_path(where), str(exc)))
             continue
         where = (*where, str(kind))
         if raw_options is None:
@@ -217,12 +217,12 @@ def _check_specs(
             problems.append(
                 ConfigError(
                     display,
-                    _key(where),
+                    key_path(where),
                     "expected a mapping of the check's options (or nothing, for defaults)",
                 )
             )
             continue
-        options = _validate(plugin.Options, raw_options, display, problems, skip=skip, prefix=where)
+        options = validate(plugin.Options, raw_options, display, problems, skip=skip, prefix=where)
         if options is not None:
             specs.append(CheckSpec(kind=str(kind), options=options))
     return tuple(specs)

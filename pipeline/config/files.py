@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from pipeline.config.messages import Loc, _key
+from pipeline.config.messages import Loc, key_path
 from pipeline.errors import ConfigError
 
 # --- Reading YAML and interpolating -----------------------------------------------------------
@@ -34,7 +34,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def _read_yaml(
+def read_yaml(
     path: Path, display: str, problems: list[ConfigError], *, missing: str
 ) -> dict[str, Any] | None:
     """The file's top-level mapping (an empty file is an empty one), or None after adding a problem."""
@@ -76,7 +76,7 @@ _REFERENCE = re.compile(r"\$\$\{|\$\{(?P<body>[^{}]*)\}")
 _VARIABLE = re.compile(r"(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>.*))?", re.DOTALL)
 
 
-def _interpolate(
+def interpolate(
     data: dict[str, Any], env: Mapping[str, str], display: str, problems: list[ConfigError]
 ) -> tuple[dict[str, Any], set[Loc]]:
     """``data`` with ``${VAR}``/``${VAR:-default}`` replaced in every string value (keys become
@@ -92,7 +92,7 @@ def _interpolate(
             result, problem = _substitute(value, env)
             if problem is None:
                 return result
-            problems.append(ConfigError(display, _key(loc), problem))
+            problems.append(ConfigError(display, key_path(loc), problem))
             unresolved.add(loc)
         return value
 

@@ -25,7 +25,7 @@ _M = TypeVar("_M", bound=BaseModel)
 # --- Turning pydantic's errors into ours ------------------------------------------------------
 
 
-def _validate(
+def validate(
     model: type[_M],
     data: dict[str, Any],
     display: str,
@@ -34,6 +34,9 @@ def _validate(
     skip: set[Loc],
     prefix: Loc = (),
 ) -> _M | None:
+    """``data`` validated as ``model``, or None after adding a problem per error to ``problems`` (none
+    under a key of ``skip``, whose ``${VAR}`` is already reported). ``prefix`` is where ``data`` sits in
+    its file (a check's options: ``("checks", 0, "http")``)."""
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -48,11 +51,11 @@ def _validate(
                 continue  # its ${VAR} is already reported
             if error["type"] == "too_short" and tuple(error["loc"]) in item_errors:
                 continue  # a list whose bad items were dropped: the items' problems say it all
-            problems.append(ConfigError(display, _key(loc), _message(error, model, prefix)))
+            problems.append(ConfigError(display, key_path(loc), _message(error, model, prefix)))
         return None
 
 
-def _key(loc: Loc) -> str:
+def key_path(loc: Loc) -> str:
     """("checks", 0, "http", "retries") -> "checks[0].http.retries"."""
     out = ""
     for part in loc:

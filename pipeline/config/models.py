@@ -156,7 +156,9 @@ def _two_stages(stages: tuple[str, ...]) -> tuple[str, ...]:
 Stages = Annotated[tuple[Identifier, ...], AfterValidator(_two_stages)]
 
 
-class _PipelineFile(_Section):
+class PipelineFile(_Section):
+    """The whole of ``pipeline.yml``."""
+
     name: Identifier | None = Field(
         default=None, description="the pipeline's name; default source.repository"
     )
@@ -286,7 +288,9 @@ class RollbackSettings(_Section):
     )
 
 
-class _EnvironmentFile(_Section):
+class EnvironmentFile(_Section):
+    """The whole of an ``environments/<stage>.yml``."""
+
     heroku: _StageHeroku = Field(description="the stage's Heroku app: {app: ..., pipeline: ...}")
     checks: list[Any] | None = Field(
         default=None, description="post-deploy checks, e.g. - http: {path: /health}"
