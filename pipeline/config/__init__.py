@@ -46,7 +46,6 @@ from pipeline.config.models import (
     WebhookSettings,
     WindowSettings,
     WindowsSettings,
-    _check_pipeline_rules,
 )
 from pipeline.config.report import describe, redact_url
 from pipeline.config.settings import (
@@ -92,7 +91,6 @@ def load(
     if data is not None:
         data, unresolved = interpolate(data, environ, display, problems)
         pipeline_file = validate(PipelineFile, data, display, problems, skip=unresolved)
-        _check_pipeline_rules(data, display, problems)
         stage_names = pipeline_file.stages if pipeline_file is not None else _stages_alone(data)
 
     stages: list[StageSettings] = []

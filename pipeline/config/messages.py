@@ -10,7 +10,7 @@ import types
 from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
-from pydantic_core import ErrorDetails
+from pydantic_core import ErrorDetails, PydanticCustomError
 
 from pipeline.config.environment import WEBHOOK_SECRET
 from pipeline.errors import ConfigError
@@ -20,6 +20,20 @@ _SECRET_WORDS = ("token", "password", "passwd", "api_key", "apikey", "secret")
 
 Loc = tuple[int | str, ...]
 _M = TypeVar("_M", bound=BaseModel)
+
+BROKEN_RULE = "broken_rule"
+"""The type of the error :func:`broken_rule` makes."""
+
+
+def broken_rule(*problems: tuple[Loc, str]) -> PydanticCustomError:
+    """What a model's validator raises when a rule across its keys does not hold: each problem is a key
+    path under the model (``("approvers", 2)``) and the whole message. :func:`validate` reports each
+    word for word, after the problems of the keys taken one by one."""
+    return PydanticCustomError(
+        BROKEN_RULE,
+        "{messages}",
+        {"messages": "; ".join(message for _, message in problems), "problems": problems},
+    )
 
 
 # --- Turning pydantic's errors into ours ------------------------------------------------------
@@ -33,25 +47,35 @@ def validate(
     *,
     skip: set[Loc],
     prefix: Loc = (),
+    rule_problems: list[ConfigError] | None = None,
 ) -> _M | None:
     """``data`` validated as ``model``, or None after adding a problem per error to ``problems`` (none
     under a key of ``skip``, whose ``${VAR}`` is already reported). ``prefix`` is where ``data`` sits in
-    its file (a check's options: ``("checks", 0, "http")``)."""
+    its file (a check's options: ``("checks", 0, "http")``). The problems of rules across keys
+    (:func:`broken_rule`) follow the keys' own, or go to ``rule_problems`` when given."""
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         errors = exc.errors(include_url=False)
+        own = [e for e in errors if e["type"] != BROKEN_RULE]
         # Every list that holds a bad item (at any depth): its "too short" only repeats that.
         item_errors = {
-            tuple(e["loc"][:i]) for e in errors for i, part in enumerate(e["loc"]) if isinstance(part, int)
+            tuple(e["loc"][:i]) for e in own for i, part in enumerate(e["loc"]) if isinstance(part, int)
         }
-        for error in errors:
+        for error in own:
             loc = (*prefix, *error["loc"])
             if any(loc[: len(bad)] == bad for bad in skip):
                 continue  # its ${VAR} is already reported
             if error["type"] == "too_short" and tuple(error["loc"]) in item_errors:
                 continue  # a list whose bad items were dropped: the items' problems say it all
             problems.append(ConfigError(display, key_path(loc), _message(error, model, prefix)))
+        # A rule is checked on the values as written, an unresolved ${VAR} too: none is skipped.
+        for error in errors:
+            if error["type"] == BROKEN_RULE:
+                for where, message in (error.get("ctx") or {})["problems"]:
+                    loc = (*prefix, *error["loc"], *where)
+                    target = problems if rule_problems is None else rule_problems
+                    target.append(ConfigError(display, key_path(loc), message))
         return None
 
 

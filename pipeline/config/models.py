@@ -17,12 +17,11 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
-    ValidationError,
+    model_validator,
 )
 
 from checks import PositiveDuration
-from pipeline.config.messages import _M
-from pipeline.errors import ConfigError
+from pipeline.config.messages import Loc, broken_rule
 from pipeline.model import DeployWindows, Window
 
 # --- Value types ------------------------------------------------------------------------------
@@ -87,6 +86,15 @@ class SourceSettings(_Section):
         description="a glob of the branches `pipeline hotfix BRANCH` takes to production on their own",
     )
 
+    @model_validator(mode="after")
+    def _releases_merge_into_another_branch(self) -> SourceSettings:
+        """The production branch is not the watched branch: releases merge into it."""
+        if self.branch == self.production_branch:
+            raise broken_rule(
+                (("production_branch",), "must differ from source.branch (releases merge into it)")
+            )
+        return self
+
 
 def _never_is_none(value: object) -> object:
     if isinstance(value, str) and value.strip().lower() in ("never", "none", "off"):
@@ -115,6 +123,28 @@ class ApprovalSettings(_Section):
         description="block: no approval counts while a commit's author has no Bitbucket account "
         "(nobody can be shown not to be its author); allow: ignore such commits",
     )
+
+    @model_validator(mode="after")
+    def _enough_distinct_approvers(self) -> ApprovalSettings:
+        """Each approver is listed once, and min_approvals distinct people can approve."""
+        problems: list[tuple[Loc, str]] = []
+        seen: set[str] = set()
+        for index, approver in enumerate(self.approvers):
+            if approver in seen:
+                problems.append((("approvers", index), "listed twice; each approver counts once"))
+            seen.add(approver)
+        people = len(seen)
+        if self.min_approvals > people:
+            problems.append(
+                (
+                    ("min_approvals",),
+                    f"must be between 1 and {people} (the number of approvers): "
+                    f"{self.min_approvals} distinct people could never approve",
+                )
+            )
+        if problems:
+            raise broken_rule(*problems)
+        return self
 
 
 class WebhookSettings(_Section):
@@ -304,44 +334,3 @@ class EnvironmentFile(_Section):
     rollback: Annotated[RollbackSettings, BeforeValidator(_none_is_empty)] = Field(
         default_factory=RollbackSettings, description="rollback rules: {migration_pattern}"
     )
-
-
-def _quietly(model: type[_M], value: object) -> _M | None:
-    """``value`` validated as ``model``, or None (its problems are reported by the whole file's check)."""
-    try:
-        return model.model_validate(value)
-    except ValidationError:
-        return None
-
-
-def _check_pipeline_rules(data: dict[str, Any], display: str, problems: list[ConfigError]) -> None:
-    """Rules across keys of pipeline.yml, for each section that is valid on its own."""
-    source = _quietly(SourceSettings, data.get("source"))
-    if source is not None and source.branch == source.production_branch:
-        problems.append(
-            ConfigError(
-                display, "source.production_branch", "must differ from source.branch (releases merge into it)"
-            )
-        )
-    approval = _quietly(ApprovalSettings, data.get("approval"))
-    if approval is None:
-        return
-    seen: set[str] = set()
-    for index, approver in enumerate(approval.approvers):
-        if approver in seen:
-            problems.append(
-                ConfigError(
-                    display, f"approval.approvers[{index}]", "listed twice; each approver counts once"
-                )
-            )
-        seen.add(approver)
-    people = len(seen)
-    if approval.min_approvals > people:
-        problems.append(
-            ConfigError(
-                display,
-                "approval.min_approvals",
-                f"must be between 1 and {people} (the number of approvers): "
-                f"{approval.min_approvals} distinct people could never approve",
-            )
-        )
