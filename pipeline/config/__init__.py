@@ -36,16 +36,18 @@ from pipeline.config.models import (
     MIGRATION_PATTERN,
     ApprovalSettings,
     BackupSettings,
-    EnvironmentFile,
     HerokuSettings,
     PipelineFile,
+    ProductionFile,
     RollbackSettings,
     ScheduleSettings,
     SourceSettings,
     Stages,
+    StagingFile,
     WebhookSettings,
     WindowSettings,
     WindowsSettings,
+    backups_on_staging,
 )
 from pipeline.config.report import describe, redact_url
 from pipeline.config.settings import (
@@ -149,39 +151,25 @@ def _load_stage(
         return None
     data, unresolved = interpolate(data, env, display, problems)
     before = len(problems)
-    environment = validate(EnvironmentFile, data, display, problems, skip=unresolved)
+    rule_problems: list[ConfigError] = []
+    model: type[StagingFile | ProductionFile] = ProductionFile if is_production else StagingFile
+    stage_file = validate(model, data, display, problems, skip=unresolved, rule_problems=rule_problems)
     raw_checks = data.get("checks")
     specs = _check_specs(raw_checks, display, unresolved, problems) if isinstance(raw_checks, list) else ()
-    if not is_production and "backups" in data:
-        problems.append(
-            ConfigError(
-                display, "backups", "backups apply to the production stage only; remove this key here"
-            )
-        )
-    heroku = data.get("heroku")
-    if is_production and isinstance(heroku, dict) and heroku.get("pipeline") is None:
-        problems.append(
-            ConfigError(
-                display,
-                "heroku.pipeline",
-                "required for production: the Heroku pipeline (name or id) holding both apps; "
-                "promotion copies the staging slug through it",
-            )
-        )
-    if environment is None or len(problems) != before:
+    if not is_production:
+        problems.extend(backups_on_staging(data, display))
+    problems.extend(rule_problems)
+    if stage_file is None or len(problems) != before:
         return None
-    backups = environment.backups
-    if is_production and backups is None:
-        backups = BackupSettings()
     return StageSettings(
         name=name,
         file=path.resolve(),
-        app=environment.heroku.app,
-        pipeline=environment.heroku.pipeline,
+        app=stage_file.heroku.app,
+        pipeline=stage_file.heroku.pipeline,
         checks=specs,
-        backups=backups if is_production else None,
-        windows=environment.windows,
-        rollback=environment.rollback,
+        backups=stage_file.backups,
+        windows=stage_file.windows,
+        rollback=stage_file.rollback,
     )
 
 

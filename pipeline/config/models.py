@@ -22,6 +22,7 @@ from pydantic import (
 
 from checks import PositiveDuration
 from pipeline.config.messages import Loc, broken_rule
+from pipeline.errors import ConfigError
 from pipeline.model import DeployWindows, Window
 
 # --- Value types ------------------------------------------------------------------------------
@@ -228,9 +229,34 @@ class BackupSettings(_Section):
 
 
 class _StageHeroku(_Section):
+    """``heroku:`` in a stage's file: the stage's app, and the Heroku pipeline holding both apps."""
+
     app: Text = Field(description="the Heroku app (name or id) of this stage")
     pipeline: Text | None = Field(
         default=None,
+        description="the Heroku pipeline (name or id) holding both apps; required for production",
+    )
+
+
+def _required_for_production(value: object) -> object:
+    if value is None:
+        raise broken_rule(
+            (
+                (),
+                "required for production: the Heroku pipeline (name or id) holding both apps; "
+                "promotion copies the staging slug through it",
+            )
+        )
+    return value
+
+
+class _ProductionHeroku(_StageHeroku):
+    """``heroku:`` in the production stage's file, where the pipeline is required: promotion copies the
+    staging slug through it."""
+
+    pipeline: Annotated[Text, BeforeValidator(_required_for_production)] = Field(
+        default=None,
+        validate_default=True,  # so that a left-out pipeline is the rule's problem, not "missing"
         description="the Heroku pipeline (name or id) holding both apps; required for production",
     )
 
@@ -318,8 +344,8 @@ class RollbackSettings(_Section):
     )
 
 
-class EnvironmentFile(_Section):
-    """The whole of an ``environments/<stage>.yml``."""
+class _StageFile(_Section):
+    """What the two stages' files have in common: the whole of an ``environments/<stage>.yml``."""
 
     heroku: _StageHeroku = Field(description="the stage's Heroku app: {app: ..., pipeline: ...}")
     checks: list[Any] | None = Field(
@@ -334,3 +360,31 @@ class EnvironmentFile(_Section):
     rollback: Annotated[RollbackSettings, BeforeValidator(_none_is_empty)] = Field(
         default_factory=RollbackSettings, description="rollback rules: {migration_pattern}"
     )
+
+
+class StagingFile(_StageFile):
+    """The staging stage's file (the first of pipeline.yml's stages). It has no backups: a
+    ``backups:`` key is still validated as backups, and refused by :func:`backups_on_staging`."""
+
+
+class ProductionFile(_StageFile):
+    """The production stage's file (the last of pipeline.yml's stages): its Heroku pipeline is
+    required, and its backup policy is the defaults when the file has no ``backups:``."""
+
+    heroku: _ProductionHeroku = Field(description="the stage's Heroku app: {app: ..., pipeline: ...}")
+    backups: Annotated[BackupSettings, BeforeValidator(_none_is_empty)] = Field(
+        default_factory=BackupSettings, description="production backup policy"
+    )
+
+
+def backups_on_staging(data: dict[str, Any], display: str) -> list[ConfigError]:
+    """The staging file's ``backups:`` key (even an empty one), refused: backups are production's.
+
+    A rule of :class:`StagingFile` written out rather than a validator, because both must be said:
+    what is wrong inside that ``backups:`` (validated as production's would be) and that the key does
+    not belong here; a validator of the key could say only one of the two."""
+    if "backups" not in data:
+        return []
+    return [
+        ConfigError(display, "backups", "backups apply to the production stage only; remove this key here")
+    ]
