@@ -14,8 +14,6 @@ import yaml
 from pipeline.config.messages import Loc, key_path
 from pipeline.errors import ConfigError
 
-# --- Reading YAML and interpolating -----------------------------------------------------------
-
 
 class _UniqueKeyLoader(yaml.SafeLoader):
     """SafeLoader that refuses a key repeated in one mapping (PyYAML would keep the last silently)."""

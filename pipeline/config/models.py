@@ -1,5 +1,11 @@
 """The shapes of ``pipeline.yml`` and ``environments/<stage>.yml``: pydantic models of their
-sections and values, and the rules across their keys.
+sections and values, staging's file and production's each a model of its own.
+
+Rules across keys are the models' validators, raising :func:`~pipeline.config.messages.broken_rule`
+(its problems follow the keys' own): the production branch is another branch, each approver counts
+once and enough of them can approve, production names its Heroku pipeline. The one a validator
+cannot say, ``backups:`` on staging, is :func:`backups_on_staging`. The rule across the two stages'
+files is :func:`pipeline.config.load`'s, on the resolved stages.
 """
 
 from __future__ import annotations

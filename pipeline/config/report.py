@@ -12,8 +12,6 @@ from pipeline.config.environment import WEBHOOK_SECRET
 from pipeline.config.models import DAYS, WindowsSettings
 from pipeline.config.settings import Settings
 
-# --- The plan, for people ---------------------------------------------------------------------
-
 
 def redact_url(url: str) -> str:
     """``url`` with any password (``user:pw@`` or ``?password=``) replaced by ``***``."""

@@ -30,8 +30,6 @@ from pipeline.config.models import (
 )
 from pipeline.errors import ConfigError
 
-# --- Settings ---------------------------------------------------------------------------------
-
 
 @dataclass(frozen=True)
 class CheckSpec:
