@@ -234,6 +234,7 @@ def _check_stage_pair(
         )
 
 
+# What the product, its runbooks and tests import from pipeline.config, wherever it is defined.
 __all__ = [
     "DAYS",
     "DEFAULT_RESTORE_SERVER",
