@@ -26,7 +26,17 @@ from werkzeug.wrappers import Response
 
 from sandbox.databases import Databases
 from sandbox.faults import Fault
-from sandbox.heroku import api, shapes
+from sandbox.heroku import (
+    api,
+    routes_addons,
+    routes_apps,
+    routes_blobs,
+    routes_builds,
+    routes_pipelines,
+    routes_releases,
+    routes_runtime,
+    shapes,
+)
 from sandbox.heroku.builds import Builder, new_build
 from sandbox.heroku.promotions import Promoter
 from sandbox.heroku.refs import AddonRef, AppRef
@@ -86,6 +96,16 @@ class HerokuPlatform:
         for app_id in app_ids:
             self._router(app_id)
         self.wsgi_app = api.create_app(self)
+        for routes in (
+            routes_apps,
+            routes_builds,
+            routes_blobs,
+            routes_releases,
+            routes_runtime,
+            routes_addons,
+            routes_pipelines,
+        ):
+            routes.register(self.wsgi_app, self)
 
     # -- the account -----------------------------------------------------------------------------
 
