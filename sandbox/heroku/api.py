@@ -17,12 +17,14 @@ from flask import Flask, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
+from sandbox.heroku.state import Record, Store
 from sandbox.heroku.wire import (
     ENDPOINT_NOT_FOUND,
     RATE_LIMIT_MESSAGE,
     ApiError,
     acceptable,
     json_response,
+    not_found,
     page,
     parse_range,
     request_id,
@@ -34,16 +36,30 @@ if TYPE_CHECKING:
     from sandbox.heroku.platform import HerokuPlatform
 
 
-def _body() -> dict[str, Any]:
+def json_body() -> dict[str, Any]:
+    """The request's JSON object ({} for an empty body); 400 bad_request when it is not one."""
     try:
         return json_object(request.get_data())
     except ValueError as exc:
         raise ApiError(400, "bad_request", str(exc)) from None
 
 
+def find_app(store: Store, ident: str) -> Record:
+    """The app ``ident`` names (its id or name); 404 not_found when there is none."""
+    rec = store.find_app(ident)
+    if rec is None:
+        raise not_found("app")
+    return rec
+
+
 def listing(
     items: list[dict[str, Any]], fields: list[str], fields_map: dict[str, str] | None = None
 ) -> Response:
+    """One page of ``items`` as the ``Range`` header asks (on one of ``fields``), with ``Accept-Ranges``.
+
+    ``fields_map`` maps a range field to the attribute it orders on when the two differ (a build's
+    ``started_at`` orders on its ``created_at``).
+    """
     rng = parse_range(request.headers.get("Range"), fields)
     chunk, headers, status = page(items, rng, fields_map)
     headers["Accept-Ranges"] = ", ".join(fields)

@@ -16,7 +16,7 @@ from flask import Flask, request
 from werkzeug.wrappers import Response
 
 from sandbox.heroku import shapes
-from sandbox.heroku.api import _body, listing
+from sandbox.heroku.api import find_app, json_body, listing
 from sandbox.heroku.state import Record
 from sandbox.heroku.wire import invalid, json_response, not_found
 
@@ -26,12 +26,6 @@ if TYPE_CHECKING:
 
 def register(app: Flask, platform: HerokuPlatform) -> None:
     store = platform.store
-
-    def find_app(ident: str) -> Record:
-        rec = store.find_app(ident)
-        if rec is None:
-            raise not_found("app")
-        return rec
 
     # -- add-ons ---------------------------------------------------------------------------------
 
@@ -43,14 +37,14 @@ def register(app: Flask, platform: HerokuPlatform) -> None:
     @app.get("/apps/<ident>/addons")
     def addons_by_app(ident: str) -> Response:
         with store.lock:
-            owning = find_app(ident)
+            owning = find_app(store, ident)
             items = [shapes.addon(store, a, expansion()) for a in store.app_addons(owning["id"])]
         return listing(items, ["id", "name"])
 
     @app.get("/apps/<ident>/addons/<addon_ident>")
     def addon_by_app(ident: str, addon_ident: str) -> Response:
         with store.lock:
-            owning = find_app(ident)
+            owning = find_app(store, ident)
             rec = store.find_addon(addon_ident)
             if rec is None or rec["app_id"] != owning["id"]:
                 raise not_found("add-on")
@@ -102,12 +96,12 @@ def register(app: Flask, platform: HerokuPlatform) -> None:
     @app.get("/apps/<ident>/addon-attachments")
     def attachments_by_app(ident: str) -> Response:
         with store.lock:
-            return attachments(store.app_addons(find_app(ident)["id"]))
+            return attachments(store.app_addons(find_app(store, ident)["id"]))
 
     @app.get("/apps/<ident>/addon-attachments/<attachment_ident>")
     def attachment_by_app(ident: str, attachment_ident: str) -> Response:
         with store.lock:
-            rec = find_attachment(attachment_ident, find_app(ident)["id"])
+            rec = find_attachment(attachment_ident, find_app(store, ident)["id"])
             return json_response(shapes.attachment(store, rec, inclusion()))
 
     @app.get("/addons/<addon_ident>/addon-attachments")
@@ -122,7 +116,7 @@ def register(app: Flask, platform: HerokuPlatform) -> None:
     def attachment_resolve() -> Response:
         """Attachments matching a name: the attachment's (``DATABASE``), its config var's
         (``DATABASE_URL``), its id, or its add-on's name or id; ``app::NAME`` names the app too."""
-        data = _body()
+        data = json_body()
         name = data.get("addon_attachment")
         if name is None:
             raise invalid("addon_attachment", "is required")
@@ -137,7 +131,7 @@ def register(app: Flask, platform: HerokuPlatform) -> None:
         with store.lock:
             candidates = list(store.addons.values())
             if app_ident:
-                owning = find_app(app_ident)
+                owning = find_app(store, app_ident)
                 candidates = [a for a in candidates if a["app_id"] == owning["id"]]
             if service is not None and service != shapes.POSTGRES_SERVICE["name"]:
                 candidates = []

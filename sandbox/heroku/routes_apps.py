@@ -16,9 +16,9 @@ from flask import Flask
 from werkzeug.wrappers import Response
 
 from sandbox.heroku import shapes
-from sandbox.heroku.api import _body, listing
-from sandbox.heroku.state import Record, now
-from sandbox.heroku.wire import invalid, json_response, not_found
+from sandbox.heroku.api import find_app, json_body, listing
+from sandbox.heroku.state import now
+from sandbox.heroku.wire import invalid, json_response
 
 if TYPE_CHECKING:
     from sandbox.heroku.platform import HerokuPlatform
@@ -27,12 +27,6 @@ if TYPE_CHECKING:
 def register(app: Flask, platform: HerokuPlatform) -> None:
     store = platform.store
     urls = platform.urls
-
-    def find_app(ident: str) -> Record:
-        rec = store.find_app(ident)
-        if rec is None:
-            raise not_found("app")
-        return rec
 
     # -- account ---------------------------------------------------------------------------------
 
@@ -56,13 +50,13 @@ def register(app: Flask, platform: HerokuPlatform) -> None:
     @app.get("/apps/<ident>")
     def app_info(ident: str) -> Response:
         with store.lock:
-            return json_response(shapes.app(store, urls, find_app(ident)))
+            return json_response(shapes.app(store, urls, find_app(store, ident)))
 
     @app.patch("/apps/<ident>")
     def app_update(ident: str) -> Response:
-        data = _body()
+        data = json_body()
         with store.change():
-            rec = find_app(ident)
+            rec = find_app(store, ident)
             if "maintenance" in data:
                 # heroku3's disable_maintenance_mode() sends 0, which Heroku takes as false
                 if data["maintenance"] not in (True, False, 0, 1):
@@ -86,7 +80,7 @@ def register(app: Flask, platform: HerokuPlatform) -> None:
 
     @app.post("/filters/apps")
     def apps_filter() -> Response:
-        data = _body()
+        data = json_body()
         wanted = data.get("in", {}).get("id") if isinstance(data.get("in"), dict) else None
         if wanted is None:
             raise invalid("in.id", "is required")

@@ -37,6 +37,8 @@ def _s3_error(status: int, code: str, message: str) -> Response:
 def register(app: Flask, platform: HerokuPlatform) -> None:
     store = platform.store
 
+    # -- blobs -----------------------------------------------------------------------------------
+
     @app.route("/blobs/sources/<source_id>", methods=["GET", "PUT"])
     def source_blob(source_id: str) -> Response:
         with store.lock:

@@ -18,7 +18,7 @@ from flask import Flask
 from werkzeug.wrappers import Response
 
 from sandbox.heroku import shapes
-from sandbox.heroku.api import _body, listing
+from sandbox.heroku.api import find_app, json_body, listing
 from sandbox.heroku.builds import CHECKSUM, new_build
 from sandbox.heroku.state import Record, new_id, now
 from sandbox.heroku.wire import ApiError, invalid, json_response, not_found
@@ -31,20 +31,14 @@ def register(app: Flask, platform: HerokuPlatform) -> None:
     store = platform.store
     urls = platform.urls
 
-    def find_app(ident: str) -> Record:
-        rec = store.find_app(ident)
-        if rec is None:
-            raise not_found("app")
-        return rec
-
-    # -- sources and their blobs -----------------------------------------------------------------
+    # -- sources ---------------------------------------------------------------------------------
 
     @app.post("/sources")
     @app.post("/apps/<ident>/sources")
     def source_create(ident: str | None = None) -> Response:
         with store.change():
             if ident is not None:
-                find_app(ident)
+                find_app(store, ident)
             rec = {"id": new_id(), "get_token": new_id(), "put_token": new_id(), "created_at": now()}
             store.sources[rec["id"]] = rec
             return json_response(shapes.source(urls, rec), 201)
@@ -53,7 +47,7 @@ def register(app: Flask, platform: HerokuPlatform) -> None:
 
     @app.post("/apps/<ident>/builds")
     def build_create(ident: str) -> Response:
-        data = _body()
+        data = json_body()
         blob = data.get("source_blob")
         if blob is None:
             raise invalid("source_blob", "is required")
@@ -82,7 +76,7 @@ def register(app: Flask, platform: HerokuPlatform) -> None:
             {"url": b.get("url") or b["name"], "name": b.get("name") or b["url"]} for b in buildpacks or []
         ]
         with store.change():
-            owning = find_app(ident)
+            owning = find_app(store, ident)
             rec = new_build(
                 owning["id"],
                 {
@@ -101,7 +95,7 @@ def register(app: Flask, platform: HerokuPlatform) -> None:
     @app.get("/apps/<ident>/builds")
     def builds_list(ident: str) -> Response:
         with store.lock:
-            owning = find_app(ident)
+            owning = find_app(store, ident)
             items = [
                 shapes.build(store, urls, b) for b in store.builds.values() if b["app_id"] == owning["id"]
             ]
@@ -116,12 +110,12 @@ def register(app: Flask, platform: HerokuPlatform) -> None:
     @app.get("/apps/<ident>/builds/<build_id>")
     def build_info(ident: str, build_id: str) -> Response:
         with store.lock:
-            return json_response(shapes.build(store, urls, find_build(find_app(ident), build_id)))
+            return json_response(shapes.build(store, urls, find_build(find_app(store, ident), build_id)))
 
     @app.delete("/apps/<ident>/builds/<build_id>")
     def build_cancel(ident: str, build_id: str) -> Response:
         with store.lock:
-            rec = find_build(find_app(ident), build_id)
+            rec = find_build(find_app(store, ident), build_id)
             if rec["status"] != "pending":
                 raise ApiError(
                     409, "conflict", f"Build {build_id} has already {rec['status']}; it cannot be canceled."
@@ -135,7 +129,7 @@ def register(app: Flask, platform: HerokuPlatform) -> None:
     @app.get("/apps/<ident>/slugs/<slug_id>")
     def slug_info(ident: str, slug_id: str) -> Response:
         with store.lock:
-            find_app(ident)
+            find_app(store, ident)
             rec = store.slugs.get(slug_id)
             if rec is None:
                 raise not_found("slug")

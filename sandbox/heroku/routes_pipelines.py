@@ -18,8 +18,8 @@ from flask import Flask, request
 from werkzeug.wrappers import Response
 
 from sandbox.heroku import shapes
-from sandbox.heroku.api import _body, listing
-from sandbox.heroku.state import UUID_RE, Record
+from sandbox.heroku.api import find_app, json_body, listing
+from sandbox.heroku.state import UUID_RE
 from sandbox.heroku.wire import invalid, json_response, not_found
 
 if TYPE_CHECKING:
@@ -42,12 +42,6 @@ def _uuid_field(data: Any, path: str) -> str:
 
 def register(app: Flask, platform: HerokuPlatform) -> None:
     store = platform.store
-
-    def find_app(ident: str) -> Record:
-        rec = store.find_app(ident)
-        if rec is None:
-            raise not_found("app")
-        return rec
 
     # -- pipelines -------------------------------------------------------------------------------
 
@@ -100,7 +94,7 @@ def register(app: Flask, platform: HerokuPlatform) -> None:
     @app.get("/apps/<ident>/pipeline-couplings")
     def coupling_by_app(ident: str) -> Response:
         with store.lock:
-            rec = store.app_coupling(find_app(ident)["id"])
+            rec = store.app_coupling(find_app(store, ident)["id"])
             if rec is None:
                 raise not_found("pipeline coupling")
             return json_response(shapes.coupling(store, rec))
@@ -109,7 +103,7 @@ def register(app: Flask, platform: HerokuPlatform) -> None:
 
     @app.post("/pipeline-promotions")
     def promotion_create() -> Response:
-        data = _body()
+        data = json_body()
         pipeline_id = _uuid_field(data, "pipeline.id")
         source_app_id = _uuid_field(data, "source.app.id")
         source = data.get("source")

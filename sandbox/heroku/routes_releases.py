@@ -15,7 +15,7 @@ from flask import Flask
 from werkzeug.wrappers import Response
 
 from sandbox.heroku import shapes
-from sandbox.heroku.api import _body, listing
+from sandbox.heroku.api import find_app, json_body, listing
 from sandbox.heroku.state import Record
 from sandbox.heroku.wire import invalid, json_response, not_found
 
@@ -27,18 +27,12 @@ def register(app: Flask, platform: HerokuPlatform) -> None:
     store = platform.store
     urls = platform.urls
 
-    def find_app(ident: str) -> Record:
-        rec = store.find_app(ident)
-        if rec is None:
-            raise not_found("app")
-        return rec
-
     # -- releases --------------------------------------------------------------------------------
 
     @app.get("/apps/<ident>/releases")
     def releases_list(ident: str) -> Response:
         with store.lock:
-            owning = find_app(ident)
+            owning = find_app(store, ident)
             items = [shapes.release(store, urls, r) for r in store.app_releases(owning["id"])]
         return listing(items, ["id", "version"])
 
@@ -51,18 +45,19 @@ def register(app: Flask, platform: HerokuPlatform) -> None:
     @app.get("/apps/<ident>/releases/<release_ident>")
     def release_info(ident: str, release_ident: str) -> Response:
         with store.lock:
-            return json_response(shapes.release(store, urls, find_release(find_app(ident), release_ident)))
+            rec = find_release(find_app(store, ident), release_ident)
+            return json_response(shapes.release(store, urls, rec))
 
     @app.get("/apps/<ident>/releases/<release_ident>/config-vars")
     def release_config(ident: str, release_ident: str) -> Response:
         with store.lock:
-            return json_response(dict(find_release(find_app(ident), release_ident)["config_vars"]))
+            return json_response(dict(find_release(find_app(store, ident), release_ident)["config_vars"]))
 
     @app.post("/apps/<ident>/releases")
     def release_create(ident: str) -> Response:
-        data = _body()
+        data = json_body()
         with store.lock:
-            owning = find_app(ident)
+            owning = find_app(store, ident)
         if "release" in data:
             target_ident = data["release"]
             if not isinstance(target_ident, str | int) or isinstance(target_ident, bool):

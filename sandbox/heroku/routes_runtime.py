@@ -18,7 +18,7 @@ from flask import Flask
 from werkzeug.wrappers import Response
 
 from sandbox.heroku import shapes
-from sandbox.heroku.api import _body, listing
+from sandbox.heroku.api import find_app, json_body, listing
 from sandbox.heroku.state import Record, now
 from sandbox.heroku.wire import invalid, json_response, not_found
 
@@ -42,29 +42,23 @@ DYNO_SIZES = (
 def register(app: Flask, platform: HerokuPlatform) -> None:
     store = platform.store
 
-    def find_app(ident: str) -> Record:
-        rec = store.find_app(ident)
-        if rec is None:
-            raise not_found("app")
-        return rec
-
     # -- config vars -----------------------------------------------------------------------------
 
     @app.get("/apps/<ident>/config-vars")
     def config_info(ident: str) -> Response:
         with store.lock:
-            return json_response(dict(find_app(ident)["config_vars"]))
+            return json_response(dict(find_app(store, ident)["config_vars"]))
 
     @app.patch("/apps/<ident>/config-vars")
     def config_update(ident: str) -> Response:
-        data = _body()
+        data = json_body()
         for key, value in data.items():
             if not CONFIG_KEY.match(key):
                 raise invalid(key, "is not a valid config var name (letters, digits and underscores)")
             if value is not None and not isinstance(value, str):
                 raise invalid(key, "must be a string, or null to remove it")
         with store.change():
-            owning = find_app(ident)
+            owning = find_app(store, ident)
             config = owning["config_vars"]
             set_keys = [k for k, v in data.items() if v is not None and config.get(k) != v]
             removed = [k for k, v in data.items() if v is None and k in config]
@@ -90,14 +84,14 @@ def register(app: Flask, platform: HerokuPlatform) -> None:
     @app.get("/apps/<ident>/formation")
     def formation_list(ident: str) -> Response:
         with store.lock:
-            owning = find_app(ident)
+            owning = find_app(store, ident)
             items = [shapes.formation(store, f) for f in store.app_formations(owning["id"])]
         return listing(items, ["id", "type"])
 
     @app.get("/apps/<ident>/formation/<formation_ident>")
     def formation_info(ident: str, formation_ident: str) -> Response:
         with store.lock:
-            rec = store.find_formation(find_app(ident)["id"], formation_ident)
+            rec = store.find_formation(find_app(store, ident)["id"], formation_ident)
             if rec is None:
                 raise not_found("formation")
             return json_response(shapes.formation(store, rec))
@@ -146,14 +140,14 @@ def register(app: Flask, platform: HerokuPlatform) -> None:
 
     @app.patch("/apps/<ident>/formation")
     def formation_batch(ident: str) -> Response:
-        data = _body()
+        data = json_body()
         updates = data.get("updates")
         if updates is None:
             raise invalid("updates", "is required")
         if not isinstance(updates, list):
             raise invalid("updates", "must be a list")
         with store.lock:
-            owning = find_app(ident)
+            owning = find_app(store, ident)
             planned = []
             for i, update in enumerate(updates):
                 where = f"updates[{i}]."
@@ -170,9 +164,9 @@ def register(app: Flask, platform: HerokuPlatform) -> None:
 
     @app.patch("/apps/<ident>/formation/<formation_ident>")
     def formation_update(ident: str, formation_ident: str) -> Response:
-        data = _body()
+        data = json_body()
         with store.lock:
-            owning = find_app(ident)
+            owning = find_app(store, ident)
             rec = store.find_formation(owning["id"], formation_ident)
             if rec is None:
                 raise not_found("formation")
@@ -184,14 +178,14 @@ def register(app: Flask, platform: HerokuPlatform) -> None:
     @app.get("/apps/<ident>/dynos")
     def dynos_list(ident: str) -> Response:
         with store.lock:
-            owning = find_app(ident)
+            owning = find_app(store, ident)
             items = [shapes.dyno(store, d) for d in platform.runtime.dynos(owning["id"])]
         return listing(items, ["id", "name"])
 
     @app.get("/apps/<ident>/dynos/<dyno_ident>")
     def dyno_info(ident: str, dyno_ident: str) -> Response:
         with store.lock:
-            owning = find_app(ident)
+            owning = find_app(store, ident)
             found = [d for d in platform.runtime.dynos(owning["id"]) if dyno_ident in (d["id"], d["name"])]
             if not found:
                 raise not_found("dyno")
@@ -201,7 +195,7 @@ def register(app: Flask, platform: HerokuPlatform) -> None:
     @app.delete("/apps/<ident>/dynos/<dyno_ident>")
     def dyno_restart(ident: str, dyno_ident: str | None = None) -> Response:
         with store.lock:
-            owning = find_app(ident)
+            owning = find_app(store, ident)
             if dyno_ident is not None and not any(
                 dyno_ident in (d["id"], d["name"], d["type"]) for d in platform.runtime.dynos(owning["id"])
             ):
