@@ -3,7 +3,8 @@
 It owns the records (``state.Store`` in ``<state_dir>/heroku.json``), the builder, the releaser
 with the runtime that really runs each app's release phase and web process, the promoter, one
 router per app (the stable ``web_url``) and the Flask app ``wsgi_app`` that ``ServiceServer``
-serves. It also answers the Data API stand-in's questions (``sandbox.heroku.refs.HerokuLookup``).
+serves (``api.create_app``, with the routes of each ``routes_*`` module). It also answers the
+Data API stand-in's questions (``sandbox.heroku.refs.HerokuLookup``).
 
 Life cycle: construct (binds the routers of known apps), serve ``wsgi_app``, ``seed`` (idempotent)
 and ``deploy``, or after a restart on the same state dir ``start_runtime``; ``close`` stops every
