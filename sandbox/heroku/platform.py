@@ -3,7 +3,8 @@
 It owns the records (``state.Store`` in ``<state_dir>/heroku.json``), the builder, the releaser
 with the runtime that really runs each app's release phase and web process, the promoter, one
 router per app (the stable ``web_url``) and the Flask app ``wsgi_app`` that ``ServiceServer``
-serves. It also answers the Data API stand-in's questions (``sandbox.heroku.refs.HerokuLookup``).
+serves (``api.create_app``, with the routes of each ``routes_*`` module). It also answers the
+Data API stand-in's questions (``sandbox.heroku.refs.HerokuLookup``).
 
 Life cycle: construct (binds the routers of known apps), serve ``wsgi_app``, ``seed`` (idempotent)
 and ``deploy``, or after a restart on the same state dir ``start_runtime``; ``close`` stops every
@@ -26,7 +27,17 @@ from werkzeug.wrappers import Response
 
 from sandbox.databases import Databases
 from sandbox.faults import Fault
-from sandbox.heroku import api, shapes
+from sandbox.heroku import (
+    api,
+    routes_addons,
+    routes_apps,
+    routes_blobs,
+    routes_builds,
+    routes_pipelines,
+    routes_releases,
+    routes_runtime,
+    shapes,
+)
 from sandbox.heroku.builds import Builder, new_build
 from sandbox.heroku.promotions import Promoter
 from sandbox.heroku.refs import AddonRef, AppRef
@@ -86,6 +97,16 @@ class HerokuPlatform:
         for app_id in app_ids:
             self._router(app_id)
         self.wsgi_app = api.create_app(self)
+        for routes in (
+            routes_apps,
+            routes_builds,
+            routes_blobs,
+            routes_releases,
+            routes_runtime,
+            routes_addons,
+            routes_pipelines,
+        ):
+            routes.register(self.wsgi_app, self)
 
     # -- the account -----------------------------------------------------------------------------
 
