@@ -11,7 +11,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from pipeline.adapters.bitbucket import BitbucketCloud
     from pipeline.config import Settings
+    from pipeline.model import Person
+    from pipeline.ports import SourceControl
     from pipeline.scheduler import Scheduler
     from pipeline.services import Services
     from pipeline.store import SqlStore
@@ -60,36 +63,85 @@ def services(settings: Settings, *, connect: bool = True) -> Services:
     """The services over the real adapters. ``connect=False`` gives the store-only services the
     reading commands need (history, show); otherwise credentials are checked here, once, so a bad
     token fails at start with a message naming it."""
-    from pipeline import domain
-    from pipeline.adapters.bitbucket import BitbucketCloud
     from pipeline.adapters.heroku import HerokuPlatform
     from pipeline.adapters.heroku_data import HerokuBackups
     from pipeline.controller import Controller
-    from pipeline.errors import ConfigError, ConfigInvalid
     from pipeline.services import Services
 
     redact_logs(settings.secrets)
     releases = store(settings)
     if not connect:
         return Services(settings, releases)
-    assert settings.bitbucket_token is not None and settings.heroku_api_key is not None
-    bitbucket_token = settings.bitbucket_token.get_secret_value()
+    assert settings.heroku_api_key is not None
     heroku_key = settings.heroku_api_key.get_secret_value()
-    src = settings.source
-    source = BitbucketCloud(src.url, bitbucket_token, src.workspace, src.repository)
+    source = bitbucket(settings)
     platform = HerokuPlatform(settings.heroku.api_url, heroku_key)
     backups = HerokuBackups(settings.heroku.data_api_url, settings.heroku.api_url, heroku_key)
-    source.check_access()
+    account = source.check_access()
     platform.check_access()
-    account = source.account()
-    approvers, problems = domain.pin_approvers(tuple(settings.approval.approvers), source.workspace_members())
-    if problems:
-        where = settings.config_path.name
-        raise ConfigInvalid([ConfigError(where, f"approval.approvers[{i}]", why) for i, why in problems])
+    approvers, reviewers = pinned_approvers(settings, source, account)
     controller = Controller(
-        settings, source, platform, backups, releases, controller_account=account, approvers=approvers
+        settings,
+        source,
+        platform,
+        backups,
+        releases,
+        controller_account=account,
+        approvers=approvers,
+        reviewers=reviewers,
     )
     return Services(settings, releases, controller=controller, platform=platform, source=source)
+
+
+def bitbucket(settings: Settings) -> BitbucketCloud:
+    """The Bitbucket adapter with the controller's credential, as the settings say it is sent."""
+    from pipeline.adapters.bitbucket import BitbucketCloud, BitbucketCredential
+
+    assert settings.bitbucket_token is not None
+    credential = BitbucketCredential(settings.bitbucket_token.get_secret_value(), settings.bitbucket_email)
+    src = settings.source
+    return BitbucketCloud(src.url, credential, src.workspace, src.repository)
+
+
+def pinned_approvers(
+    settings: Settings, source: SourceControl, account: Person | None
+) -> tuple[frozenset[str], tuple[str, ...]]:
+    """The approvers' account ids and uuids, and one id each to ask them to review. Approvers written
+    as account ids or {uuid}s need no request; nicknames are looked up among the workspace's
+    members, which a credential may not read (an access token): then the error says to write ids.
+    ConfigInvalid (exit 2) naming each approver that designates nobody, or is ambiguous."""
+    from pipeline import domain
+    from pipeline.errors import ConfigError, ConfigInvalid, Permanent
+
+    names = tuple(settings.approval.approvers)
+    where = settings.config_path.name
+    if all(domain.is_account_ident(n) for n in names):
+        return frozenset(names), domain.reviewers_of(names, [], account)
+    try:
+        members = source.workspace_members()
+    except Permanent as exc:
+        if exc.status not in (401, 403):
+            raise
+        ws = settings.source.workspace
+        raise ConfigInvalid(
+            [
+                ConfigError(
+                    where,
+                    f"approval.approvers[{i}]",
+                    f"{name!r} is a nickname, and BITBUCKET_TOKEN may not read the members of workspace "
+                    f"{ws} to say whose it is ({exc.status}: an access token cannot): write the "
+                    "approver's account id or {uuid} instead (`curl -u <e-mail>:<your API token> "
+                    f"https://api.bitbucket.org/2.0/workspaces/{ws}/members` lists each member's "
+                    "user.account_id and user.uuid)",
+                )
+                for i, name in enumerate(names)
+                if not domain.is_account_ident(name)
+            ]
+        ) from None
+    approvers, problems = domain.pin_approvers(names, members)
+    if problems:
+        raise ConfigInvalid([ConfigError(where, f"approval.approvers[{i}]", why) for i, why in problems])
+    return approvers, domain.reviewers_of(names, members, account)
 
 
 def web_server(services: Services, scheduler: Scheduler) -> WebServer | None:

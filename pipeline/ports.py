@@ -24,6 +24,8 @@ from pipeline.model import (
     Formation,
     HerokuBuild,
     HerokuRelease,
+    Merge,
+    PermissionCheck,
     Person,
     Promotion,
     PullRequest,
@@ -38,17 +40,25 @@ from pipeline.model import (
 class SourceControl(Protocol):
     """One Bitbucket Cloud repository, seen with the controller's credentials."""
 
-    def check_access(self) -> str:
-        """Read the repository once; return the controller account's username. Permanent on bad
+    def check_access(self) -> Person | None:
+        """Read the repository once; return the controller's own account where the credential can
+        tell (None: an access token, whose bot account shows on what it does). Permanent on bad
         credentials or a missing repository (the message says which)."""
         ...
 
-    def account(self) -> Person:
-        """The controller's own Bitbucket account (its approvals never count)."""
+    def account(self) -> Person | None:
+        """The controller's own Bitbucket account (its approvals never count), or None when the
+        credential cannot tell (an access token)."""
         ...
 
     def workspace_members(self) -> list[Person]:
-        """Every member of the repository's workspace, with uuid and account id."""
+        """Every member of the repository's workspace, with uuid and account id. Permanent (403)
+        for a credential that may not read them (an access token)."""
+        ...
+
+    def permissions(self, members: bool) -> list[PermissionCheck]:
+        """Each permission the release path needs from Bitbucket, granted or not, as far as the
+        credential shows it without acting (``members``: reading the workspace's members too)."""
         ...
 
     def branch_head(self, branch: str) -> str | None:
@@ -76,8 +86,9 @@ class SourceControl(Protocol):
         """Post a commit status. Idempotent: the same key overwrites the previous status."""
         ...
 
-    def archive(self, commit: str) -> bytes:
-        """The commit's source as a gzipped tarball, downloaded with the controller's credentials."""
+    def archive(self, commit: str, branch: str | None = None) -> bytes:
+        """The commit's source as a gzipped tarball, fetched with the controller's credentials
+        (``branch``: a branch that has the commit, should it not be fetchable by its hash alone)."""
         ...
 
     def create_branch(self, name: str, commit: str) -> None:
@@ -90,9 +101,15 @@ class SourceControl(Protocol):
         ...
 
     def open_pull_request(
-        self, source_branch: str, destination_branch: str, title: str, description: str
+        self,
+        source_branch: str,
+        destination_branch: str,
+        title: str,
+        description: str,
+        reviewers: Sequence[str] = (),
     ) -> PullRequest:
-        """Open a pull request. Idempotent: an open one for the same branches is returned as is."""
+        """Open a pull request, asking ``reviewers`` (account uuids or ids) to review it. Idempotent:
+        an open one for the same branches is returned as is."""
         ...
 
     def pull_request(self, pull_request_id: int) -> PullRequest:
@@ -108,8 +125,8 @@ class SourceControl(Protocol):
         """The pull request's comments, oldest first."""
         ...
 
-    def update_pull_request(self, pull_request_id: int, description: str) -> None:
-        """Replace the description (the release notes and progress). Idempotent."""
+    def update_pull_request(self, pull_request_id: int, title: str, description: str) -> None:
+        """Replace the title and description (the release notes and progress). Idempotent."""
         ...
 
     def comment(self, pull_request_id: int, text: str) -> None:
@@ -131,9 +148,15 @@ class SourceControl(Protocol):
         there for that URL (or description): idempotent. Returns it and "created" or "updated"."""
         ...
 
-    def merge_pull_request(self, pull_request_id: int, message: str) -> str:
-        """Merge (merge commit strategy); return the merge commit hash. Idempotent: an already
-        merged pull request returns its merge commit. Permanent on conflicts."""
+    def merge_pull_request(self, pull_request_id: int, message: str) -> Merge:
+        """Merge (merge commit strategy): ``merged`` with the merge commit, or ``pending`` with the
+        task to poll (``merge_status``) when Bitbucket runs it as a task. Not idempotent while a
+        task runs: callers record the task before they wait. An already merged pull request is
+        ``merged``. Permanent on conflicts; Temporary while a merge of it already runs."""
+        ...
+
+    def merge_status(self, pull_request_id: int, task: str) -> Merge:
+        """Where a merge task stands: ``pending``, ``merged`` or ``failed``."""
         ...
 
 
@@ -142,6 +165,11 @@ class Platform(Protocol):
 
     def check_access(self) -> str:
         """Read the account; return its e-mail. Permanent on a bad key (heroku3 does not check)."""
+        ...
+
+    def permissions(self, apps: Sequence[str], pipeline: str | None) -> list[PermissionCheck]:
+        """Each permission the release path needs from Heroku (deploy each app, promote through the
+        pipeline), granted or not, as far as the key shows it without acting."""
         ...
 
     def upload_source(self, tarball: bytes) -> str:
@@ -199,6 +227,10 @@ class Platform(Protocol):
 
 class Backups(Protocol):
     """Heroku Postgres backups of one app's primary database (the Heroku Data API)."""
+
+    def permissions(self, app: str) -> list[PermissionCheck]:
+        """Whether the key reaches the app's database and its backups."""
+        ...
 
     def capture(self, app: str) -> Backup:
         """Start a backup of the app's DATABASE; return it (pending)."""

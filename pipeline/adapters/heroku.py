@@ -1,12 +1,16 @@
 """``ports.Platform`` over the Heroku Platform API, with heroku3 5.2.1 and its own session.
 
-heroku3 is built in one place (``HerokuPlatform._client``): ``heroku3.api.Heroku(session=s)``,
-its base URL set to ``api_url``, then ``authenticate(key)``, which puts the key on the session.
-heroku3 reads the account and apps; everything it lacks or reads incompletely (sources, builds
-with their release, releases with their output URL, Range paging, pipelines, promotions,
-rollbacks that return the new release) goes through the same ``requests.Session`` with
-``Accept: application/vnd.heroku+json; version=3``. heroku3's ``Build.stream()`` (which turns TLS
-verification off) and ``App.rollback()`` (which re-lists every release) are never used.
+heroku3 is built in one place (``HerokuPlatform._client``): ``heroku3.api.Heroku(session=s)`` on
+our session, its base URL set to ``api_url``. The key goes on that session as
+``Authorization: Bearer`` (as Heroku documents; heroku3's own ``authenticate`` would send Basic, so
+it is not called), with the documented ``Accept: application/vnd.heroku+json; version=3`` (heroku3
+sets a variant) and our User-Agent, on every call. heroku3 reads the account and apps; everything
+it lacks or reads incompletely (sources, builds with their release, releases with their output URL,
+Range paging, pipelines, promotions, rollbacks that return the new release) goes through the same
+session. A ``403`` with id ``two_factor`` is explained: the key's account needs a second factor
+for this request, which a long-lived authorization (``heroku authorizations:create``) does not.
+heroku3's ``Build.stream()`` (which turns TLS verification off) and ``App.rollback()`` (which
+re-lists every release) are never used.
 
 Signed URLs (the source upload's ``put_url``, a release's ``output_stream_url``) are capability
 URLs: they are requested through a second session that sends no credentials at all.
@@ -15,7 +19,7 @@ URLs: they are requested through a second session that sends no credentials at a
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import quote
@@ -25,7 +29,15 @@ import requests
 
 from pipeline.adapters import http
 from pipeline.errors import ExternalError, Permanent, Temporary
-from pipeline.model import Dyno, Formation, HerokuBuild, HerokuRelease, Promotion, PromotionTarget
+from pipeline.model import (
+    Dyno,
+    Formation,
+    HerokuBuild,
+    HerokuRelease,
+    PermissionCheck,
+    Promotion,
+    PromotionTarget,
+)
 
 SERVICE = "heroku"
 CREDENTIAL = "HEROKU_API_KEY"
@@ -100,6 +112,20 @@ def promotion_target(data: Mapping[str, Any]) -> PromotionTarget:
     )
 
 
+def two_factor_explained(exc: Permanent, credential: str = CREDENTIAL, service: str = SERVICE) -> Permanent:
+    """Heroku's ``403 two_factor``, explained: the key belongs to an account whose session needs a
+    second factor for this; an authorization made for the controller does not."""
+    if exc.status != 403 or "two_factor" not in exc.evidence:
+        return exc
+    message = (
+        f"{credential} is refused without a second factor ({exc.evidence}): its account's key needs "
+        "two-factor verification for this request. Give the controller a long-lived authorization "
+        "instead: `heroku authorizations:create --description release-controller` and set its token "
+        f"as {credential}"
+    )
+    return type(exc)(service, message, status=exc.status)
+
+
 class HerokuPlatform:
     """``ports.Platform`` for the account whose key is ``api_key``, at ``api_url``
     (``https://api.heroku.com`` or a stand-in). Every request waits at most ``timeout`` seconds to
@@ -117,7 +143,8 @@ class HerokuPlatform:
         self._api_key = api_key
         self._timeout = timeout
         self._page_size = page_size
-        self._session = http.session(timeout)
+        self._session = http.session(timeout, auth=http.BearerAuth(api_key))
+        self._session.headers["Accept"] = ACCEPT
         self._plain = http.session(timeout, auth=http.NoAuth())
         self._heroku: Any = None
 
@@ -130,25 +157,29 @@ class HerokuPlatform:
     def _calling(self, what: str, credential: str = CREDENTIAL) -> Iterator[None]:
         """Translate what a call raises: heroku3's RateLimitExceeded (it keeps no response) and
         every requests exception through ``http.error_for``; odd shapes into Permanent."""
-        with http.calling(SERVICE, what, credential=credential, secrets=(self._api_key,)):
-            try:
-                yield
-            except heroku3.api.RateLimitExceeded as exc:
-                raise Temporary(
-                    SERVICE, f"rate limited while {what}", status=429, retry_after=http.RATE_LIMIT_RETRY
-                ) from exc
+        try:
+            with http.calling(SERVICE, what, credential=credential, secrets=(self._api_key,)):
+                try:
+                    yield
+                except heroku3.api.RateLimitExceeded as exc:
+                    raise Temporary(
+                        SERVICE, f"rate limited while {what}", status=429, retry_after=http.RATE_LIMIT_RETRY
+                    ) from exc
+        except Permanent as exc:
+            raise two_factor_explained(exc, credential) from exc.__cause__
 
     def _fail(self, what: str, response: requests.Response, credential: str = CREDENTIAL) -> ExternalError:
-        return http.error_for(SERVICE, what, response, credential=credential, secrets=(self._api_key,))
+        failure = http.error_for(SERVICE, what, response, credential=credential, secrets=(self._api_key,))
+        return two_factor_explained(failure, credential) if isinstance(failure, Permanent) else failure
 
     def _client(self) -> Any:
-        """heroku3's client, built once: pointed at ``api_url`` and authenticated, which is what
-        puts the key on the shared session."""
+        """heroku3's client, built once on the shared session, pointed at ``api_url``; the session
+        sends the key as Bearer and the documented Accept header (heroku3 sets its own variant when it
+        is built, so ours is put back)."""
         if self._heroku is None:
             client = heroku3.api.Heroku(session=self._session)
             client._heroku_url = self._api_url
-            with self._calling("authenticating with HEROKU_API_KEY"):
-                client.authenticate(self._api_key)  # checks nothing we rely on: check_access does
+            self._session.headers["Accept"] = ACCEPT
             self._heroku = client
         return self._heroku
 
@@ -214,6 +245,67 @@ class HerokuPlatform:
         if not email:
             raise Permanent(SERVICE, "unexpected answer while reading the account: it has no e-mail")
         return str(email)
+
+    def permissions(self, apps: Sequence[str], pipeline: str | None) -> list[PermissionCheck]:
+        """Each permission the release path needs on Heroku, granted or not: the key works; it may
+        deploy each app (its account owns the app, or is a collaborator of a personal app, or has
+        the ``deploy`` permission on a team app); both apps are coupled in ``pipeline`` to promote."""
+        try:
+            email = self.check_access()
+        except Permanent as exc:
+            return [PermissionCheck(CREDENTIAL, "authenticate", False, str(exc))]
+        lines = [PermissionCheck(CREDENTIAL, "authenticate", True, f"account {email}")]
+        for app in apps:
+            try:
+                ok, detail = self._may_deploy(app, email)
+            except Permanent as exc:
+                ok, detail = False, str(exc)
+            lines.append(PermissionCheck(CREDENTIAL, f"deploy {app}", ok, detail))
+        if pipeline:
+            try:
+                ok, detail = self._coupled(pipeline, apps)
+            except Permanent as exc:
+                ok, detail = False, str(exc)
+            lines.append(PermissionCheck(CREDENTIAL, f"promote through pipeline {pipeline}", ok, detail))
+        return lines
+
+    def _may_deploy(self, app: str, email: str) -> tuple[bool, str]:
+        data = self._json("GET", f"apps/{self._segment(app)}", f"reading app {app}")
+        with http.reading(SERVICE, f"reading app {app}"):
+            owner = str((data.get("owner") or {}).get("email") or "")
+            team = (data.get("team") or {}).get("name")
+        if owner == email:
+            return True, f"{email} owns {app}"
+        if team:
+            what = f"reading {email}'s permissions on team app {app}"
+            found = self._json("GET", f"teams/apps/{self._segment(app)}/collaborators/{quote(email)}", what)
+            with http.reading(SERVICE, what):
+                names = sorted(str(p["name"]) for p in found.get("permissions") or ())
+            if "deploy" in names:
+                return True, f"{email} has {', '.join(names)} on team app {app}"
+            return False, (
+                f"{email} has {', '.join(names) or 'no permission'} on team app {app}; it needs deploy: "
+                f"`heroku access:update {email} -a {app} --permissions deploy,view`"
+            )
+        what = f"reading whether {email} collaborates on {app}"
+        self._json("GET", f"apps/{self._segment(app)}/collaborators/{quote(email)}", what)
+        return True, f"{email} is a collaborator of {app} (owned by {owner})"
+
+    def _coupled(self, pipeline: str, apps: Sequence[str]) -> tuple[bool, str]:
+        what = f"reading the couplings of pipeline {pipeline}"
+        couplings = self._json("GET", f"pipelines/{quote(pipeline, safe='')}/pipeline-couplings", what)
+        with http.reading(SERVICE, what):
+            stages = {}
+            for coupling in couplings:
+                app_data = self._json("GET", f"apps/{coupling['app']['id']}", what)
+                stages[str(app_data["name"])] = str(coupling["stage"])
+        missing = [a for a in apps if a not in stages]
+        if missing:
+            return False, (
+                f"{', '.join(missing)} not in pipeline {pipeline}: "
+                f"`heroku pipelines:add {pipeline} -a {missing[0]} --stage <staging|production>`"
+            )
+        return True, ", ".join(f"{a} in {stages[a]}" for a in apps)
 
     def upload_source(self, tarball: bytes) -> str:
         """POST /sources, PUT ``tarball`` to the signed ``put_url`` (no credentials sent); return

@@ -14,8 +14,9 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from pipeline.adapters import http
+from pipeline.adapters.heroku import two_factor_explained
 from pipeline.errors import NotFound, Permanent
-from pipeline.model import Backup
+from pipeline.model import Backup, PermissionCheck
 
 SERVICE = "heroku-data"
 CREDENTIAL = "HEROKU_API_KEY"
@@ -87,14 +88,22 @@ class HerokuBackups:
 
     @contextmanager
     def _calling(self, what: str) -> Iterator[None]:
-        with http.calling(SERVICE, what, credential=CREDENTIAL, secrets=(self._api_key,)):
-            yield
+        try:
+            with http.calling(SERVICE, what, credential=CREDENTIAL, secrets=(self._api_key,)):
+                yield
+        except Permanent as exc:
+            raise two_factor_explained(exc, CREDENTIAL, SERVICE) from exc.__cause__
 
     def _json(self, method: str, url: str, what: str, params: Mapping[str, str] | None = None) -> Any:
         with self._calling(what):
             answer = self._session.request(method, url, params=params, json={} if method == "POST" else None)
         if not answer.ok:
-            raise http.error_for(SERVICE, what, answer, credential=CREDENTIAL, secrets=(self._api_key,))
+            failure = http.error_for(SERVICE, what, answer, credential=CREDENTIAL, secrets=(self._api_key,))
+            raise (
+                two_factor_explained(failure, CREDENTIAL, SERVICE)
+                if isinstance(failure, Permanent)
+                else failure
+            )
         with http.reading(SERVICE, what):
             return answer.json()
 
@@ -156,6 +165,17 @@ class HerokuBackups:
         with http.reading(SERVICE, what):
             found = [backup(t) for t in items if is_backup(t)]
         return sorted(found, key=lambda b: b.num, reverse=True)
+
+    def permissions(self, app: str) -> list[PermissionCheck]:
+        """Whether the key reaches ``app``'s database and its backups on the Data API (a capture's
+        own permission Heroku tells only when one is asked for: it goes with deploying the app)."""
+        need = f"capture backups of {app}'s database"
+        try:
+            addon = self._database(app)
+            count = len(self.backups(app))
+        except Permanent as exc:
+            return [PermissionCheck(CREDENTIAL, need, False, str(exc))]
+        return [PermissionCheck(CREDENTIAL, need, True, f"reads add-on {addon} and its {count} backup(s)")]
 
     def public_url(self, app: str, backup_id: str) -> str:
         """A short-lived signed URL of the backup's ``pg_dump -Fc`` archive (the ``url`` of its

@@ -30,6 +30,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from importlib import metadata
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -37,7 +38,17 @@ from requests.auth import AuthBase
 
 from pipeline.errors import ExternalError, NotFound, Permanent, Temporary
 
-USER_AGENT = "release-controller/0.1 (python-requests)"
+
+def _user_agent() -> str:
+    """``release-controller/<version> (+python-requests/<version>)``: who calls, for the services' logs."""
+    try:
+        ours = metadata.version("release-controller")
+    except metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        ours = "0+unknown"
+    return f"release-controller/{ours} python-requests/{requests.__version__}"
+
+
+USER_AGENT = _user_agent()
 DEFAULT_TIMEOUT = 30.0
 RATE_LIMIT_RETRY = 60.0  # no header says when: Heroku refills ~75 requests a minute, Bitbucket hourly
 SERVER_RETRY = 30.0  # 5xx, connection refused, timeouts

@@ -118,6 +118,7 @@ def load(
         heroku=pipeline_file.heroku,
         stages=tuple(stages),
         bitbucket_token=from_environment.bitbucket_token,
+        bitbucket_email=from_environment.bitbucket_email,
         heroku_api_key=from_environment.heroku_api_key,
         database_url=from_environment.database_url,
         actor=from_environment.actor,

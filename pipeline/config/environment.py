@@ -3,6 +3,9 @@ product that reads the environment (:func:`variables`). It reads:
 
 - ``BITBUCKET_TOKEN``, ``HEROKU_API_KEY`` and ``BITBUCKET_WEBHOOK_SECRET``: the secrets. They never
   come from a file; a key that looks like a secret in a file is an error saying which variable to set.
+- ``BITBUCKET_EMAIL``: set, ``BITBUCKET_TOKEN`` is an Atlassian account's API token and this is the
+  account's e-mail (Bitbucket takes such a token as Basic ``email:token``); unset, it is a workspace,
+  project or repository access token (sent as Bearer).
 - ``PIPELINE_DATABASE_URL`` (default ``sqlite:///<config dir>/.pipeline/pipeline.db``) and
   ``PIPELINE_ACTOR`` (default the OS user): where history is kept and who "I" am in it.
 - ``PIPELINE_RESTORE_DATABASE_URL`` (default ``postgresql://postgres@127.0.0.1:5432/postgres``):
@@ -32,9 +35,10 @@ ENVIRONMENT = "environment"
 
 SECRET_HINTS = {
     "BITBUCKET_TOKEN": (
-        "not set: export the Bitbucket API token of the controller's account (it reads the repository, "
-        "posts statuses, pushes release branches and opens pull requests); `pipeline sandbox env` "
-        "prints the sandbox's"
+        "not set: export the controller's Bitbucket credential (it reads the repository, posts "
+        "statuses, pushes release branches, opens and merges pull requests): a repository, project or "
+        "workspace access token, or an Atlassian API token with BITBUCKET_EMAIL set to its account's "
+        "e-mail; `pipeline sandbox env` prints the sandbox's"
     ),
     "HEROKU_API_KEY": (
         "not set: export a Heroku API key allowed to deploy both apps, promote between them and "
@@ -55,6 +59,7 @@ class Environment:
     "I" am, the crash points and the restore drill's server. ``repr`` shows no secret and no URL."""
 
     bitbucket_token: SecretStr | None
+    bitbucket_email: str | None
     heroku_api_key: SecretStr | None
     webhook_secret: SecretStr | None
     database_url: str = field(repr=False)
@@ -83,6 +88,7 @@ def read(
     crash_at = _crash_points(env, problems)
     return Environment(
         bitbucket_token=bitbucket_token,
+        bitbucket_email=_email(env, problems),
         heroku_api_key=heroku_api_key,
         webhook_secret=webhook_secret,
         database_url=database_url,
@@ -104,6 +110,23 @@ def unset_secrets(bitbucket_token: SecretStr | None, heroku_api_key: SecretStr |
 def _secret(env: Mapping[str, str], name: str) -> SecretStr | None:
     value = env.get(name, "").strip()
     return SecretStr(value) if value else None
+
+
+def _email(env: Mapping[str, str], problems: list[ConfigError]) -> str | None:
+    value = env.get("BITBUCKET_EMAIL", "").strip()
+    if not value:
+        return None
+    if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", value):
+        problems.append(
+            ConfigError(
+                ENVIRONMENT,
+                "BITBUCKET_EMAIL",
+                "expected the e-mail of the Atlassian account BITBUCKET_TOKEN (an API token) belongs to; "
+                "unset it when BITBUCKET_TOKEN is a workspace, project or repository access token",
+            )
+        )
+        return None
+    return value
 
 
 def _database_url(env: Mapping[str, str], config_path: Path, problems: list[ConfigError]) -> str:

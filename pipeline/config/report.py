@@ -62,11 +62,21 @@ def describe(settings: Settings) -> dict[str, Any]:
             if settings.webhooks is not None
             else {}
         ),
+        "bitbucket_credential": bitbucket_credential(settings),
         "database_url": redact_url(settings.database_url),
         "restore_server": redact_url(settings.restore_server.get_secret_value()),
         "actor": settings.actor,
     }
     return _scrub(plan, [s for s in settings.secrets if len(s) >= 6])
+
+
+def bitbucket_credential(settings: Settings) -> str:
+    """What BITBUCKET_TOKEN is taken to be, and how it is sent (for people; no secret)."""
+    if settings.bitbucket_token is None:
+        return "none"
+    if settings.bitbucket_email:
+        return f"an Atlassian API token of {settings.bitbucket_email} (Basic email:token)"
+    return "a workspace, project or repository access token (Bearer; set BITBUCKET_EMAIL for an API token)"
 
 
 def _windows_plan(windows: WindowsSettings | None) -> dict[str, Any] | None:

@@ -75,6 +75,9 @@ class Settings:
     heroku_api_key: SecretStr | None
     database_url: str = field(repr=False)
     actor: str
+    # Set: BITBUCKET_TOKEN is an Atlassian API token of this account (Basic email:token); unset: an
+    # access token (Bearer).
+    bitbucket_email: str | None = None
     # Fault injection for crash drills and tests (PIPELINE_CRASH_AT): points such as
     # "after:StagingBuildRequested" or "before:PromotionStarted" where the process exits at once.
     crash_at: tuple[str, ...] = ()

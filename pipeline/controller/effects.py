@@ -18,7 +18,7 @@ from pipeline.config import Settings
 from pipeline.controller.feedback import Feedback
 from pipeline.controller.history import History
 from pipeline.errors import ExternalError, Permanent
-from pipeline.model import EventKind, Intent, Release, State
+from pipeline.model import EventKind, Intent, Release, ReleaseChanges, State
 from pipeline.ports import Backups, Platform, SourceControl
 
 
@@ -31,8 +31,10 @@ class ReleaseEffects:
         backups: Backups,
         history: History,
         feedback: Feedback,
+        reviewers: tuple[str, ...] = (),
     ) -> None:
         self.settings = settings
+        self.reviewers = reviewers  # who Bitbucket asks to review a release pull request
         self.source = source
         self.platform = platform
         self.backups = backups
@@ -73,7 +75,7 @@ class ReleaseEffects:
         app = release.staging_app
         try:
             # Nothing is created on Heroku until the build starts: the mark goes just before it.
-            tarball = self.source.archive(release.commit)
+            tarball = self.source.archive(release.commit, release.branch)
             source_url = self.platform.upload_source(tarball)
             checksum = "SHA256:" + hashlib.sha256(tarball).hexdigest()
             size = f"{len(tarball) / 1024:.0f} KiB"
@@ -110,7 +112,8 @@ class ReleaseEffects:
             else:
                 pinned = release.changed({"release_branch": branch})
                 description = self.feedback.description(pinned)
-                pr = self.source.open_pull_request(branch, target, notes.title(pinned), description)
+                title = notes.title(pinned)
+                pr = self.source.open_pull_request(branch, target, title, description, self.reviewers)
         except Permanent as exc:
             why = f"could not open the release pull request from {branch}: {exc}; a person must fix it"
             if why == release.reason:
@@ -229,22 +232,46 @@ class ReleaseEffects:
     # --- After the release ----------------------------------------------------------------------
 
     def merge(self, release: Release) -> Release:
+        """Merge the release pull request, once: the intent is marked before it is asked for, and a
+        merge Bitbucket runs as a task is recorded with the task, which later passes poll."""
         release = self.feedback.describe(release)  # its last word before it closes
-        assert release.pull_request_id is not None
+        pr_id = release.pull_request_id
+        assert pr_id is not None
         message = f"Release {release.id}: {release.commit[:12]} (merged by the release controller)"
+        into = self.settings.source.production_branch
+        release = self.history.mark_pending(
+            release, Intent.MERGE, EventKind.ReleaseMergeRequested, f"merging #{pr_id} into {into}"
+        )
         try:
-            merge_commit = self.source.merge_pull_request(release.pull_request_id, message)
+            merge = self.source.merge_pull_request(pr_id, message)
         except Permanent as exc:
             why = (
-                f"could not merge release pull request #{release.pull_request_id}: {exc}; "
+                f"could not merge release pull request #{pr_id}: {exc}; "
                 "production runs the release: merge it by hand"
             )
-            return self.history.record(release, EventKind.ReleaseMergeFailed, why, keep_reason=True)
+            done: ReleaseChanges = {
+                "pending_action": None,
+                "pending_since": None,
+                "feedback": (*release.feedback, "merge"),
+            }
+            return self.history.record(
+                release, EventKind.ReleaseMergeFailed, why, fields=done, keep_reason=True
+            )
+        if merge.status == "pending":
+            return self.history.record(
+                release,
+                EventKind.ReleaseMergeStarted,
+                f"Bitbucket merges #{pr_id} into {into} as a task: {merge.task}",
+                fields={"merge_task": merge.task},
+                refs={"pull_request": str(pr_id)},
+                keep_reason=True,
+            )
         return self.history.record(
             release,
             EventKind.ReleasePullRequestMerged,
-            f"#{release.pull_request_id} merged into {self.settings.source.production_branch}",
-            refs={"pull_request": str(release.pull_request_id), "commit": merge_commit},
+            f"#{pr_id} merged into {into}",
+            fields={"pending_action": None, "pending_since": None},
+            refs={"pull_request": str(pr_id), "commit": merge.commit},
             keep_reason=True,
         )
 

@@ -119,11 +119,14 @@ class Feedback:
         if digest == release.description_digest:
             return release
         try:
-            self.source.update_pull_request(release.pull_request_id, text)
-        except Permanent as exc:  # closed meanwhile (merged, declined): nothing left to describe
+            self.source.update_pull_request(release.pull_request_id, notes.title(release), text)
+        except Permanent as exc:
+            # Closed meanwhile (merged, declined: nothing left to describe), or refused: said, and
+            # tried again at the next look (the digest is kept only for what was written).
             log.warning(
                 "release %s: could not update pull request #%s: %s", release.id, release.pull_request_id, exc
             )
+            return release
         return self.history.save(release, {"description_digest": digest})
 
     def decline(self, release: Release, action: domain.DeclinePullRequest) -> Release:

@@ -170,8 +170,13 @@ class ReleaseObserver:
                 b for b in self.backups.backups(release.production_app) if b.status in ("completed", "failed")
             ]
             pr_id = release.pull_request_id
+            pull_request = self.source.pull_request(pr_id) if pr_id else None
+            merge = None
+            if pr_id and release.merge_task and pull_request is not None and pull_request.state == "OPEN":
+                merge = self.source.merge_status(pr_id, release.merge_task)
             return Observation(
-                pull_request=self.source.pull_request(pr_id) if pr_id else None,
+                pull_request=pull_request,
+                merge=merge,
                 latest_backup=finished[0] if finished else None,
                 effect_refused=refused,
             )

@@ -55,6 +55,7 @@ class Controller:
         *,
         controller_account: Person | None = None,
         approvers: frozenset[str] | None = None,
+        reviewers: tuple[str, ...] = (),
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.settings = settings
@@ -68,7 +69,7 @@ class Controller:
         history = History(store, clock, settings.crash_at)
         checker = Checker(settings, platform, store)
         feedback = Feedback(settings, source, store, history, self.policy, checker.web_url)
-        effects = ReleaseEffects(settings, source, platform, backups, history, feedback)
+        effects = ReleaseEffects(settings, source, platform, backups, history, feedback, reviewers)
         observer = ReleaseObserver(
             settings, source, platform, backups, store, self.guard, checker, effects.refused
         )

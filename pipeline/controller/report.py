@@ -54,10 +54,12 @@ class PassReport:
         return self.detected is not None or any(r.moved for r in self.items)
 
     def pause(self, now: datetime) -> float:
-        """Seconds until another pass is worth it: 1 s while Heroku works (as its CLI polls), else
+        """Seconds until another pass is worth it: 1 s while Heroku or Bitbucket works (as the heroku
+        CLI polls), else
         until the next retry is due (a check's interval, a server error's back-off)."""
         if self.detected is not None or any(
-            r.moved or (r.wait is not None and r.wait.on == WaitingOn.HEROKU) for r in self.items
+            r.moved or (r.wait is not None and r.wait.on in (WaitingOn.HEROKU, WaitingOn.BITBUCKET))
+            for r in self.items
         ):
             return 1.0
         dues = [r.wait.until for r in self.items if r.wait and r.wait.until and r.wait.on.moves_by_itself]

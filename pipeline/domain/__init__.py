@@ -56,7 +56,9 @@ from pipeline.domain.policy import (
     Verification,
     approval_digest,
     approval_policy,
+    is_account_ident,
     pin_approvers,
+    reviewers_of,
 )
 from pipeline.domain.release import decide
 from pipeline.domain.rollback import RollbackObservation, decide_rollback
@@ -107,9 +109,11 @@ __all__ = [
     "decide",
     "decide_rollback",
     "dyno_problem",
+    "is_account_ident",
     "judge_approvals",
     "last_branch_move",
     "pin_approvers",
+    "reviewers_of",
     "span_text",
     "verify",
     "window_state",

@@ -152,6 +152,7 @@ class WaitingOn(StrEnum):
     """Why a release does not move now. ``moves_by_itself`` says whether it will without anyone."""
 
     HEROKU = "heroku"  # a build, release phase, promotion or backup is running
+    BITBUCKET = "bitbucket"  # Bitbucket runs the release pull request's merge as a task
     RETRY = "retry"  # a check is to be tried again shortly
     STAGE = "stage"  # another release is using the stage
     CI = "ci"  # required builds have not finished
@@ -160,7 +161,7 @@ class WaitingOn(StrEnum):
 
     @property
     def moves_by_itself(self) -> bool:
-        return self in (WaitingOn.HEROKU, WaitingOn.RETRY)
+        return self in (WaitingOn.HEROKU, WaitingOn.BITBUCKET, WaitingOn.RETRY)
 
 
 @dataclass(frozen=True)

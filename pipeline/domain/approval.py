@@ -61,7 +61,7 @@ def judge_approvals(
         if kind == "changes_requested":
             counted, reason = _judge_change_request(p.user, pr, activity, rules)
         else:
-            case = Case(release, p, at, branch, rules, now)
+            case = Case(release, p, at, branch, rules, now, opened_by=pr.author)
             why_not = next((why for rule in RULES if (why := rule(case)) is not None), None)
             counted = why_not is None
             reason = why_not or (
@@ -106,15 +106,17 @@ class Case:
     branch: BranchSeen
     policy: ApprovalPolicy
     now: datetime
+    opened_by: Person | None = None  # the release pull request's author: the controller, which opened it
 
     @property
     def name(self) -> str:
-        return self.participant.user.username
+        return self.participant.user.username or self.participant.user.display_name
 
 
 def _not_the_controller(case: Case) -> str | None:
-    bot = case.policy.controller_account
-    if bot is not None and case.participant.user.same_as(bot):
+    """The controller's own account (known from its credential, or as the author of the release pull
+    request it opened: an access token's bot account is known no other way) never counts."""
+    if is_controller(case.participant.user, case.policy, case.opened_by):
         return "the controller's own account never counts"
     return None
 
@@ -231,7 +233,7 @@ def _judge_change_request(
     user: Person, pr: PullRequest, activity: Sequence[PullRequestActivity], policy: ApprovalPolicy
 ) -> tuple[bool, str]:
     """Whether a request for changes rejects the release (a listed approver's does), and why."""
-    if policy.controller_account is not None and user.same_as(policy.controller_account):
+    if is_controller(user, policy, pr.author):
         return False, "the controller's own account never rejects"
     if not user.is_one_of(policy.approvers):
         return (
@@ -242,6 +244,13 @@ def _judge_change_request(
         True,
         f"{user.username} requested changes on release pull request #{pr.id}: {said(user, activity)}",
     )
+
+
+def is_controller(user: Person, policy: ApprovalPolicy, opened_by: Person | None) -> bool:
+    """Whether ``user`` is the controller: its account as its credential tells, or the author of the
+    release pull request (``opened_by``), which only the controller opens."""
+    bot = policy.controller_account
+    return (bot is not None and user.same_as(bot)) or (opened_by is not None and user.same_as(opened_by))
 
 
 def last_branch_move(activity: Sequence[PullRequestActivity], commit: str) -> tuple[datetime, str] | None:

@@ -16,7 +16,7 @@ from pipeline.domain.actions import (
     Update,
     decision,
 )
-from pipeline.domain.approval import said
+from pipeline.domain.approval import is_controller, said
 from pipeline.domain.policy import Policy
 from pipeline.model import (
     EventKind,
@@ -37,7 +37,7 @@ def rejection(
     if (
         pr.state == "DECLINED"
         and pr.closed_by is not None
-        and pr.closed_by.same_as(policy.approval.controller_account)
+        and is_controller(pr.closed_by, policy.approval, pr.author)
     ):
         return None  # the controller declined it (superseded, rolled back): its own reason follows
     decline: list[Action] = []
@@ -48,7 +48,7 @@ def rejection(
                 for p in pr.participants
                 if p.state == "changes_requested"
                 and p.user.is_one_of(policy.approval.approvers)
-                and not p.user.same_as(policy.approval.controller_account)
+                and not is_controller(p.user, policy.approval, pr.author)
             ),
             None,
         )

@@ -16,6 +16,7 @@ from pipeline.model import (
     HerokuBuild,
     HerokuRelease,
     Intent,
+    Merge,
     Promotion,
     PullRequest,
     PullRequestActivity,
@@ -52,6 +53,8 @@ class Observation:
     # Commits production's branch has (not merges) that the release lacks: promoting it would take
     # them out of production (a hotfix not merged back). None: not looked at.
     production_missing: tuple[Commit, ...] | None = None
+    # Where the release pull request's merge task stands (read when one is recorded).
+    merge: Merge | None = None
     # The effect marked pending was refused (an HTTP error answer) in this process: it did not
     # happen, or what did is already visible; no reason to wait out ``Policy.intent_grace``.
     effect_refused: bool = False

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -121,6 +122,32 @@ def approval_policy(policy: Policy) -> dict[str, Any]:
 def approval_digest(policy: Policy) -> str:
     """A short, stable digest of ``approval_policy(policy)`` (16 hex characters of its SHA-256)."""
     return policy.approval.digest
+
+
+# An Atlassian account id ("557058:f3a1...", "5b10ac8d82e05b22cc7d4ef5") or a Bitbucket {uuid}.
+_ACCOUNT_ID = re.compile(r"^(\{[0-9a-fA-F-]{36}\}|[0-9]+:[0-9a-fA-F-]{8,}|[0-9a-fA-F]{24})$")
+
+
+def is_account_ident(name: str) -> bool:
+    """True when ``name`` is an account id or a {uuid} (it designates one account for good), not a
+    nickname (which needs the workspace's members to say whose it is)."""
+    return bool(_ACCOUNT_ID.match(name))
+
+
+def reviewers_of(names: tuple[str, ...], members: list[Person], controller: Person | None) -> tuple[str, ...]:
+    """One account id or {uuid} per approver, to ask them to review a release pull request: an id
+    as written, a nickname through ``members``; never the controller's own account (Bitbucket
+    refuses the author of a pull request as its reviewer)."""
+    found: list[str] = []
+    for name in names:
+        member = next((m for m in members if m.is_one_of((name,))), None)
+        if member is not None and controller is not None and member.same_as(controller):
+            continue
+        if member is not None:
+            found.append(member.uuid or member.account_id)
+        elif is_account_ident(name) and not (controller is not None and controller.is_one_of((name,))):
+            found.append(name)
+    return tuple(dict.fromkeys(f for f in found if f))
 
 
 def pin_approvers(

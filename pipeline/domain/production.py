@@ -371,13 +371,27 @@ def _rolled_back(
 
 
 def _released(release: Release, seen: Observation, policy: Policy, now: datetime) -> ReleaseDecision:
-    merge: list[Action] = []
     pr = seen.pull_request
-    if pr is not None and pr.state == "OPEN":
-        merge.append(MergePullRequest())
-    elif pr is not None and pr.state != "MERGED":
+    if pr is not None and pr.state == "OPEN" and "merge" not in release.feedback:
+        return _merging(release, pr.id, seen, policy, now)  # merged first: the release ends after
+    actions: list[Action] = []
+    if (
+        pr is not None
+        and pr.state == "MERGED"
+        and (release.merge_task or release.pending_action == Intent.MERGE)
+    ):
+        # Merged by a task Bitbucket ran, or before a crash: say so once.
+        actions.append(
+            Update(
+                EventKind.ReleasePullRequestMerged,
+                f"#{pr.id} merged into {policy.production_branch}",
+                fields={"merge_task": None, "pending_action": None, "pending_since": None},
+                refs={"pull_request": str(pr.id), "commit": pr.merge_commit},
+            )
+        )
+    elif pr is not None and pr.state not in ("OPEN", "MERGED"):
         who = pr.closed_by.username if pr.closed_by else "someone"
-        merge.append(
+        actions.append(
             Update(
                 EventKind.ReleaseNotMerged,
                 f"release pull request #{pr.id} was {pr.state.lower()} by {who} after the promotion: "
@@ -385,13 +399,13 @@ def _released(release: Release, seen: Observation, policy: Policy, now: datetime
             )
         )
     if release.branch != policy.source_branch and "backmerge" not in release.feedback:
-        merge.append(OpenBackMerge())  # a hotfix, merged into production's branch: develop needs it too
+        actions.append(OpenBackMerge())  # a hotfix, merged into production's branch: develop needs it too
     problem = backup_problem(seen.latest_backup, policy.backup_max_age, now)
     if problem is None:
         assert seen.latest_backup is not None
         b = seen.latest_backup
         return decision(
-            *merge,
+            *actions,
             Update(
                 EventKind.BackupsVerified,
                 f"newest backup {b.name} completed {b.finished_at}, {b.size_bytes} bytes",
@@ -400,7 +414,49 @@ def _released(release: Release, seen: Observation, policy: Policy, now: datetime
             ),
         )
     refs = {"backup": seen.latest_backup.id} if seen.latest_backup else {}
-    return decision(*merge, Update(EventKind.BackupsUnverified, problem, State.BACKUPS_UNVERIFIED, refs=refs))
+    return decision(
+        *actions, Update(EventKind.BackupsUnverified, problem, State.BACKUPS_UNVERIFIED, refs=refs)
+    )
+
+
+def _merging(
+    release: Release, pr_id: int, seen: Observation, policy: Policy, now: datetime
+) -> ReleaseDecision:
+    """The release pull request is merged once: asked for, or a merge task Bitbucket runs waited for
+    (never asked for twice while one may run)."""
+    merge = seen.merge
+    if release.merge_task is not None and merge is not None and merge.status == "merged":
+        return decision(
+            Update(
+                EventKind.ReleasePullRequestMerged,
+                f"#{pr_id} merged into {policy.production_branch} by Bitbucket's merge task",
+                fields={"merge_task": None, "pending_action": None, "pending_since": None},
+                refs={"pull_request": str(pr_id), "commit": merge.commit},
+            )
+        )
+    if release.merge_task is not None and merge is not None and merge.status == "failed":
+        said = merge.detail or "no reason given"
+        why = (
+            f"Bitbucket's merge of release pull request #{pr_id} failed: {said}; "
+            "production runs the release: merge it by hand"
+        )
+        return decision(
+            Update(
+                EventKind.ReleaseMergeFailed,
+                why,
+                fields={
+                    "merge_task": None,
+                    "pending_action": None,
+                    "pending_since": None,
+                    "feedback": (*release.feedback, "merge"),
+                },
+            )
+        )
+    if release.merge_task is not None:
+        return wait(WaitingOn.BITBUCKET, f"Bitbucket is merging release pull request #{pr_id}")
+    if in_grace(release, seen, Intent.MERGE, policy, now):
+        return wait(WaitingOn.BITBUCKET, f"a merge of release pull request #{pr_id} was asked for")
+    return decision(MergePullRequest())
 
 
 # The steps of this part of the path, by the state they move a release from.

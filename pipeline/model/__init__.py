@@ -9,11 +9,13 @@ so the decision code never sees a third-party object. ``pipeline.domain`` decide
 - ``release``: a release, its state, approvals and check progress;
 - ``rollback``: a rollback a person asked for;
 - ``environment``: locks, freezes, overrides and deploy windows of a stage;
-- ``events``: the history.
+- ``events``: the history;
+- ``access``: what a credential may do.
 
 Times are timezone-aware UTC ``datetime`` values everywhere.
 """
 
+from pipeline.model.access import PermissionCheck
 from pipeline.model.environment import DeployWindows, EnvironmentState, Window
 from pipeline.model.events import Event, EventKind
 from pipeline.model.platform import (
@@ -40,6 +42,7 @@ from pipeline.model.source import (
     Change,
     Comment,
     Commit,
+    Merge,
     Participant,
     Person,
     PullRequest,
@@ -65,7 +68,9 @@ __all__ = [
     "HerokuBuild",
     "HerokuRelease",
     "Intent",
+    "Merge",
     "Participant",
+    "PermissionCheck",
     "Person",
     "Promotion",
     "PromotionTarget",

@@ -72,6 +72,8 @@ class EventKind(StrEnum):
     RollbackFailed = "RollbackFailed"
     RolledBack = "RolledBack"
     # After the release: the merge, a hotfix brought back, the backups.
+    ReleaseMergeRequested = "ReleaseMergeRequested"
+    ReleaseMergeStarted = "ReleaseMergeStarted"
     ReleasePullRequestMerged = "ReleasePullRequestMerged"
     ReleaseMergeFailed = "ReleaseMergeFailed"
     ReleaseNotMerged = "ReleaseNotMerged"

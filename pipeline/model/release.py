@@ -70,6 +70,7 @@ class Intent(StrEnum):
     BACKUP = "backup"  # a production database backup
     PROMOTE = "promote"  # a pipeline promotion to production
     ROLLBACK = "rollback"  # production rolled back after its verification failed
+    MERGE = "merge"  # the release pull request merged into the production branch
 
 
 @dataclass(frozen=True)
@@ -166,6 +167,8 @@ class Release:
     # description as last written.
     feedback: tuple[str, ...] = ()
     description_digest: str | None = None
+    # A merge of the release pull request that Bitbucket runs as a task: the URL to poll.
+    merge_task: str | None = None
 
     def changed(self, changes: ReleaseChanges) -> Release:
         """This release with ``changes`` applied (a new value: releases are frozen)."""
@@ -217,3 +220,4 @@ class ReleaseChanges(TypedDict, total=False):
     superseded_by: int | None
     feedback: tuple[str, ...]
     description_digest: str | None
+    merge_task: str | None

@@ -84,6 +84,20 @@ class PullRequest:
     closed_by: Person | None = None
     description: str = ""
     reason: str = ""  # why it was declined, when the decliner said
+    merge_commit: str = ""  # once merged (Bitbucket sends 12 characters)
+    reviewers: tuple[Person, ...] = ()
+
+
+@dataclass(frozen=True)
+class Merge:
+    """A merge of a pull request, as Bitbucket reports it: ``merged`` (``commit`` is the merge
+    commit's full hash), ``pending`` (it runs as a task: ``task`` is the URL to poll) or ``failed``
+    (``detail`` says why)."""
+
+    status: str  # merged | pending | failed
+    commit: str = ""
+    task: str = ""
+    detail: str = ""
 
 
 @dataclass(frozen=True)

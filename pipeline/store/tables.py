@@ -128,6 +128,7 @@ releases = Table(
     Column("superseded_by", Integer, nullable=True),
     Column("feedback", Text, nullable=False),
     Column("description_digest", Text, nullable=True),
+    Column("merge_task", Text, nullable=True),
     UniqueConstraint("pipeline", "commit"),
     Index(None, "pipeline", "state"),
     Index(None, "pipeline", "id"),

@@ -2,5 +2,6 @@
 Bitbucket's JSON in our words (``shapes``)."""
 
 from pipeline.adapters.bitbucket.cloud import PAGELEN, BitbucketCloud
+from pipeline.adapters.bitbucket.credential import BitbucketCredential, CredentialKind
 
-__all__ = ["PAGELEN", "BitbucketCloud"]
+__all__ = ["PAGELEN", "BitbucketCloud", "BitbucketCredential", "CredentialKind"]

@@ -1,12 +1,14 @@
 """``ports.SourceControl`` for one Bitbucket Cloud repository, with atlassian-python-api 5.0.5.
 
-The library's ``atlassian.bitbucket.Cloud`` client owns the session, the Bearer token and the base
-URL. Its objects are used where one call returns what we need (the repository, a branch, a pull
-request and its comment/decline actions); everything else goes through the same client's own
+The library's ``atlassian.bitbucket.Cloud`` client owns the session, the credentials (an API token
+as Basic ``email:token``, an access token as Bearer: see ``credential``) and the base URL. Its
+objects are used where one call returns what we need (the repository, a branch, a pull request and
+its comment/decline actions); everything else goes through the same client's own
 ``get``/``post``/``put`` (commit lists with include/exclude, pull request lists with ``q=``,
-commit statuses, the archive, merges with a message and their 202/555 answers), reading the raw
-JSON: the library's ``Commit.author`` raises for an author without a linked account, and
-``.each()`` fetches every listed item again.
+commit statuses, pull requests with reviewers, merges with a message and their 202/555 answers),
+reading the raw JSON: the library's ``Commit.author`` raises for an author without a linked
+account, and ``.each()`` fetches every listed item again. A commit's source comes over git
+(``git.source_tarball``), from the repository's https clone link.
 
 The client is built with ``backoff_and_retry`` and ``retry_with_header`` off: retrying (merges
 are POSTs) is the controller's decision. Every failure becomes ``Temporary``/``Permanent`` through
@@ -16,7 +18,6 @@ are POSTs) is the controller's decision. Every failure becomes ``Temporary``/``P
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -27,6 +28,8 @@ import requests
 from atlassian.bitbucket import Cloud
 
 from pipeline.adapters import http
+from pipeline.adapters.bitbucket import access, git
+from pipeline.adapters.bitbucket.credential import BitbucketCredential
 from pipeline.adapters.bitbucket.shapes import (
     activity_entry,
     bbql_string,
@@ -36,7 +39,6 @@ from pipeline.adapters.bitbucket.shapes import (
     person,
     pull_request,
     same_commit,
-    web_url,
     webhook,
 )
 from pipeline.errors import ExternalError, NotFound, Permanent, Temporary
@@ -44,6 +46,8 @@ from pipeline.model import (
     Change,
     Comment,
     Commit,
+    Merge,
+    PermissionCheck,
     Person,
     PullRequest,
     PullRequestActivity,
@@ -57,39 +61,52 @@ STATUS_STATES = ("SUCCESSFUL", "FAILED", "INPROGRESS", "STOPPED")
 PR_PAGELEN = 50  # Bitbucket's maximum for pull request lists
 PAGELEN = 100  # and for the other lists
 MERGED_SCAN_LIMIT = 500  # merged pull requests read at most to match merge commits
-MERGE_POLLS = 10  # after a 202, how often the merge task is polled before giving up for now
-MERGE_POLL_SECONDS = 1.0
-GZIP_MAGIC = b"\x1f\x8b"
+SOURCE_TIMEOUT = 300.0  # the longest a commit's source may take to fetch
+# Bitbucket's answer to a token of the wrong kind (an API token sent as Bearer).
+NOT_SUPPORTED = "not supported for this endpoint"
 
 
 class BitbucketCloud:
     """``ports.SourceControl`` for ``workspace/repository`` on Bitbucket Cloud (or a stand-in).
 
     ``url`` is the API root (``https://api.bitbucket.org``; a trailing ``/2.0`` is accepted),
-    ``token`` an API or access token sent as Bearer. Every request waits at most ``timeout``
-    seconds to connect and between two bytes. Building one sends no request.
+    ``credential`` the controller's token (see ``credential.BitbucketCredential``). Every request
+    waits at most ``timeout`` seconds to connect and between two bytes. Building one sends no
+    request.
     """
 
-    def __init__(self, url: str, token: str, workspace: str, repository: str, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        credential: BitbucketCredential,
+        workspace: str,
+        repository: str,
+        timeout: float = 30.0,
+    ) -> None:
         root = url.rstrip("/").removesuffix("/2.0")
         self.workspace = workspace
         self.repository = repository
-        self._token = token
-        self._web = web_url(root)
+        self.credential = credential
+        self._token = credential.token
         self._session = http.session(timeout)
+        auth: dict[str, str] = (
+            {"username": credential.email, "password": credential.token}
+            if credential.email
+            else {"token": credential.token}
+        )
         self._cloud = Cloud(
             url=root,
-            token=token,
             timeout=max(1, math.ceil(timeout)),
             session=self._session,
             backoff_and_retry=False,
             retry_with_header=False,
+            **auth,
         )
         self._path = f"repositories/{quote(workspace, safe='')}/{quote(repository, safe='')}"
         self._repo: Any = None  # the library's Repository object, read once
 
     def __repr__(self) -> str:
-        return f"BitbucketCloud({self._web!r}, {self.workspace}/{self.repository})"
+        return f"BitbucketCloud({self.workspace}/{self.repository}, {self.credential.kind})"
 
     # -- plumbing --------------------------------------------------------------------------------
 
@@ -97,11 +114,28 @@ class BitbucketCloud:
     def _calling(self, what: str) -> Iterator[None]:
         """Translate what a call raises: HTTP failures through ``http.error_for``, odd shapes
         (and the library's type checks) into Permanent."""
-        with http.calling(SERVICE, what, credential=CREDENTIAL, secrets=(self._token,)):
-            yield
+        try:
+            with http.calling(SERVICE, what, credential=self.credential.variables, secrets=(self._token,)):
+                yield
+        except Permanent as exc:
+            raise self._explained(exc) from exc.__cause__
 
     def _fail(self, what: str, response: requests.Response) -> ExternalError:
-        return http.error_for(SERVICE, what, response, credential=CREDENTIAL, secrets=(self._token,))
+        failure = http.error_for(
+            SERVICE, what, response, credential=self.credential.variables, secrets=(self._token,)
+        )
+        return self._explained(failure) if isinstance(failure, Permanent) else failure
+
+    def _explained(self, exc: Permanent) -> Permanent:
+        """A refused access token that Bitbucket says is of the wrong kind is most likely a user's
+        API token sent without BITBUCKET_EMAIL: say so."""
+        if exc.status == 401 and not self.credential.email and NOT_SUPPORTED in exc.evidence.lower():
+            message = (
+                f"{exc}; BITBUCKET_TOKEN was sent as an access token (Bearer) and Bitbucket does not "
+                "take it so: if it is an Atlassian API token, set BITBUCKET_EMAIL to its account's e-mail"
+            )
+            return type(exc)(SERVICE, message.removeprefix(f"{SERVICE}: "), status=exc.status)
+        return exc
 
     def _repository(self) -> Any:
         """The library's Repository object (one GET, then kept)."""
@@ -162,42 +196,88 @@ class BitbucketCloud:
 
     # -- ports.SourceControl ---------------------------------------------------------------------
 
-    def check_access(self) -> str:
-        """Read the token's account and the repository once; return the account's username
-        (nickname). Permanent naming BITBUCKET_TOKEN when the token is refused, or naming the
+    def check_access(self) -> Person | None:
+        """Read the repository once, and the account the credential belongs to where the credential
+        can tell (an API token's account; None for an access token, whose bot account shows on what it
+        does). Permanent naming the variables when the credential is refused, or naming the
         workspace/repository when it cannot be read."""
-        what = "reading the account BITBUCKET_TOKEN belongs to"
-        me = self._get("user", what)
-        with http.reading(SERVICE, what):
-            username = str(me.get("nickname") or me.get("username") or "")
-        if not username:
-            raise Permanent(SERVICE, f"unexpected answer while {what}: the account has no nickname")
         try:
             self._repo = None
             self._repository()
         except Permanent as exc:
+            if exc.status == 401:
+                raise
             message = (
                 f"repository {self.workspace}/{self.repository} cannot be read: check the workspace and "
-                f"repository names and that {CREDENTIAL} has read and write access to it"
+                f"repository names and that {self.credential.variables} may read and write it"
             )
             raise type(exc)(SERVICE, message, status=exc.status, evidence=exc.evidence) from exc
-        return username
+        return self.account()
 
     def workspace_members(self) -> list[Person]:
-        """Every member of the repository's workspace (to pin approvers to their accounts)."""
+        """Every member of the repository's workspace (to pin approvers to their accounts). An access
+        token may not read them (Permanent, 403)."""
         what = f"listing the members of workspace {self.workspace}"
         path = f"workspaces/{quote(self.workspace, safe='')}/members"
         members = self._pages(path, what, {"pagelen": PAGELEN}, 10_000, in_repository=False)
         with http.reading(SERVICE, what):
             return [p for p in (person(m.get("user")) for m in members) if p is not None]
 
-    def account(self) -> Person:
-        """The account BITBUCKET_TOKEN belongs to."""
-        what = "reading the account BITBUCKET_TOKEN belongs to"
+    def account(self) -> Person | None:
+        """The account an API token belongs to (``GET /2.0/user``); None for an access token, which
+        has no account to read."""
+        if not self.credential.email:
+            return None
+        what = f"reading the account {self.credential.variables} belong to"
         found = person(self._get("user", what))
-        if found is None or not found.username:
+        if found is None or not (found.uuid or found.account_id):
             raise Permanent(SERVICE, f"unexpected answer while {what}: no account")
         return found
+
+    def permissions(self, members: bool) -> list[PermissionCheck]:
+        """Each permission the release path needs, granted or not, as Bitbucket shows this
+        credential (its scopes, and an API token's account's access to the repository); ``members``:
+        reading the workspace's members is needed too (an approver written as a nickname)."""
+        variables = self.credential.variables
+        needs = (*access.NEEDS, *((access.MEMBERS,) if members else ()))
+        try:
+            seen = self._access()
+            me = self.account()
+        except Permanent as exc:
+            return [PermissionCheck(variables, need.name, False, str(exc)) for need in needs]
+        if me is not None:
+            who = f"{me.username or me.display_name} ({me.account_id or me.uuid})"
+        else:
+            who = "its bot account (an access token acts as itself)"
+        said = PermissionCheck(
+            variables, "authenticate", True, f"{self.credential.describe()}, acting as {who}"
+        )
+        where = f"{self.workspace}/{self.repository}"
+        return [said, *access.judge(variables, self.credential.kind.value, seen, who, where, needs)]
+
+    def _access(self) -> access.Access:
+        """One look at the repository (the answer's headers name the credential's scopes), and an API
+        token's account's permission on it (None when the token may not read it)."""
+        what = f"reading {self.workspace}/{self.repository}"
+        with self._calling(what):
+            answer = self._cloud.get(self._path, advanced_mode=True)
+        if not answer.ok:
+            raise self._fail(what, answer)
+        permission = None
+        if self.credential.email:
+            name = f"{self.workspace}/{self.repository}"
+            params = {"q": f"repository.full_name = {bbql_string(name)}"}
+            try:
+                found = self._get("user/permissions/repositories", "reading the account's permission", params)
+                values = found.get("values") or []
+                permission = str(values[0]["permission"]) if values else None
+            except Permanent:
+                permission = None
+        return access.Access(
+            scopes=access.scopes_of(answer.headers.get("x-oauth-scopes")),
+            credential_type=answer.headers.get("x-credential-type", ""),
+            permission=permission,
+        )
 
     def branch_head(self, branch: str) -> str | None:
         """The 40-character commit ``branch`` points at, or None when there is no such branch."""
@@ -276,26 +356,18 @@ class BitbucketCloud:
         with self._calling(f"setting status {key} on {commit[:12]}"):
             self._cloud.post(f"{self._path}/commit/{quote(commit, safe='')}/statuses/build", data=body)
 
-    def archive(self, commit: str) -> bytes:
-        """The commit's source as a gzipped tarball from Bitbucket's web host
-        (``{web}/{workspace}/{repo}/get/{commit}.tar.gz``), with the controller's token."""
-        what = f"downloading the archive of {commit[:12]}"
-        url = (
-            f"{self._web}/{quote(self.workspace, safe='')}/{quote(self.repository, safe='')}"
-            f"/get/{quote(commit, safe='')}.tar.gz"
+    def archive(self, commit: str, branch: str | None = None) -> bytes:
+        """The commit's source as a gzipped tarball, fetched with git over HTTPS from the repository's
+        https clone link (``branch``: where the commit is, should the server refuse to fetch it by
+        hash). Its entries sit under one folder, as Bitbucket's own archives have them."""
+        repo = self._repository()
+        with http.reading(SERVICE, f"reading the clone links of {self.workspace}/{self.repository}"):
+            links = repo.data["links"]["clone"]
+            url = next(str(link["href"]) for link in links if link.get("name") == "https")
+        prefix = f"{self.workspace}-{self.repository}-{commit[:12]}"
+        return git.source_tarball(
+            url, commit, self.credential, prefix=prefix, branch=branch, timeout=SOURCE_TIMEOUT
         )
-        with self._calling(what):
-            content = self._cloud.get(
-                url, absolute=True, not_json_response=True, headers={"Accept": "application/x-tar, */*"}
-            )
-        if not isinstance(content, bytes) or not content.startswith(GZIP_MAGIC):
-            sample = content[:200].decode("utf-8", "replace") if isinstance(content, bytes) else ""
-            raise Permanent(
-                SERVICE,
-                f"the answer is not a gzipped tarball while {what}",
-                evidence=" ".join(http.redact(sample, (self._token,)).split()),
-            )
-        return content
 
     def create_branch(self, name: str, commit: str) -> None:
         """Create ``name`` at ``commit``. Idempotent when it already points there; Permanent when it
@@ -333,10 +405,16 @@ class BitbucketCloud:
         return None
 
     def open_pull_request(
-        self, source_branch: str, destination_branch: str, title: str, description: str
+        self,
+        source_branch: str,
+        destination_branch: str,
+        title: str,
+        description: str,
+        reviewers: Sequence[str] = (),
     ) -> PullRequest:
-        """Open a pull request; an open one for the same branches is returned as it is (Bitbucket
-        would otherwise overwrite its title and description)."""
+        """Open a pull request asking ``reviewers`` (uuids in braces, or account ids) to review it, so
+        Bitbucket tells them; an open one for the same branches is returned as it is (Bitbucket would
+        otherwise overwrite its title and description)."""
         what = f"looking for an open pull request from {source_branch} into {destination_branch}"
         query = (
             f"source.branch.name = {bbql_string(source_branch)} AND "
@@ -345,17 +423,21 @@ class BitbucketCloud:
         for data in self._list_pull_requests(what, query, ["OPEN"], "-created_on", 1):
             with http.reading(SERVICE, what):
                 return pull_request(data)
-        repo = self._repository()
         what = f"opening a pull request from {source_branch} into {destination_branch}"
+        body = {
+            "title": title,
+            "source": {"branch": {"name": source_branch}},
+            "destination": {"branch": {"name": destination_branch}},
+            "description": description,
+            "close_source_branch": False,
+            "reviewers": [reviewer(r) for r in dict.fromkeys(reviewers)],
+        }
         with self._calling(what):
-            created = repo.pullrequests.create(
-                title=title,
-                source_branch=source_branch,
-                destination_branch=destination_branch,
-                description=description,
-                close_source_branch=False,
-            )
-            return pull_request(created.data)
+            created = self._cloud.post(f"{self._path}/pullrequests", data=body)
+        if not isinstance(created, dict):
+            raise Permanent(SERVICE, f"unexpected answer while {what}: not a JSON object")
+        with http.reading(SERVICE, what):
+            return pull_request(created)
 
     def pull_request(self, pull_request_id: int) -> PullRequest:
         """One pull request with its participants."""
@@ -381,13 +463,14 @@ class BitbucketCloud:
         with http.reading(SERVICE, what):
             return [comment(v) for v in values]
 
-    def update_pull_request(self, pull_request_id: int, description: str) -> None:
-        """Replace the description (one PUT: the caller knows whether it changed). Permanent for a
-        pull request that is no longer open."""
+    def update_pull_request(self, pull_request_id: int, title: str, description: str) -> None:
+        """Replace the title and description (one PUT: the caller knows whether it changed; Bitbucket
+        refuses a PUT without the title). Permanent for a pull request that is no longer open."""
         what = f"updating the description of pull request #{pull_request_id}"
         with self._calling(what):
             self._cloud.put(
-                f"{self._path}/pullrequests/{int(pull_request_id)}", data={"description": description}
+                f"{self._path}/pullrequests/{int(pull_request_id)}",
+                data={"title": title, "description": description},
             )
 
     def comment(self, pull_request_id: int, text: str) -> None:
@@ -412,12 +495,13 @@ class BitbucketCloud:
         with self._calling(f"declining pull request #{pull_request_id}"):
             pr.decline()
 
-    def merge_pull_request(self, pull_request_id: int, message: str) -> str:
-        """Merge with a merge commit; return the merge commit's full hash.
+    def merge_pull_request(self, pull_request_id: int, message: str) -> Merge:
+        """Merge with a merge commit, once: ``merged`` with the merge commit's full hash, or
+        ``pending`` with the task URL to poll (``merge_status``) when Bitbucket answers 202.
 
-        An already merged pull request returns its merge commit. A declined or superseded one,
-        conflicts and other refusals are Permanent; 555 (the merge timed out) is Temporary; a 202 is
-        polled for a while, then Temporary if the merge is still running.
+        An already merged pull request is ``merged``. A declined or superseded one, conflicts and
+        other refusals are Permanent; 555 (the merge took too long: Bitbucket says to try again
+        later) and 409 (a merge of it is already running) are Temporary.
         """
         pr = self._pr_object(pull_request_id)
         what = f"merging pull request #{pull_request_id}"
@@ -425,18 +509,53 @@ class BitbucketCloud:
             data = pr.data
             state = str(data["state"])
         if state != "OPEN":
-            return self._merged_commit(pull_request_id, data)
+            return Merge("merged", commit=self._merged_commit(pull_request_id, data))
         body = {"type": "pullrequest_merge_parameters", "message": message, "merge_strategy": "merge_commit"}
         with self._calling(what):
             answer = self._cloud.post(
                 f"{self._path}/pullrequests/{int(pull_request_id)}/merge", data=body, advanced_mode=True
             )
         if answer.status_code == 202:
-            return self._await_merge(pull_request_id, answer.headers.get("Location") or "")
+            location = answer.headers.get("Location") or ""
+            if not location:
+                raise Temporary(
+                    SERVICE, f"{what}: Bitbucket accepted the merge but sent no task URL", status=202
+                )
+            return Merge("pending", task=location)
+        if answer.status_code == 409:
+            evidence = http.excerpt(answer, (self._token,))
+            raise Temporary(
+                SERVICE,
+                f"{what}: a merge of it is already running",
+                status=409,
+                evidence=evidence,
+                retry_after=5.0,
+            )
         if not answer.ok:
             raise self._fail(what, answer)
         with http.reading(SERVICE, what):
-            return self._merged_commit(pull_request_id, answer.json())
+            return Merge("merged", commit=self._merged_commit(pull_request_id, answer.json()))
+
+    def merge_status(self, pull_request_id: int, task: str) -> Merge:
+        """Where a merge Bitbucket runs as a task stands: ``pending``, ``merged`` (with the merge
+        commit's full hash) or ``failed`` (Bitbucket's reason)."""
+        what = f"reading the merge task of pull request #{pull_request_id}"
+        with self._calling(what):
+            answer = self._cloud.get(task, absolute=True, advanced_mode=True)
+        if answer.status_code == 400:  # the merge failed (or the task is not this pull request's)
+            return Merge("failed", task=task, detail=http.excerpt(answer, (self._token,)))
+        if not answer.ok:
+            raise self._fail(what, answer)
+        with http.reading(SERVICE, what):
+            body = answer.json()
+            status = str(body["task_status"])
+            if status == "SUCCESS":
+                return Merge(
+                    "merged", commit=self._merged_commit(pull_request_id, body["merge_result"]), task=task
+                )
+        if status == "PENDING":
+            return Merge("pending", task=task)
+        return Merge("failed", task=task, detail=f"task status {status}")
 
     def _merged_commit(self, pull_request_id: int, data: Mapping[str, Any]) -> str:
         state = str(data["state"])
@@ -446,19 +565,6 @@ class BitbucketCloud:
         if not short:
             raise Permanent(SERVICE, f"pull request #{pull_request_id} is MERGED but names no merge commit")
         return self._full_hash(short)
-
-    def _await_merge(self, pull_request_id: int, location: str) -> str:
-        """Poll a merge task (the 202's Location) until it succeeds, for a while."""
-        what = f"waiting for the merge of pull request #{pull_request_id}"
-        if not location:
-            raise Temporary(SERVICE, f"{what}: Bitbucket accepted the merge but sent no task URL", status=202)
-        for _ in range(MERGE_POLLS):
-            time.sleep(MERGE_POLL_SECONDS)
-            task = self._get(location, what, absolute=True)
-            with http.reading(SERVICE, what):
-                if task.get("task_status") == "SUCCESS":
-                    return self._merged_commit(pull_request_id, task["merge_result"])
-        raise Temporary(SERVICE, f"{what}: the merge is still running", status=202, retry_after=10.0)
 
     def webhooks(self) -> list[Webhook]:
         """The repository's webhooks, every page, as Bitbucket lists them (oldest first). A secret is
@@ -512,3 +618,8 @@ class BitbucketCloud:
             raise Permanent(SERVICE, f"unexpected answer while {what}: not a JSON object")
         with http.reading(SERVICE, what):
             return webhook(data), outcome
+
+
+def reviewer(ident: str) -> dict[str, str]:
+    """A reviewer as Bitbucket takes one: ``{"uuid": "{...}"}`` for a uuid, else an account id."""
+    return {"uuid": ident} if ident.startswith("{") else {"account_id": ident}

@@ -105,6 +105,8 @@ def pull_request(data: Mapping[str, Any]) -> PullRequest:
         closed_by=person(data.get("closed_by")),
         description=str(data.get("description") or ""),
         reason=str(data.get("reason") or ""),
+        merge_commit=str((data.get("merge_commit") or {}).get("hash") or ""),
+        reviewers=tuple(p for p in (person(r) for r in data.get("reviewers") or ()) if p is not None),
     )
 
 
