@@ -11,20 +11,19 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from checks import parse_duration
 from pipeline import domain, notes, restore, rollbacks
 from pipeline.config import Settings, StageSettings
 from pipeline.controller import Controller, PassReport, production_release_before, utcnow
-from pipeline.errors import BadInput, ExternalError, NotFound, PipelineError, Refused
+from pipeline.errors import BadInput, ExternalError, NotFound, Refused
 from pipeline.model import EnvironmentState, Event, HerokuRelease, Release, Rollback, State, Webhook
 from pipeline.ports import Platform, ReleaseStore, SourceControl
-
-
-class SettleTimeout(PipelineError):
-    """``tick --settle`` ran out of time while something was still moving."""
+from pipeline.services.environments import frozen_text, given_reason, parse_until
+from pipeline.services.passes import SettleTimeout
+from pipeline.services.rolling_back import _version
+from pipeline.services.views import _iso, event_json, release_detail, release_summary
 
 
 @dataclass
@@ -514,135 +513,13 @@ class Services:
         return None
 
 
-# --- JSON shapes ------------------------------------------------------------------------------
-
-
-def release_summary(r: Release) -> dict[str, Any]:
-    """The history contract: id, commit, state, approvals, staging, production, backup, created_at
-    (kept stable for other tools), plus fields added since."""
-    return {
-        "id": r.id,
-        "commit": r.commit,
-        "state": str(r.state),
-        "approvals": [{"user": a.user.username, "at": _iso(a.at)} for a in r.counted_approvals],
-        "staging": {"app": r.staging_app, "release": r.staging_release_version}
-        if r.staging_release_version is not None
-        else None,
-        "production": {"app": r.production_app, "release": r.production_release_version}
-        if r.production_release_version is not None
-        else None,
-        "backup": {"id": r.backup_id, "name": r.backup_name} if r.backup_id else None,
-        "created_at": _iso(r.created_at),
-        "updated_at": _iso(r.updated_at),
-        "branch": r.branch,
-        "reason": r.reason,
-        "pull_request": {"id": r.pull_request_id, "url": r.pull_request_url} if r.pull_request_id else None,
-        "rollback": {"app": r.production_app, "release": r.rollback_release_version}
-        if r.rollback_release_version is not None
-        else None,
-    }
-
-
-def release_detail(r: Release) -> dict[str, Any]:
-    """Everything about one release: the summary, its contents, and every approval seen."""
-    return release_summary(r) | {
-        "pipeline": r.pipeline,
-        "release_branch": r.release_branch,
-        "staging_verified_at": _iso(r.staging_verified_at),
-        "approved_at": _iso(r.approved_at),
-        "released_at": _iso(r.released_at),
-        "previous_production_release": r.previous_release_version,
-        "approvals_seen": [
-            {
-                "user": a.user.username,
-                "account_id": a.user.account_id,
-                "uuid": a.user.uuid,
-                "kind": a.kind,
-                "at": _iso(a.at),
-                "counted": a.counted,
-                "reason": a.reason,
-                "pull_request": a.pull_request_id,
-                "commit": a.commit,
-                "policy_digest": a.policy_digest,
-            }
-            for a in r.approvals
-        ],
-        "changes": [
-            {"id": c.id, "title": c.title, "author": c.author.username if c.author else None, "url": c.url}
-            for c in r.changes
-        ],
-        "commits": [
-            {"hash": c.hash, "message": c.message, "author": c.author.username if c.author else c.author_raw}
-            for c in r.commits
-        ],
-        "feedback": list(r.feedback),
-    }
-
-
-def event_json(e: Event) -> dict[str, Any]:
-    return {
-        "release": e.release_id,
-        "environment": e.environment,
-        "at": _iso(e.at),
-        "kind": e.kind,
-        "actor": e.actor,
-        "reason": e.reason,
-        "from": str(e.state_from) if e.state_from else None,
-        "to": str(e.state_to) if e.state_to else None,
-        "refs": e.refs,
-        "detail": e.detail,
-    }
-
-
-def frozen_text(state: EnvironmentState) -> str:
-    """What a freeze is, in one line ("production is frozen until 2026-12-24T18:00:00Z by ops: ...")."""
-    ends = state.frozen_until
-    until = (
-        f" until {ends.isoformat(timespec='seconds').replace('+00:00', 'Z')}" if ends else " until unfrozen"
-    )
-    return f"{state.name} is frozen{until} by {state.frozen_by}: {state.freeze_reason}"
-
-
-def given_reason(reason: str | None) -> str:
-    """A reason a person gives for what they do; it goes into the history, so it must say something."""
-    text = " ".join((reason or "").split())
-    if not text:
-        raise BadInput("--reason", "say why (it goes into the history with your name)")
-    return text
-
-
-def _version(text: str) -> int:
-    value = text.strip().lower().removeprefix("v")
-    if not value.isdecimal():
-        raise BadInput(
-            "--to", "expected a Heroku release version such as 12 or v12 (`heroku releases` lists them)"
-        )
-    return int(value)
-
-
-def parse_until(text: str, now: datetime, stage: StageSettings) -> datetime:
-    """When a freeze ends: a duration from now ("2h", "1d12h") or a time, ISO 8601 ("2026-12-24T18:00",
-    "2026-12-24 18:00", with or without an offset; without one, in the stage's window time zone, else
-    UTC). BadInput when it is neither, or not in the future."""
-    value = text.strip()
-    try:
-        return now + parse_duration(value)
-    except ValueError:
-        pass
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise BadInput(
-            "--until", "expected a duration such as 2h or 3d, or a time such as 2026-12-24T18:00 (ISO 8601)"
-        ) from None
-    if moment.tzinfo is None:
-        zone = stage.windows.windows().timezone if stage.windows is not None else UTC
-        moment = moment.replace(tzinfo=zone)
-    moment = moment.astimezone(UTC)
-    if moment <= now:
-        raise BadInput("--until", f"{_iso(moment)} is not in the future")
-    return moment
-
-
-def _iso(at: datetime | None) -> str | None:
-    return at.isoformat().replace("+00:00", "Z") if at else None
+__all__ = [
+    "Services",
+    "SettleTimeout",
+    "event_json",
+    "frozen_text",
+    "given_reason",
+    "parse_until",
+    "release_detail",
+    "release_summary",
+]
