@@ -32,25 +32,22 @@ def main(verbose: bool) -> None:
         logging.getLogger(chatty).setLevel(logging.WARNING)
 
 
-for command in (
-    config.config,
-    releases.tick,
-    serve.serve,
-    backups.backups,
-    credentials.credentials,
-    webhooks.webhooks,
-    releases.status,
-    operations.freeze,
-    operations.unfreeze,
-    operations.unlock,
-    operations.promote,
-    operations.hotfix,
-    operations.rollback,
-    releases.log_command,
-    releases.history,
-    releases.show,
-    sandbox.run,
-    sandbox.demo_command,
-    sandbox.sandbox,
-):
-    main.add_command(command)
+main.add_command(config.config)
+main.add_command(releases.tick)
+main.add_command(releases.status)
+main.add_command(releases.log_command)
+main.add_command(releases.history)
+main.add_command(releases.show)
+main.add_command(operations.freeze)
+main.add_command(operations.unfreeze)
+main.add_command(operations.unlock)
+main.add_command(operations.promote)
+main.add_command(operations.hotfix)
+main.add_command(operations.rollback)
+main.add_command(backups.backups)
+main.add_command(credentials.credentials)
+main.add_command(webhooks.webhooks)
+main.add_command(serve.serve)
+main.add_command(sandbox.run)
+main.add_command(sandbox.demo_command)
+main.add_command(sandbox.sandbox)

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from pipeline.cli.common import CONFIG_OPTION, _json, _refusals, _services
+from pipeline.cli.common import CONFIG_OPTION, asked, print_json, services_for
 
 
 @click.group()
@@ -29,15 +29,15 @@ def backups_drill(config_path: Path, backup: str | None, host: str | None, keep:
     outcome goes into the history. Exit 1 when it fails."""
     import invoke
 
-    services = _services(config_path)
+    services = services_for(config_path)
     context: Any = invoke.Context()
     if host is not None:
         import fabric
 
         context = fabric.Connection(host)
-    report = _refusals(lambda: services.restore_drill(context, backup, keep=keep))
+    report = asked(lambda: services.restore_drill(context, backup, keep=keep))
     if as_json:
-        _json(
+        print_json(
             {
                 "ok": report.ok,
                 "where": report.where,

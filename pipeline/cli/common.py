@@ -29,7 +29,7 @@ REASON = click.option("--reason", required=True, help="Why: it goes into the his
 ENV = click.argument("env", metavar="ENV")
 
 
-def _settings(
+def read_settings(
     config_path: Path, *, require_secrets: bool = True, overrides: dict[str, str] | None = None
 ) -> Settings:
     """Settings, or exit 2 with one line per problem (file, key, what is expected)."""
@@ -41,12 +41,14 @@ def _settings(
         sys.exit(2)
 
 
-def _services(config_path: Path, *, connect: bool = True) -> Services:
-    settings = _settings(config_path, require_secrets=connect)
-    return _connect(settings, connect=connect)
+def services_for(config_path: Path, *, connect: bool = True) -> Services:
+    """The services for ``--config`` (``connect=False``: the store only); exits as ``read_settings``
+    and ``build_services`` do."""
+    settings = read_settings(config_path, require_secrets=connect)
+    return build_services(settings, connect=connect)
 
 
-def _connect(settings: Settings, *, connect: bool = True) -> Services:
+def build_services(settings: Settings, *, connect: bool = True) -> Services:
     """The services; exit 2 when Bitbucket shows the configuration wrong (an approver no member of
     the workspace), 1 when a service refuses or cannot be reached."""
     try:
@@ -59,11 +61,11 @@ def _connect(settings: Settings, *, connect: bool = True) -> Services:
         raise click.ClickException(f"cannot start: {exc}") from exc
 
 
-def _json(value: Any) -> None:
+def print_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2))
 
 
-def _refusals(run: Callable[[], Any]) -> Any:
+def asked(run: Callable[[], Any]) -> Any:
     """Run a request, turning our refusals into exits: bad input 2 (nothing changed), refused 1."""
     try:
         return run()

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 import yaml
 
-from pipeline.cli.common import CONFIG_OPTION, _json, _settings
+from pipeline.cli.common import CONFIG_OPTION, print_json, read_settings
 from pipeline.config import describe, missing_secrets
 
 
@@ -22,11 +22,11 @@ def config() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the resolved plan as JSON.")
 def config_check(config_path: Path, as_json: bool) -> None:
     """Validate everything and print the resolved plan (secrets redacted); exit 2 on any problem."""
-    settings = _settings(config_path, require_secrets=False)
+    settings = read_settings(config_path, require_secrets=False)
     plan = describe(settings)
     missing = missing_secrets(settings)
     if as_json:
-        _json(plan)
+        print_json(plan)
     else:
         click.echo(yaml.safe_dump(plan, sort_keys=False).rstrip())
     if missing:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from pipeline.cli.common import CONFIG_OPTION, _services
+from pipeline.cli.common import CONFIG_OPTION, services_for
 from pipeline.errors import ExternalError
 
 
@@ -21,7 +21,7 @@ def credentials() -> None:
 def credentials_check(config_path: Path, webhook_url: str | None) -> None:
     """Check the credentials in the environment (after rotating them): each works and reaches what
     the controller needs; the webhook gets the secret again. Recorded in the history, never shown."""
-    services = _services(config_path)
+    services = services_for(config_path)
     try:
         lines = services.rotate_credentials(webhook_url)
     except ExternalError as exc:

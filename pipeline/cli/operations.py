@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from pipeline.cli.common import CONFIG_OPTION, ENV, REASON, _refusals, _services
+from pipeline.cli.common import CONFIG_OPTION, ENV, REASON, asked, services_for
 from pipeline.model import RollbackState
 from pipeline.services import SettleTimeout, frozen_text
 
@@ -23,8 +23,8 @@ from pipeline.services import SettleTimeout, frozen_text
 )
 def freeze(config_path: Path, env: str, reason: str, until: str | None) -> None:
     """Freeze ENV: nothing starts deploying to it until `pipeline unfreeze ENV` (or --until)."""
-    services = _services(config_path, connect=False)
-    state = _refusals(lambda: services.freeze(env, reason, until))
+    services = services_for(config_path, connect=False)
+    state = asked(lambda: services.freeze(env, reason, until))
     click.echo(frozen_text(state))
 
 
@@ -34,8 +34,8 @@ def freeze(config_path: Path, env: str, reason: str, until: str | None) -> None:
 @click.option("--reason", default="", help="Why (optional): it goes into the history with your name.")
 def unfreeze(config_path: Path, env: str, reason: str) -> None:
     """Lift ENV's freeze: releases waiting for it move on the next pass."""
-    services = _services(config_path, connect=False)
-    state = _refusals(lambda: services.unfreeze(env, reason))
+    services = services_for(config_path, connect=False)
+    state = asked(lambda: services.unfreeze(env, reason))
     click.echo(f"{env} unfrozen." if state is not None else f"{env} was not frozen: nothing changed.")
 
 
@@ -45,8 +45,8 @@ def unfreeze(config_path: Path, env: str, reason: str) -> None:
 @REASON
 def unlock(config_path: Path, env: str, reason: str) -> None:
     """Clear ENV's lock (a rollback locks it so the controller does not promote again by itself)."""
-    services = _services(config_path, connect=False)
-    state = _refusals(lambda: services.unlock(env, reason))
+    services = services_for(config_path, connect=False)
+    state = asked(lambda: services.unlock(env, reason))
     click.echo(f"{env} unlocked." if state is not None else f"{env} was not locked: nothing changed.")
 
 
@@ -58,8 +58,8 @@ def unlock(config_path: Path, env: str, reason: str) -> None:
 def promote(config_path: Path, env: str, now: bool, reason: str) -> None:
     """Start the release waiting for ENV now, outside its deploy window or a freeze: a one-time
     override, recorded as such. The approval rules still hold, and a lock does not give way."""
-    services = _services(config_path)  # --now is required: click refuses (exit 2) without it
-    release = _refusals(lambda: services.promote_now(env, reason))
+    services = services_for(config_path)  # --now is required: click refuses (exit 2) without it
+    release = asked(lambda: services.promote_now(env, reason))
     click.echo(f"release {release.id} {release.commit[:12]} {release.state}: {release.reason}")
 
 
@@ -69,8 +69,8 @@ def promote(config_path: Path, env: str, now: bool, reason: str) -> None:
 def hotfix(config_path: Path, branch: str) -> None:
     """Take the head of hotfix BRANCH (source.hotfix_branches, e.g. hotfix/login) through staging and
     approval to production on its own, without what else is on the watched branch."""
-    services = _services(config_path)
-    release = _refusals(lambda: services.start_hotfix(branch))
+    services = services_for(config_path)
+    release = asked(lambda: services.start_hotfix(branch))
     click.echo(f"release {release.id} {release.commit[:12]} from {branch} {release.state}: {release.reason}")
     click.echo(
         "It needs the same staging checks and approval as any release; `pipeline status` follows it. "
@@ -101,13 +101,13 @@ def rollback(
 ) -> None:
     """Roll ENV back to an earlier Heroku release: show what it takes out, ask, roll back, verify
     with ENV's checks, and lock ENV so the controller does not promote again until `pipeline unlock`."""
-    services = _services(config_path)
+    services = services_for(config_path)
 
     def confirm(plan: Any) -> bool:
         return yes or click.confirm(f"Roll {plan.app} back to v{plan.target.version}?", default=False)
 
     try:
-        done = _refusals(
+        done = asked(
             lambda: services.roll_back(
                 env, to, reason, force=force, confirm=confirm, say=click.echo, timeout=timeout
             )

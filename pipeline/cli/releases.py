@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from pipeline.cli.common import CONFIG_OPTION, _json, _refusals, _services
+from pipeline.cli.common import CONFIG_OPTION, asked, print_json, services_for
 from pipeline.controller import PassReport
 from pipeline.errors import NotFound
 from pipeline.services import SettleTimeout
@@ -23,7 +23,7 @@ from pipeline.services import SettleTimeout
 )
 def tick(config_path: Path, settle: bool, timeout: float) -> None:
     """Run one pass (or, with --settle, passes until things settle) and exit."""
-    services = _services(config_path)
+    services = services_for(config_path)
     printed: set[str] = set()
 
     def show(report: PassReport) -> None:
@@ -66,10 +66,10 @@ def _pass_lines(report: PassReport) -> list[str]:
 @click.option("--json", "as_json", is_flag=True)
 def status(config_path: Path, as_json: bool) -> None:
     """What runs in each environment now, and what each release waits on."""
-    services = _services(config_path)
+    services = services_for(config_path)
     state = services.status()
     if as_json:
-        _json(state)
+        print_json(state)
         return
     click.echo(f"Pipeline {state['pipeline']}")
     for env in state["environments"]:
@@ -131,10 +131,10 @@ def _decided_lines(env: dict[str, Any]) -> list[str]:
 def log_command(config_path: Path, environment: str | None, limit: int, as_json: bool) -> None:
     """Who did what, when and why, newest first: releases and environments (freezes, locks,
     overrides, rollbacks)."""
-    services = _services(config_path, connect=False)
-    events = _refusals(lambda: services.log(environment, limit))
+    services = services_for(config_path, connect=False)
+    events = asked(lambda: services.log(environment, limit))
     if as_json:
-        _json(events)
+        print_json(events)
         return
     for e in events:
         about = f"release {e['release']}" if e["release"] else ""
@@ -149,10 +149,10 @@ def log_command(config_path: Path, environment: str | None, limit: int, as_json:
 @click.option("--limit", type=click.IntRange(1), default=20, show_default=True)
 def history(config_path: Path, as_json: bool, limit: int) -> None:
     """Releases, newest first: who released what, when, approved by whom, with which backup."""
-    services = _services(config_path, connect=False)
+    services = services_for(config_path, connect=False)
     rows = services.history(limit)
     if as_json:
-        _json(rows)
+        print_json(rows)
         return
     if not rows:
         click.echo("No releases yet.")
@@ -176,13 +176,13 @@ def history(config_path: Path, as_json: bool, limit: int) -> None:
 )
 def show(config_path: Path, release_id: int, as_json: bool, verbose: bool) -> None:
     """One release: what is in it, every approval seen and why it counted or not, every event."""
-    services = _services(config_path, connect=False)
+    services = services_for(config_path, connect=False)
     try:
         detail = services.show(release_id)
     except NotFound as exc:
         raise click.ClickException(f"no release {release_id}: `pipeline history` lists them") from exc
     if as_json:
-        _json(detail)
+        print_json(detail)
         return
     click.echo(f"Release {detail['id']}  {detail['commit']}  {detail['state']}")
     click.echo(f"  {detail['reason']}")

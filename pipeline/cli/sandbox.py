@@ -15,8 +15,8 @@ from typing import Any
 import click
 
 from pipeline import bootstrap, demo
-from pipeline.cli.common import CONFIG_OPTION, _connect, _services, _settings
-from pipeline.cli.serve import _serve, _StopSignal
+from pipeline.cli.common import CONFIG_OPTION, build_services, read_settings, services_for
+from pipeline.cli.serve import StopSignal, serve_until_stopped
 from pipeline.errors import ConfigInvalid
 from pipeline.scheduler import Scheduler
 from pipeline.web.app import WEBHOOK_PATH
@@ -45,9 +45,9 @@ def state_dir_option(help: str) -> Callable[[Callable[..., Any]], Callable[..., 
 def run(config_path: Path, state_dir: Path) -> None:
     """The service: on the real Bitbucket and Heroku when BITBUCKET_TOKEN and HEROKU_API_KEY are
     set; otherwise on the local sandbox, with one demo change merged so something flows."""
-    settings = _settings(config_path, require_secrets=False)
+    settings = read_settings(config_path, require_secrets=False)
     if not settings.sandbox:
-        _serve(_services(config_path))
+        serve_until_stopped(services_for(config_path))
         return
     click.echo(
         "BITBUCKET_TOKEN and HEROKU_API_KEY are not set: running on the local sandbox "
@@ -64,7 +64,7 @@ def run(config_path: Path, state_dir: Path) -> None:
         _describe(info, err=True)
         overrides = dict(info["env"]) | {"PIPELINE_DATABASE_URL": bootstrap.sandbox_database_url(state_dir)}
         overrides.setdefault("PIPELINE_WEBHOOK_PORT", "0")  # any free port; the hook is told which
-        services = _connect(_settings(config_path, overrides=overrides))
+        services = build_services(read_settings(config_path, overrides=overrides))
 
         def merge_a_change(scheduler: Scheduler, server: WebServer | None) -> None:
             if server is not None:  # the sandbox's Bitbucket posts its webhooks to this serve
@@ -100,7 +100,7 @@ def run(config_path: Path, state_dir: Path) -> None:
                 err=True,
             )
 
-        _serve(services, ready=merge_a_change)
+        serve_until_stopped(services, ready=merge_a_change)
     finally:
         box.stop()
 
@@ -111,7 +111,7 @@ def demo_command(config_path: Path) -> None:
     """Tell the whole story on a fresh sandbox and print the timeline: a good merge goes to
     production; a merge that breaks the health check stops at staging; a release whose production
     check fails is rolled back."""
-    _settings(config_path, require_secrets=False)  # exit 2 on a bad configuration before anything starts
+    read_settings(config_path, require_secrets=False)  # exit 2 on a bad configuration before anything starts
     with tempfile.TemporaryDirectory(prefix="pipeline-demo-") as state_dir:
         try:
             demo.tell_story(config_path, Path(state_dir), say=click.echo)
@@ -160,7 +160,7 @@ def sandbox_up(
 ) -> None:
     """Start the stand-ins and run until SIGINT or SIGTERM, then stop every process started."""
     ports = {"bitbucket": bitbucket_port, "heroku": heroku_port, "heroku-data": heroku_data_port}
-    stop = _StopSignal()
+    stop = StopSignal()
 
     box = bootstrap.sandbox(
         state_dir,

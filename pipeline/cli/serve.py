@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from pipeline import bootstrap
-from pipeline.cli.common import CONFIG_OPTION, _services
+from pipeline.cli.common import CONFIG_OPTION, services_for
 from pipeline.config import missing_webhook_secret
 from pipeline.scheduler import Scheduler
 from pipeline.services import Services
@@ -25,18 +25,20 @@ from pipeline.web.server import WebServer
 @CONFIG_OPTION
 def serve(config_path: Path) -> None:
     """Run passes every schedule.poll_interval until SIGINT or SIGTERM."""
-    services = _services(config_path)
-    _serve(services)
+    services = services_for(config_path)
+    serve_until_stopped(services)
 
 
-def _serve(services: Services, ready: Callable[[Scheduler, WebServer | None], None] | None = None) -> None:
+def serve_until_stopped(
+    services: Services, ready: Callable[[Scheduler, WebServer | None], None] | None = None
+) -> None:
     """Passes on the scheduler and, with ``webhooks:``, the webhook receiver, until a signal.
     ``ready(scheduler, server)`` runs in a thread of its own once both are up."""
     settings = services.settings
     for problem in missing_webhook_secret(settings):
         click.echo(f"error: {problem}", err=True)
         sys.exit(2)
-    stop = _StopSignal()
+    stop = StopSignal()
     interval = settings.schedule.poll_interval
     scheduler = Scheduler(lambda detect: services.tick(detect=detect), interval)
     try:
@@ -68,7 +70,7 @@ def _serve(services: Services, ready: Callable[[Scheduler, WebServer | None], No
     click.echo("Stopped.", err=True)
 
 
-class _StopSignal:
+class StopSignal:
     """SIGINT or SIGTERM, asking a long-running command to stop.
 
     The handler only sets a flag and the main thread polls it: a handler that takes a lock (as

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from pipeline.cli.common import CONFIG_OPTION, _connect, _settings
+from pipeline.cli.common import CONFIG_OPTION, build_services, read_settings
 from pipeline.config import missing_webhook_secret
 from pipeline.errors import ExternalError
 from pipeline.web.app import WEBHOOK_PATH
@@ -29,7 +29,7 @@ def webhooks() -> None:
 def webhooks_install(config_path: Path, url: str | None) -> None:
     """Register the webhook, with BITBUCKET_WEBHOOK_SECRET, on the repository (or update it:
     running it again changes nothing but the secret, events and URL it was given)."""
-    settings = _settings(config_path)
+    settings = read_settings(config_path)
     hooks = settings.webhooks
     if hooks is None:
         click.echo(
@@ -57,7 +57,7 @@ def webhooks_install(config_path: Path, url: str | None) -> None:
             err=True,
         )
         sys.exit(2)
-    services = _connect(settings)
+    services = build_services(settings)
     try:
         hook, outcome = services.install_webhook(target)
     except ExternalError as exc:
