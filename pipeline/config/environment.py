@@ -35,10 +35,10 @@ ENVIRONMENT = "environment"
 
 SECRET_HINTS = {
     "BITBUCKET_TOKEN": (
-        "not set: export the controller's Bitbucket credential (it reads the repository, posts "
-        "statuses, pushes release branches, opens and merges pull requests): a repository, project or "
-        "workspace access token, or an Atlassian API token with BITBUCKET_EMAIL set to its account's "
-        "e-mail; `pipeline sandbox env` prints the sandbox's"
+        "not set: export the Bitbucket API token of the controller's account, with BITBUCKET_EMAIL set to "
+        "that account's e-mail, or a repository, project or workspace access token alone (it reads the "
+        "repository, posts statuses, pushes release branches, opens and merges pull requests); "
+        "`pipeline sandbox env` prints the sandbox's"
     ),
     "HEROKU_API_KEY": (
         "not set: export a Heroku API key allowed to deploy both apps, promote between them and "

@@ -22,6 +22,8 @@ from pipeline.model import (
     EnvironmentState,
     HerokuBuild,
     HerokuRelease,
+    Intent,
+    Merge,
     Participant,
     Person,
     Promotion,
@@ -533,7 +535,44 @@ def test_released_merges_then_verifies_backups() -> None:
     decision = domain.decide(
         r, Observation(pull_request=pr(), latest_backup=backup("completed")), POLICY, NOW
     )
-    assert kinds(decision) == ["MergePullRequest", "BackupsVerified"]
+    assert kinds(decision) == ["MergePullRequest"]  # merged first: the release ends once it is
+    merged = replace(pr(), state="MERGED", merge_commit="m" * 12)
+    decision = domain.decide(
+        r, Observation(pull_request=merged, latest_backup=backup("completed")), POLICY, NOW
+    )
+    assert kinds(decision) == ["BackupsVerified"]
+
+
+def test_a_merge_bitbucket_runs_as_a_task_is_waited_for_and_never_asked_twice() -> None:
+    asked = release(State.RELEASED, pull_request_id=4, pending_action=Intent.MERGE, pending_since=NOW)
+    seen = Observation(pull_request=pr(), latest_backup=backup("completed"))
+    waiting = domain.decide(asked, seen, POLICY, NOW + timedelta(seconds=1))
+    assert kinds(waiting) == ["Wait"] and waiting.wait is not None and waiting.wait.on == WaitingOn.BITBUCKET
+    running = replace(asked, merge_task="http://bb/task/1")
+    pending = Observation(pull_request=pr(), merge=Merge("pending", task="http://bb/task/1"))
+    assert kinds(domain.decide(running, pending, POLICY, NOW + timedelta(hours=1))) == ["Wait"]
+    done = Observation(pull_request=pr(), merge=Merge("merged", commit="m" * 40, task="http://bb/task/1"))
+    merged = domain.decide(running, done, POLICY, NOW)
+    assert kinds(merged) == ["ReleasePullRequestMerged"] and final_state(merged) is None
+    update = merged.actions[0]
+    assert isinstance(update, domain.Update) and update.fields["merge_task"] is None
+    failed = Observation(pull_request=pr(), merge=Merge("failed", task="http://bb/task/1", detail="conflict"))
+    gave_up = domain.decide(running, failed, POLICY, NOW)
+    assert kinds(gave_up) == ["ReleaseMergeFailed"] and "conflict" in gave_up.actions[0].reason
+    after = replace(running, merge_task=None, pending_action=None, feedback=("merge",))
+    ends = domain.decide(
+        after, Observation(pull_request=pr(), latest_backup=backup("completed")), POLICY, NOW
+    )
+    assert kinds(ends) == ["BackupsVerified"]  # not merged again
+
+
+def test_a_merge_seen_done_after_a_crash_is_recorded_once() -> None:
+    asked = release(State.RELEASED, pull_request_id=4, pending_action=Intent.MERGE, pending_since=NOW)
+    merged = replace(pr(), state="MERGED", merge_commit="m" * 12)
+    decision = domain.decide(
+        asked, Observation(pull_request=merged, latest_backup=backup("completed")), POLICY, NOW
+    )
+    assert kinds(decision) == ["ReleasePullRequestMerged", "BackupsVerified"]
 
 
 @pytest.mark.parametrize(
