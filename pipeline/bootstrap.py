@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pipeline.adapters.bitbucket import BitbucketCloud
+    from pipeline.adapters.heroku import HerokuPlatform
+    from pipeline.adapters.heroku_data import HerokuBackups
     from pipeline.config import Settings
     from pipeline.model import Person
     from pipeline.ports import SourceControl
@@ -63,8 +65,6 @@ def services(settings: Settings, *, connect: bool = True) -> Services:
     """The services over the real adapters. ``connect=False`` gives the store-only services the
     reading commands need (history, show); otherwise credentials are checked here, once, so a bad
     token fails at start with a message naming it."""
-    from pipeline.adapters.heroku import HerokuPlatform
-    from pipeline.adapters.heroku_data import HerokuBackups
     from pipeline.controller import Controller
     from pipeline.services import Services
 
@@ -72,11 +72,7 @@ def services(settings: Settings, *, connect: bool = True) -> Services:
     releases = store(settings)
     if not connect:
         return Services(settings, releases)
-    assert settings.heroku_api_key is not None
-    heroku_key = settings.heroku_api_key.get_secret_value()
-    source = bitbucket(settings)
-    platform = HerokuPlatform(settings.heroku.api_url, heroku_key)
-    backups = HerokuBackups(settings.heroku.data_api_url, settings.heroku.api_url, heroku_key)
+    source, platform, backups = adapters(settings)
     account = source.check_access()
     platform.check_access()
     approvers, reviewers = pinned_approvers(settings, source, account)
@@ -90,7 +86,35 @@ def services(settings: Settings, *, connect: bool = True) -> Services:
         approvers=approvers,
         reviewers=reviewers,
     )
-    return Services(settings, releases, controller=controller, platform=platform, source=source)
+    return Services(
+        settings, releases, controller=controller, platform=platform, source=source, backups=backups
+    )
+
+
+def unchecked_services(settings: Settings) -> Services:
+    """The services over the real adapters, with nothing checked yet (no request is sent): for
+    ``pipeline credentials check``, which reports every credential's trouble rather than stopping
+    at the first. No controller: nothing moves releases with them."""
+    from pipeline.services import Services
+
+    redact_logs(settings.secrets)
+    source, platform, backups = adapters(settings)
+    return Services(settings, store(settings), platform=platform, source=source, backups=backups)
+
+
+def adapters(settings: Settings) -> tuple[BitbucketCloud, HerokuPlatform, HerokuBackups]:
+    """Bitbucket, Heroku and the Heroku Data API with the settings' credentials (building them sends
+    no request)."""
+    from pipeline.adapters.heroku import HerokuPlatform
+    from pipeline.adapters.heroku_data import HerokuBackups
+
+    assert settings.heroku_api_key is not None
+    heroku_key = settings.heroku_api_key.get_secret_value()
+    return (
+        bitbucket(settings),
+        HerokuPlatform(settings.heroku.api_url, heroku_key),
+        HerokuBackups(settings.heroku.data_api_url, settings.heroku.api_url, heroku_key),
+    )
 
 
 def bitbucket(settings: Settings) -> BitbucketCloud:

@@ -25,10 +25,11 @@ from fabric import task
 from invoke import Context, Exit
 
 from pipeline import bootstrap
+from pipeline.config import Settings
 from pipeline.errors import BadInput, ConfigInvalid, ExternalError, Refused
 from pipeline.model import RollbackState
 from pipeline.rollbacks import RollbackPlan
-from pipeline.services import Services, SettleTimeout, frozen_text
+from pipeline.services import Services, SettleTimeout, check_line, frozen_text
 
 CONFIG = "pipeline.yml"
 BAD_INPUT = 2
@@ -46,14 +47,22 @@ def _services(config: str, *, connect: bool = True) -> Services:
     """Settings and services as the ``pipeline`` command builds them (``connect=False``: the store
     only, as its freeze, unfreeze and unlock do). A configuration problem exits 2, one ``error:``
     line each; a credential refused or a service unreachable at start exits 1."""
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = _settings(config, require_secrets=connect)
     try:
-        settings = bootstrap.settings(Path(config), require_secrets=connect)
         return bootstrap.services(settings, connect=connect)
     except ConfigInvalid as exc:
         raise Exit("\n".join(f"error: {problem}" for problem in exc.problems), BAD_INPUT) from exc
     except ExternalError as exc:
         raise Exit(f"error: cannot start: {exc}", REFUSED) from exc
+
+
+def _settings(config: str, *, require_secrets: bool = True) -> Settings:
+    """The settings as the ``pipeline`` command reads them; a problem exits 2, one line each."""
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return bootstrap.settings(Path(config), require_secrets=require_secrets)
+    except ConfigInvalid as exc:
+        raise Exit("\n".join(f"error: {problem}" for problem in exc.problems), BAD_INPUT) from exc
 
 
 def _asked(request: Callable[[], T]) -> T:
@@ -229,9 +238,13 @@ def restore_drill(c: Context, backup: str | None = None, keep: bool = False, con
 def rotate_credentials(c: Context, webhook_url: str | None = None, config: str = CONFIG) -> None:
     """After putting new credentials in the environment: check each, re-arm the webhook."""
     _here(c, "rotate-credentials")
-    services = _services(config)  # a refused token or key exits 1 here, naming the variable
-    lines = _asked(lambda: services.rotate_credentials(webhook_url))
-    for line in lines:
-        print(line)
+    services = bootstrap.unchecked_services(_settings(config))
+    checks = _asked(lambda: services.check_credentials(webhook_url))
+    for check in checks:
+        print(check_line(check))
     if services.settings.webhooks is not None and services.settings.webhook_secret is None:
         print("BITBUCKET_WEBHOOK_SECRET is not set: the webhook was not touched, and serve will not start.")
+    missing = [check for check in checks if not check.ok]
+    if missing:
+        said = "\n".join(f"error: {c.credential} cannot {c.need}: {c.detail}" for c in missing)
+        raise Exit(said, REFUSED)

@@ -26,8 +26,9 @@ from typing import Any
 
 from pipeline import restore, rollbacks
 from pipeline.controller import PassReport
-from pipeline.model import EnvironmentState, Release, Rollback, Webhook
+from pipeline.model import EnvironmentState, PermissionCheck, Release, Rollback, Webhook
 from pipeline.services import backups, credentials, environments, hotfixes, passes, rolling_back, views
+from pipeline.services.credentials import check_line
 from pipeline.services.environments import frozen_text, given_reason, parse_until
 from pipeline.services.passes import SettleTimeout
 from pipeline.services.views import event_json, release_detail, release_summary
@@ -90,12 +91,12 @@ class Services(Wiring):
 
     # --- Credentials -------------------------------------------------------------------------------
 
-    def rotate_credentials(self, webhook_url: str | None = None) -> list[str]:
-        """After new credentials were put in the environment: check that each one works and reaches
-        what the controller needs (the repository, both apps, the workspace members who approve), and
-        give Bitbucket the webhook secret again; say what was checked. Raises ExternalError naming the
-        credential that is refused. Nothing is printed or recorded of the secrets themselves."""
-        return credentials.rotate_credentials(self, webhook_url)
+    def check_credentials(self, webhook_url: str | None = None) -> list[PermissionCheck]:
+        """Each credential in the environment (after rotating them too): which kind it is taken to
+        be, which account it acts as, each permission the release path needs and whether it has it
+        (with what to do when not); then the webhook is given its secret again. Recorded in the
+        history; nothing of the secrets themselves is printed or recorded."""
+        return credentials.check_credentials(self, webhook_url)
 
     # --- Rollbacks -----------------------------------------------------------------------------
 
@@ -166,6 +167,7 @@ class Services(Wiring):
 __all__ = [
     "Services",
     "SettleTimeout",
+    "check_line",
     "event_json",
     "frozen_text",
     "given_reason",

@@ -11,7 +11,7 @@ from datetime import datetime
 from pipeline.config import Settings, StageSettings
 from pipeline.controller import Controller, PassReport, utcnow
 from pipeline.errors import BadInput
-from pipeline.ports import Platform, ReleaseStore, SourceControl
+from pipeline.ports import Backups, Platform, ReleaseStore, SourceControl
 
 
 @dataclass
@@ -23,6 +23,7 @@ class Wiring:
     controller: Controller | None = None
     platform: Platform | None = None
     source: SourceControl | None = None
+    backups: Backups | None = None
     clock: Callable[[], datetime] = utcnow
 
     def tick(self, detect: bool | None = True) -> PassReport:
