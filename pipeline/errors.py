@@ -53,6 +53,12 @@ class Refused(PipelineError):
     the message says why and what to do. Nothing was changed."""
 
 
+class LeaseLost(PipelineError):
+    """The pass lock is no longer surely ours (the process was paused or slowed past its lease, or
+    another process holds it now): the pass stops before writing or asking for anything, and the
+    holder of the lock carries on from what the store says."""
+
+
 class ExternalError(PipelineError):
     """A call to Bitbucket, Heroku or the Heroku Data API did not do what was asked.
 

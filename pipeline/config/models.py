@@ -171,6 +171,12 @@ class ScheduleSettings(_Section):
     poll_interval: PositiveDuration = Field(
         default=timedelta(seconds=30), description="time between two reconcile passes"
     )
+    effect_grace: PositiveDuration = Field(
+        default=timedelta(minutes=2),
+        description="how long something asked of Heroku or Bitbucket whose answer was lost (a crash, "
+        "a timeout) may take to show up before it is asked for again; keep it well above the 30 s "
+        "request timeout",
+    )
 
 
 class HerokuSettings(_Section):

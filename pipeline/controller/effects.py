@@ -10,7 +10,7 @@ ends the release with the reason, said on its commit too.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from pipeline import domain, notes
@@ -32,8 +32,10 @@ class ReleaseEffects:
         history: History,
         feedback: Feedback,
         reviewers: tuple[str, ...] = (),
+        fence: Callable[[], None] = lambda: None,
     ) -> None:
         self.settings = settings
+        self.fence = fence  # right before each call that creates something: the lease is still ours
         self.reviewers = reviewers  # who Bitbucket asks to review a release pull request
         self.source = source
         self.platform = platform
@@ -85,6 +87,7 @@ class ReleaseEffects:
                 EventKind.StagingBuildRequested,
                 f"building {release.commit[:12]} ({size}) on {app}",
             )
+            self.fence()
             with self._answered(release, Intent.DEPLOY):
                 build = self.platform.start_build(app, source_url, checksum, release.commit)
         except Permanent as exc:
@@ -135,6 +138,7 @@ class ReleaseEffects:
             release, Intent.BACKUP, EventKind.BackupRequested, f"capturing a backup of {app}"
         )
         try:
+            self.fence()
             with self._answered(release, Intent.BACKUP):
                 backup = self.backups.capture(app)
         except Permanent as exc:
@@ -174,6 +178,7 @@ class ReleaseEffects:
         )
         try:
             assert release.staging_release_id is not None and prod.pipeline is not None
+            self.fence()
             promotion = self.platform.promote(
                 prod.pipeline, release.staging_app, release.staging_release_id, prod.app
             )
@@ -202,6 +207,7 @@ class ReleaseEffects:
             {"reason": action.why},
         )
         try:
+            self.fence()
             with self._answered(release, Intent.ROLLBACK):
                 rollback = self.platform.rollback(app, action.release_id)
         except Permanent as exc:
@@ -243,6 +249,7 @@ class ReleaseEffects:
             release, Intent.MERGE, EventKind.ReleaseMergeRequested, f"merging #{pr_id} into {into}"
         )
         try:
+            self.fence()
             merge = self.source.merge_pull_request(pr_id, message)
         except Permanent as exc:
             why = (

@@ -5,7 +5,8 @@ step of the path: a refusal is logged (or recorded) and the release goes on with
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from datetime import datetime
 
 from pipeline import domain, notes
 from pipeline.config import Settings
@@ -62,15 +63,17 @@ class Feedback:
     def notify_changes(self, release: Release, action: domain.NotifyChanges) -> Release:
         """Comment on each merged pull request of the release that its change reached a stage.
 
-        Write-ahead per pull request: its key goes into ``release.feedback`` with a "?" before the
-        comment is posted and without once it is. A pass that finds a "?" (it died around the post)
-        reads the pull request's comments and posts only when none carries the marker."""
+        Write-ahead per pull request: its key goes into ``release.feedback`` with a "?" and the time
+        before the comment is posted, and without once it is. A pass that finds such a mark leaves
+        it alone while the comment may still be landing (``Policy.intent_grace``: a post whose answer
+        timed out may be carried out later); after that, it reads the pull request's comments and
+        posts again only when none carries the marker."""
         marker = notes.comment_marker(release, action.stage)
         announced: set[str] = set()
         if action.stage == "staging":  # once on staging is enough, whichever release took it there
             for other in self.store.history(self.settings.name, 200):
                 if other.id != release.id:
-                    announced.update(k for k in other.feedback if not k.endswith("?"))
+                    announced.update(k for k in other.feedback if "?" not in k)
         stage = self.settings.staging if action.stage == "staging" else self.settings.production
         version = (
             release.staging_release_version
@@ -81,25 +84,31 @@ class Feedback:
             key = f"{action.stage}:#{change.id}"
             if key in release.feedback or key in announced:
                 continue
+            marks = [k for k in release.feedback if k.startswith(f"{key}?")]
+            asked = max((t for k in marks if (t := _marked_at(k)) is not None), default=None)
+            now = self.history.clock()
+            if asked is not None and now - asked < self.policy.intent_grace:
+                continue  # posted a moment ago, answer unknown: it may still land
             text = notes.change_comment(release, change, action.stage, stage.app, version)
             try:
-                if f"{key}?" in release.feedback:
-                    posted = any(c.text.startswith(marker) for c in self.source.comments(change.id))
-                else:
-                    release = self.note(release, add=f"{key}?")
-                    posted = False
+                posted = bool(marks) and any(
+                    c.text.startswith(marker) for c in self.source.comments(change.id)
+                )
                 if not posted:
+                    release = self.note(release, add=f"{key}?{now.isoformat()}", remove=marks)
                     self.source.comment(change.id, text)
             except Permanent as exc:  # feedback is not a step of the path: say so and go on
                 log.warning(
                     "release %s: could not comment on pull request #%s: %s", release.id, change.id, exc
                 )
-            release = self.note(release, add=key, remove=f"{key}?")
+            release = self.note(
+                release, add=key, remove=[k for k in release.feedback if k.startswith(f"{key}?")]
+            )
         return release
 
-    def note(self, release: Release, *, add: str, remove: str | None = None) -> Release:
+    def note(self, release: Release, *, add: str, remove: Sequence[str] = ()) -> Release:
         """Keep in the release what was said (a feedback key), so it is said once."""
-        keys = (*(k for k in release.feedback if k not in (add, remove)), add)
+        keys = (*(k for k in release.feedback if k != add and k not in remove), add)
         return self.history.save(release, {"feedback": keys})
 
     def description(self, release: Release) -> str:
@@ -146,6 +155,14 @@ class Feedback:
             refs={"pull_request": str(release.pull_request_id)},
             keep_reason=True,
         )
+
+
+def _marked_at(mark: str) -> datetime | None:
+    """When a "key?time" mark was written (None: a mark from before marks carried their time)."""
+    try:
+        return datetime.fromisoformat(mark.partition("?")[2])
+    except ValueError:
+        return None
 
 
 def production_release_before(store: ReleaseStore, pipeline: str, release_id: int) -> Release | None:

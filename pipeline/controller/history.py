@@ -24,10 +24,20 @@ CRASH_EXIT_STATUS = 70
 
 
 class History:
-    def __init__(self, store: ReleaseStore, clock: Callable[[], datetime], crash_at: tuple[str, ...]) -> None:
+    """``lease``: called before every write; raises ``LeaseLost`` when the pass lock may no longer
+    be this process's (a paused process writes nothing once its lease may have run out)."""
+
+    def __init__(
+        self,
+        store: ReleaseStore,
+        clock: Callable[[], datetime],
+        crash_at: tuple[str, ...],
+        lease: Callable[[], None] = lambda: None,
+    ) -> None:
         self.store = store
         self.clock = clock
         self.crash_at = crash_at
+        self.lease = lease
 
     def crash_point(self, point: str) -> None:
         """Fault injection (PIPELINE_CRASH_AT): die here, as a killed process would, with no cleanup."""
@@ -41,6 +51,7 @@ class History:
     def apply(self, release: Release, update: ReleaseUpdate) -> Release:
         """A decision's update: its event and changes, or (``silent``) the changes alone."""
         if update.silent:
+            self.lease()
             return self.store.save(replace(release.changed(update.fields), updated_at=self.clock()), [])
         return self.record(
             release,
@@ -88,12 +99,14 @@ class History:
         moved = f" ({release.state} -> {updated.state})" if updated.state != release.state else ""
         log.info("release %s %s: %s%s", release.id, kind, reason, moved)
         self.crash_point(f"before:{kind}")
+        self.lease()
         saved = self.store.save(updated, [event])
         self.crash_point(f"after:{kind}")
         return saved
 
     def save(self, release: Release, changes: ReleaseChanges) -> Release:
         """Save fields that are no step of the path (feedback keys, the last word): no event."""
+        self.lease()
         return self.store.save(release.changed(changes), [])
 
     def mark_pending(
@@ -114,6 +127,7 @@ class History:
         """A rollback decision's update, with its event filed under the release it took out."""
         now = self.clock()
         updated = replace(rollback.changed(update.fields), state=update.to or rollback.state, updated_at=now)
+        self.lease()
         if update.silent:
             return self.store.save_rollback(updated, [])
         log.info("rollback %s %s: %s", rollback.id, update.kind, update.reason)

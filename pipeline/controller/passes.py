@@ -29,7 +29,7 @@ from pipeline.controller.releases import ReleaseRunner
 from pipeline.controller.report import PassReport
 from pipeline.controller.rollbacks import RollbackRunner
 from pipeline.controller.stage import StageGuard
-from pipeline.errors import Permanent, Temporary
+from pipeline.errors import LeaseLost, Permanent, Temporary
 from pipeline.model import Person, Release
 from pipeline.ports import Backups, Platform, ReleaseStore, SourceControl
 
@@ -66,10 +66,12 @@ class Controller:
         self.clock = clock
         self.policy = policy_of(settings, controller_account, approvers)
         self.guard = StageGuard(settings, store, clock)
-        history = History(store, clock, settings.crash_at)
+        history = History(store, clock, settings.crash_at, lease=self.guard.still_held)
         checker = Checker(settings, platform, store)
         feedback = Feedback(settings, source, store, history, self.policy, checker.web_url)
-        effects = ReleaseEffects(settings, source, platform, backups, history, feedback, reviewers)
+        effects = ReleaseEffects(
+            settings, source, platform, backups, history, feedback, reviewers, fence=self.guard.fence
+        )
         observer = ReleaseObserver(
             settings, source, platform, backups, store, self.guard, checker, effects.refused
         )
@@ -93,30 +95,38 @@ class Controller:
             return PassReport(
                 skipped=f"another pass of {self.settings.name} is running ({guard.holder_now()})"
             )
+        report = PassReport()
         try:
-            report = PassReport()
-            # Rollbacks people asked for come first: while one runs, nothing deploys there.
-            for rollback in self.store.rollbacks(self.settings.name, active=True):
-                report.rollbacks.append(self.rollbacks.advance(rollback))
-            due = self._last_detect is None or time.monotonic() - self._last_detect >= DETECT_EVERY
-            if detect or (detect is None and due):
-                try:
-                    self._last_detect = time.monotonic()
-                    report.detected = self.detector.detect()
-                except Temporary as exc:
-                    log.warning("detection deferred: %s", exc)
-                except Permanent as exc:
-                    log.error("cannot look for new candidates: %s", exc)
-                    report.problem = f"cannot look for new candidates: {exc}"
-            for release in self.store.active(self.settings.name):
-                if not guard.renew():
-                    # The lease ran out and another process took it: stop before doing anything twice.
-                    report.skipped = "the pass lock was lost mid-pass; the other holder carries on"
-                    break
-                report.releases.append(self.releases.advance(release, look=bool(detect)))
-            return report
+            self._pass(report, detect)
+        except LeaseLost as exc:
+            # Paused or slowed past the lease: whatever this process read may be stale, and another
+            # may be acting on it; nothing more is written or asked for here.
+            log.error("%s", exc)
+            report.skipped = f"{exc}; the holder of the lock carries on"
         finally:
             guard.give_back()
+        return report
+
+    def _pass(self, report: PassReport, detect: bool | None) -> None:
+        # Rollbacks people asked for come first: while one runs, nothing deploys there.
+        for rollback in self.store.rollbacks(self.settings.name, active=True):
+            report.rollbacks.append(self.rollbacks.advance(rollback))
+        due = self._last_detect is None or time.monotonic() - self._last_detect >= DETECT_EVERY
+        if detect or (detect is None and due):
+            try:
+                self._last_detect = time.monotonic()
+                report.detected = self.detector.detect()
+            except Temporary as exc:
+                log.warning("detection deferred: %s", exc)
+            except Permanent as exc:
+                log.error("cannot look for new candidates: %s", exc)
+                report.problem = f"cannot look for new candidates: {exc}"
+        for release in self.store.active(self.settings.name):
+            if not self.guard.renew():
+                # The lease ran out and another process took it: stop before doing anything twice.
+                report.skipped = "the pass lock was lost mid-pass; the other holder carries on"
+                break
+            report.releases.append(self.releases.advance(release, look=bool(detect)))
 
     # --- What services ask of the controller ----------------------------------------------------
 

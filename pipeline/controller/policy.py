@@ -35,6 +35,7 @@ def policy_of(
         source_branch=settings.source.branch,
         production_branch=settings.source.production_branch,
         windows={s.name: s.windows.windows() for s in settings.stages if s.windows is not None},
+        intent_grace=settings.schedule.effect_grace,
     )
 
 

@@ -128,6 +128,7 @@ class RollbackRunner:
         )
         rollback = self.history.apply_rollback(rollback, mark)
         try:
+            self.guard.fence()
             created = self.platform.rollback(rollback.app, rollback.to_release_id)
         except ExternalError as exc:
             if exc.status is not None:

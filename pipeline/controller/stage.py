@@ -19,13 +19,16 @@ from datetime import datetime, timedelta
 
 from pipeline.config import Settings, StageSettings
 from pipeline.domain import CONTROLLER
-from pipeline.errors import Refused
+from pipeline.errors import LeaseLost, Refused
 from pipeline.model import Event, EventKind, Release, State
 from pipeline.ports import ReleaseStore
 
 log = logging.getLogger("pipeline.controller")
 
 LOCK_TTL = timedelta(minutes=5)
+# The lease is taken for lost this long before it runs out, on this process's own clock: the store's
+# clock and ours may differ a little, and a write takes a moment.
+LEASE_MARGIN = 15.0
 
 
 class StageGuard:
@@ -34,6 +37,7 @@ class StageGuard:
         self.store = store
         self.clock = clock
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._lease_until = 0.0  # time.monotonic() at which the lease we hold may have run out
 
     def stage(self, name: str) -> StageSettings:
         return next(s for s in self.settings.stages if s.name == name)
@@ -49,20 +53,45 @@ class StageGuard:
         """Take the pass lock; a lease left by a dead process on this host is taken over at once
         (another host's lease runs out after LOCK_TTL)."""
         now = self.clock()
-        if self.store.acquire_lock(self.lock_name, self.holder, now, LOCK_TTL.total_seconds()):
+        if self._acquire(now):
             return True
         holder = self.store.lock_holder(self.lock_name, now)
         if holder is None or not _dead_here(holder):
             return False
         log.warning("taking over the pass lock from %s, which is no longer running", holder)
         self.store.release_lock(self.lock_name, holder)
-        return self.store.acquire_lock(self.lock_name, self.holder, now, LOCK_TTL.total_seconds())
+        return self._acquire(now)
 
     def renew(self) -> bool:
         """Renew the lease; False when it ran out and another process took the lock."""
-        return self.store.acquire_lock(self.lock_name, self.holder, self.clock(), LOCK_TTL.total_seconds())
+        return self._acquire(self.clock())
+
+    def _acquire(self, now: datetime) -> bool:
+        started = time.monotonic()
+        if not self.store.acquire_lock(self.lock_name, self.holder, now, LOCK_TTL.total_seconds()):
+            self._lease_until = 0.0
+            return False
+        self._lease_until = started + LOCK_TTL.total_seconds() - LEASE_MARGIN
+        return True
+
+    def still_held(self) -> None:
+        """Before a write: LeaseLost when the lease may have run out since it was last renewed (on
+        this process's clock, which runs on while the process is paused). No request."""
+        if time.monotonic() >= self._lease_until:
+            raise LeaseLost(f"the pass lock of {self.settings.name} may have run out: this pass stops here")
+
+    def fence(self) -> None:
+        """Right before asking Heroku or Bitbucket for something that is not safe to ask twice: the
+        lease must still be ours, renewed in the store now. A process paused or slowed past its
+        lease stops here, before doing what another holder may have done meanwhile."""
+        self.still_held()
+        if not self.renew():
+            raise LeaseLost(
+                f"another process holds the pass lock of {self.settings.name} now: this pass stops"
+            )
 
     def give_back(self) -> None:
+        self._lease_until = 0.0
         self.store.release_lock(self.lock_name, self.holder)
 
     def holder_now(self) -> str | None:

@@ -101,10 +101,10 @@ class Policy:
     # How long the new release's dynos may take to start before verification fails.
     dyno_start_timeout: timedelta = timedelta(minutes=2)
     backup_max_age: timedelta = timedelta(hours=26)
-    # How long an effect marked pending may take to show up on Heroku before it is done again: an
-    # answer lost in a crash is processed within a request timeout, and Heroku lists builds,
-    # backups and releases as soon as it accepts them.
-    intent_grace: timedelta = timedelta(seconds=20)
+    # How long an effect marked pending may take to show up on Heroku before it is done again: a
+    # call whose answer was lost (a crash, a timeout) may still be processed after the client gave
+    # up; well above the request timeout (30 s), it is never asked for again while it may run.
+    intent_grace: timedelta = timedelta(minutes=2)
     # The stages' names (as in `pipeline freeze production`) and when a deployment of each may start.
     staging_name: str = "staging"
     production_name: str = "production"
