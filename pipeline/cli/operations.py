@@ -1,5 +1,5 @@
 """Operations on environments and releases: ``freeze``, ``unfreeze``, ``unlock``, ``promote``,
-``hotfix`` and ``rollback``."""
+``hotfix``, ``abort`` and ``rollback``."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from pipeline.cli.common import CONFIG_OPTION, ENV, REASON, asked, services_for
+from pipeline.errors import NotFound
 from pipeline.model import RollbackState
 from pipeline.services import SettleTimeout, frozen_text
 
@@ -60,6 +61,21 @@ def promote(config_path: Path, env: str, now: bool, reason: str) -> None:
     override, recorded as such. The approval rules still hold, and a lock does not give way."""
     services = services_for(config_path)  # --now is required: click refuses (exit 2) without it
     release = asked(lambda: services.promote_now(env, reason))
+    click.echo(f"release {release.id} {release.commit[:12]} {release.state}: {release.reason}")
+
+
+@click.command()
+@CONFIG_OPTION
+@click.argument("release_id", metavar="RELEASE", type=click.IntRange(1, 2**31 - 1))
+@REASON
+def abort(config_path: Path, release_id: int, reason: str) -> None:
+    """End RELEASE before it is promoted: said on its commit and declined in Bitbucket, recorded
+    as aborted with your name and reason. Refused once it is promoting (roll back instead)."""
+    services = services_for(config_path)
+    try:
+        release = asked(lambda: services.abort(release_id, reason))
+    except NotFound as exc:
+        raise click.ClickException(f"no release {release_id}: `pipeline history` lists them") from exc
     click.echo(f"release {release.id} {release.commit[:12]} {release.state}: {release.reason}")
 
 

@@ -234,6 +234,11 @@ class BackupSettings(_Section):
         default=timedelta(hours=26),
         description="the newest completed production backup may be at most this old",
     )
+    capture_timeout: PositiveDuration = Field(
+        default=timedelta(hours=6),
+        description="a pre-promotion backup still running after this long ends the release "
+        "promotion_failed (production unchanged)",
+    )
     restore_checks: tuple[Text, ...] = Field(
         default=(),
         description="SQL the restore drill runs on a restored backup; each returns true or a non-zero number",

@@ -8,6 +8,7 @@ build labelled with the release's commit, a backup or a production release creat
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -32,6 +33,8 @@ from pipeline.ports import Backups, Platform, ReleaseStore, SourceControl
 
 # How far Heroku's clock may be behind ours when we look for an effect by the time we asked for it.
 CLOCK_SKEW = timedelta(seconds=30)
+# While a backup runs, its release's pull request is read at most this often (unless told to look).
+APPROVAL_LOOK_EVERY = 10.0
 
 
 @dataclass(frozen=True)
@@ -64,9 +67,11 @@ class ReleaseObserver:
         self.guard = guard
         self.checker = checker
         self.refused = refused
+        self._approval_looked: dict[int, float] = {}  # release id -> time.monotonic() of the last read
 
-    def observe(self, release: Release, now: datetime) -> Observation:
-        """Read what the release's state needs, and nothing else."""
+    def observe(self, release: Release, now: datetime, *, look_now: bool = False) -> Observation:
+        """Read what the release's state needs, and nothing else (``look_now``: a webhook said
+        something changed: read what is read only now and then too)."""
         state = release.state
         others = [r for r in self.store.active(self.settings.name) if r.id != release.id]
         # Only a newer release that contains this one may take its place (a hotfix and develop
@@ -130,20 +135,19 @@ class ReleaseObserver:
             )
         if state == State.BACKING_UP:
             backup = self._backup(release)
-            if backup is not None and backup.status == "completed" and release.pull_request_id:
-                # About to promote: the approval is judged again, on what Bitbucket says now.
-                approval = ApprovalLook(
-                    self.source.pull_request(release.pull_request_id),
-                    self.source.branch_head(release.release_branch or ""),
-                    tuple(self.source.activity(release.pull_request_id)),
-                )
-            else:
-                approval = ApprovalLook()
+            done = backup is not None and backup.status == "completed"
+            # About to promote, the approval is judged again on what Bitbucket says now; while the
+            # backup runs (it may take hours), the pull request is read now and then, or when a
+            # webhook says it changed, so a decline ends the release without waiting for the backup.
+            approval = (
+                self._approval(release) if done or self._approval_due(release, look_now) else ApprovalLook()
+            )
             return Observation(
                 backup=backup,
                 pull_request=approval.pull_request,
                 release_branch_head=approval.branch_head,
                 activity=approval.activity,
+                environment=self.store.environment(self.settings.name, production.name),
                 effect_refused=refused,
             )
         if state == State.PROMOTING:
@@ -181,6 +185,18 @@ class ReleaseObserver:
                 effect_refused=refused,
             )
         return Observation(effect_refused=refused)
+
+    def _approval_due(self, release: Release, look: bool) -> bool:
+        """Whether the release pull request of a release waiting on its backup is worth reading now:
+        when a look was asked for, else every ``APPROVAL_LOOK_EVERY`` seconds."""
+        assert release.id is not None
+        if not release.pull_request_id:
+            return False
+        last = self._approval_looked.get(release.id)
+        if look or last is None or time.monotonic() - last >= APPROVAL_LOOK_EVERY:
+            self._approval_looked[release.id] = time.monotonic()
+            return True
+        return False
 
     def _approval(self, release: Release) -> ApprovalLook:
         """The release pull request, its branch and activity, as far as the release has them."""

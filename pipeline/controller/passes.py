@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
+from pipeline import domain
 from pipeline.config import Settings, StageSettings
 from pipeline.controller.checking import Checker
 from pipeline.controller.detect import Detector
@@ -29,8 +30,8 @@ from pipeline.controller.releases import ReleaseRunner
 from pipeline.controller.report import PassReport
 from pipeline.controller.rollbacks import RollbackRunner
 from pipeline.controller.stage import StageGuard
-from pipeline.errors import LeaseLost, Permanent, Temporary
-from pipeline.model import Person, Release
+from pipeline.errors import LeaseLost, Permanent, Refused, Temporary
+from pipeline.model import EventKind, Person, Release, State
 from pipeline.ports import Backups, Platform, ReleaseStore, SourceControl
 
 log = logging.getLogger("pipeline.controller")
@@ -66,9 +67,9 @@ class Controller:
         self.clock = clock
         self.policy = policy_of(settings, controller_account, approvers)
         self.guard = StageGuard(settings, store, clock)
-        history = History(store, clock, settings.crash_at, lease=self.guard.still_held)
+        self.history = history = History(store, clock, settings.crash_at, lease=self.guard.still_held)
         checker = Checker(settings, platform, store)
-        feedback = Feedback(settings, source, store, history, self.policy, checker.web_url)
+        self.feedback = feedback = Feedback(settings, source, store, history, self.policy, checker.web_url)
         effects = ReleaseEffects(
             settings, source, platform, backups, history, feedback, reviewers, fence=self.guard.fence
         )
@@ -135,8 +136,10 @@ class Controller:
         return self.detector.candidate(branch, head, production_head)
 
     def busy_with(self, stage: str) -> str | None:
-        """What deploys to ``stage`` now (a release or a rollback), or None."""
-        return self.guard.busy_with(stage)
+        """What changes what runs on ``stage`` now (a release or a rollback), or None: what a person's
+        rollback waits for. A release whose pre-promotion backup runs is no reason to wait: the
+        rollback locks the stage, and that release promotes only once it is unlocked."""
+        return self.guard.busy_with(stage, changing_only=True)
 
     @contextmanager
     def pass_lock(self, wait: float = 60.0) -> Iterator[None]:
@@ -146,3 +149,33 @@ class Controller:
 
     def stage(self, name: str) -> StageSettings:
         return self.guard.stage(name)
+
+    def abort(self, release_id: int, actor: str, reason: str) -> Release:
+        """End a release a person no longer wants, before anything of it reached production: said
+        on its commit and its release pull request (declined), recorded as ``aborted`` by ``actor``.
+        Under the pass lock, so no pass moves it meanwhile. Refused once it is promoting (roll back
+        instead) or ended."""
+        with self.pass_lock():
+            release = self.store.get(release_id)
+            if release.state.is_final:
+                raise Refused(f"release {release_id} has ended ({release.state}): there is nothing to abort")
+            if not release.state.may_be_aborted:
+                production = self.settings.production.name
+                raise Refused(
+                    f"release {release_id} is {release.state}: production runs it or is being changed "
+                    f"to it; roll back instead (`pipeline rollback {production} --reason ...`)"
+                )
+            why = f"aborted by {actor}: {reason}"
+            staged = release.state in (State.DETECTED, State.GATED) or release.state.in_staging
+            key = domain.STAGING_STATUS if staged else domain.PRODUCTION_STATUS
+            self.feedback.post_status(
+                release, domain.PostStatus(key, "STOPPED", why[:140], release.pull_request_url)
+            )
+            if release.pull_request_id is not None:
+                release = self.feedback.decline(
+                    release,
+                    domain.DeclinePullRequest(
+                        f"Aborted by {actor}: {reason}. This release will not go to production."
+                    ),
+                )
+            return self.history.record(release, EventKind.ReleaseAborted, why, to=State.ABORTED, actor=actor)

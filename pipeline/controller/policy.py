@@ -30,6 +30,7 @@ def policy_of(
         production=verification_of(settings.production),
         capture_backup=backups.capture_before_promotion if backups else False,
         backup_max_age=backups.max_age if backups else timedelta(hours=26),
+        capture_timeout=backups.capture_timeout if backups else timedelta(hours=6),
         staging_name=settings.staging.name,
         production_name=settings.production.name,
         source_branch=settings.source.branch,

@@ -59,6 +59,7 @@ class ReleaseRunner:
         self.guard = guard
         self.history = history
         self._parked: dict[int, tuple[float, domain.Wait]] = {}  # release id -> (look again at, wait)
+        self._look = False  # the release being advanced was asked to be looked at (a webhook)
 
     def advance(self, release: Release, *, look: bool = False) -> ReleaseReport:
         """Move one release as far as it goes without waiting (``look``: even if it is parked)."""
@@ -68,6 +69,7 @@ class ReleaseRunner:
         if parked is not None and not look and time.monotonic() < parked[0]:
             return ReleaseReport(release_id, release.commit, release.state, False, parked[1])
         self._parked.pop(release_id, None)
+        self._look = look
         outcome = reconcile(self, release, self.clock, rounds=ROUNDS_PER_PASS, label=f"release {release_id}")
         release, wait = outcome.subject, outcome.wait
         if outcome.state_changed:
@@ -102,7 +104,7 @@ class ReleaseRunner:
     # --- reconcile.Runner -----------------------------------------------------------------------
 
     def observe(self, release: Release, now: datetime) -> domain.Observation:
-        return self.observer.observe(release, now)
+        return self.observer.observe(release, now, look_now=self._look)
 
     def decide(self, release: Release, seen: domain.Observation, now: datetime) -> domain.ReleaseDecision:
         return domain.decide(release, seen, self.policy, now)

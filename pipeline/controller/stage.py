@@ -114,15 +114,24 @@ class StageGuard:
 
     # --- What deploys where ----------------------------------------------------------------------
 
-    def busy_with(self, stage: str, others: list[Release] | None = None) -> str | None:
+    def busy_with(
+        self, stage: str, others: list[Release] | None = None, *, changing_only: bool = False
+    ) -> str | None:
         """What deploys to ``stage`` now: a release there (of ``others``, default every active one),
-        or a rollback a person asked for."""
+        or a rollback a person asked for. ``changing_only``: only what changes what runs there (a
+        release whose backup runs before its promotion changes nothing yet)."""
         if others is None:
             others = self.store.active(self.settings.name)
         staging = stage == self.settings.staging.name
-        there = next((r for r in others if (r.state.in_staging if staging else r.state.in_production)), None)
-        if there is not None:
-            return f"release {there.id} ({there.state})"
+
+        def there(r: Release) -> bool:
+            if staging:
+                return r.state.in_staging
+            return r.state.changing_production if changing_only else r.state.in_production
+
+        release = next((r for r in others if there(r)), None)
+        if release is not None:
+            return f"release {release.id} ({release.state})"
         rollback = next(
             (r for r in self.store.rollbacks(self.settings.name, active=True) if r.environment == stage), None
         )

@@ -98,6 +98,8 @@ class Policy:
     staging: Verification = Verification()
     production: Verification = Verification()
     capture_backup: bool = True
+    # A pre-promotion backup running longer than this ends the release (production unchanged).
+    capture_timeout: timedelta = timedelta(hours=6)
     # How long the new release's dynos may take to start before verification fails.
     dyno_start_timeout: timedelta = timedelta(minutes=2)
     backup_max_age: timedelta = timedelta(hours=26)

@@ -30,6 +30,7 @@ from pipeline.domain.ends import failed_target, promotion_failed, rejection, sup
 from pipeline.domain.gates import closed_to, locked, missing_text
 from pipeline.domain.observation import Observation, in_grace
 from pipeline.domain.policy import Policy
+from pipeline.domain.text import span_text
 from pipeline.domain.verification import (
     Verdict,
     Verifying,
@@ -131,6 +132,11 @@ def approval_recheck(
 
 
 def _backing_up(release: Release, seen: Observation, policy: Policy, now: datetime) -> ReleaseDecision:
+    if seen.pull_request is not None:
+        # A person may end the release while its backup runs (declined, changes requested).
+        closed = rejection(release, seen.pull_request, seen.activity, policy)
+        if closed is not None:
+            return closed
     backup = seen.backup
     if backup is None:
         if in_grace(release, seen, Intent.BACKUP, policy, now):
@@ -144,6 +150,18 @@ def _backing_up(release: Release, seen: Observation, policy: Policy, now: dateti
     }
     refs = {"backup": backup.id}
     if backup.status in ("pending", "running"):
+        ran = now - backup.created_at
+        if ran > policy.capture_timeout:
+            why = (
+                f"backup {backup.name} of {release.production_app} has run for {span_text(ran)}, longer than "
+                f"backups.capture_timeout ({span_text(policy.capture_timeout)}): production was not changed; "
+                f"the backup goes on at Heroku (`heroku pg:backups:cancel -a {release.production_app}` "
+                "stops it)"
+            )
+            return decision(
+                Update(EventKind.BackupTimedOut, why, State.PROMOTION_FAILED, fields, refs),
+                PostStatus(PRODUCTION_STATUS, "FAILED", f"Backup {backup.name} took too long; not promoted"),
+            )
         if release.backup_id != backup.id:
             return decision(
                 Update(
@@ -168,6 +186,21 @@ def _backing_up(release: Release, seen: Observation, policy: Policy, now: dateti
             Update(EventKind.BackupCaptured, f"backup {backup.name} completed", fields=fields, refs=refs),
             *recheck.actions,
         )
+    hold = _held(release, seen, policy, now)
+    if hold is not None:
+        # Locked (a person's rollback, a failed verification) or frozen while the backup ran: the
+        # promotion waits, and takes a fresh backup when it goes.
+        why = f"backup {backup.name} completed, but {hold}; the promotion waits"
+        postponed: ReleaseChanges = {
+            "backup_id": None,
+            "backup_name": None,
+            "pending_action": None,
+            "pending_since": None,
+        }
+        return decision(
+            Update(EventKind.PromotionPostponed, why, State.APPROVED, postponed, refs),
+            PostStatus(PRODUCTION_STATUS, "INPROGRESS", why[:140], release.pull_request_url),
+        )
     return decision(
         Update(
             EventKind.BackupCaptured,
@@ -178,6 +211,18 @@ def _backing_up(release: Release, seen: Observation, policy: Policy, now: dateti
         ),
         Promote(),
     )
+
+
+def _held(release: Release, seen: Observation, policy: Policy, now: datetime) -> str | None:
+    """Why production may not be changed now after all: locked, or frozen without an override for
+    this release (a deploy window is judged when the deployment starts, not again here)."""
+    name, environment = policy.production_name, seen.environment
+    lock = locked(name, environment)
+    if lock is not None:
+        return lock.detail
+    if environment is not None and environment.frozen(now) and environment.override_release != release.id:
+        return f"{name} was frozen by {environment.frozen_by}: {environment.freeze_reason}"
+    return None
 
 
 def _promoting(release: Release, seen: Observation, policy: Policy, now: datetime) -> ReleaseDecision:

@@ -45,6 +45,7 @@ class EventKind(StrEnum):
     ReleaseApproved = "ReleaseApproved"
     ApprovalLost = "ApprovalLost"
     ReleaseRejected = "ReleaseRejected"
+    ReleaseAborted = "ReleaseAborted"
     ReleasePullRequestDeclined = "ReleasePullRequestDeclined"
     ReleasePullRequestNotDeclined = "ReleasePullRequestNotDeclined"
     # Production: the backup, the promotion, verification.
@@ -54,6 +55,8 @@ class EventKind(StrEnum):
     BackupAdopted = "BackupAdopted"
     BackupCaptured = "BackupCaptured"
     BackupFailed = "BackupFailed"
+    BackupTimedOut = "BackupTimedOut"
+    PromotionPostponed = "PromotionPostponed"
     PromotionRequested = "PromotionRequested"
     PromotionStarted = "PromotionStarted"
     PromotionFailed = "PromotionFailed"

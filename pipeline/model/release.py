@@ -33,6 +33,7 @@ class State(StrEnum):
     PROMOTION_FAILED = "promotion_failed"
     ROLLED_BACK = "rolled_back"
     BACKUPS_UNVERIFIED = "backups_unverified"
+    ABORTED = "aborted"  # a person ended it before it was promoted (`pipeline abort`)
 
     @property
     def is_final(self) -> bool:
@@ -45,8 +46,20 @@ class State(StrEnum):
 
     @property
     def in_production(self) -> bool:
-        """The release is changing production (backup, promotion, verification)."""
+        """The release holds production (its backup, promotion, verification): no other release
+        starts there meanwhile."""
         return self in (State.BACKING_UP, State.PROMOTING, State.PRODUCTION_VERIFYING)
+
+    @property
+    def changing_production(self) -> bool:
+        """The release is changing what production runs (a backup changes nothing there): a
+        person's rollback waits only for these."""
+        return self in (State.PROMOTING, State.PRODUCTION_VERIFYING)
+
+    @property
+    def may_be_aborted(self) -> bool:
+        """Nothing of it has reached production yet: a person may end it (``pipeline abort``)."""
+        return not self.is_final and not self.changing_production and self != State.RELEASED
 
 
 FINAL_STATES = frozenset(
@@ -59,6 +72,7 @@ FINAL_STATES = frozenset(
         State.SUPERSEDED,
         State.PROMOTION_FAILED,
         State.ROLLED_BACK,
+        State.ABORTED,
     }
 )
 

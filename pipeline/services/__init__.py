@@ -27,7 +27,16 @@ from typing import Any
 from pipeline import restore, rollbacks
 from pipeline.controller import PassReport
 from pipeline.model import EnvironmentState, PermissionCheck, Release, Rollback, Webhook
-from pipeline.services import backups, credentials, environments, hotfixes, passes, rolling_back, views
+from pipeline.services import (
+    aborts,
+    backups,
+    credentials,
+    environments,
+    hotfixes,
+    passes,
+    rolling_back,
+    views,
+)
 from pipeline.services.credentials import check_line
 from pipeline.services.environments import frozen_text, given_reason, parse_until
 from pipeline.services.passes import SettleTimeout
@@ -67,6 +76,12 @@ class Services(Wiring):
         one-time override, recorded as such), then run a pass. The approval rules still hold; a
         lock does not give way (unlock first). Refused when nothing waits for the stage."""
         return environments.promote_now(self, name, reason)
+
+    def abort(self, release_id: int, reason: str | None) -> Release:
+        """End a release before it is promoted, with the person's reason (``pipeline abort``):
+        declined in Bitbucket, recorded as aborted. NotFound for no such release; BadInput for no
+        reason; Refused once it is promoting or ended."""
+        return aborts.abort(self, release_id, reason)
 
     # --- Hotfixes ------------------------------------------------------------------------------
 

@@ -1121,3 +1121,48 @@ def test_a_released_hotfix_is_brought_back_into_the_watched_branch_once() -> Non
     assert "OpenBackMerge" not in kinds(domain.decide(done, seen, POLICY, NOW))
     develop = replace(released, branch="develop")
     assert "OpenBackMerge" not in kinds(domain.decide(develop, seen, POLICY, NOW))
+
+
+# --- A backup that runs long: a decline, a lock, a time limit -------------------------------------
+
+
+def backing_up(**fields: Any) -> Release:
+    return replace(approved(backup_id="u-1", backup_name="b003", **fields), state=State.BACKING_UP)
+
+
+def test_a_decline_ends_the_release_while_its_backup_runs() -> None:
+    declined = pr(approval(PO), state="DECLINED", closed_by=PO)
+    seen = Observation(
+        backup=backup("running", finished=None), pull_request=declined, release_branch_head=COMMIT
+    )
+    decision = domain.decide(backing_up(), seen, POLICY, NOW)
+    assert final_state(decision) == State.REJECTED
+    assert "Promote" not in kinds(decision)
+
+
+def test_a_backup_running_past_its_time_limit_ends_the_release_unpromoted() -> None:
+    slow = replace(backup("running", finished=None), created_at=NOW - timedelta(hours=7))
+    decision = domain.decide(backing_up(), Observation(backup=slow), POLICY, NOW)
+    assert final_state(decision) == State.PROMOTION_FAILED
+    ended = next(a for a in decision.actions if isinstance(a, domain.Update) and a.to)
+    assert ended.kind == "BackupTimedOut" and "backups.capture_timeout (6h)" in ended.reason
+    within = replace(slow, created_at=NOW - timedelta(hours=5))
+    assert kinds(domain.decide(backing_up(), Observation(backup=within), POLICY, NOW)) == ["Wait"]
+
+
+def test_production_locked_while_the_backup_ran_postpones_the_promotion_with_a_fresh_backup() -> None:
+    locked = EnvironmentState(
+        "claims", "production", locked_at=NOW, locked_by="ops", lock_reason="rollback 1"
+    )
+    seen = Observation(
+        backup=backup("completed"),
+        pull_request=pr(approval(PO)),
+        release_branch_head=COMMIT,
+        environment=locked,
+    )
+    decision = domain.decide(backing_up(), seen, POLICY, NOW)
+    assert final_state(decision) == State.APPROVED and "Promote" not in kinds(decision)
+    postponed = next(a for a in decision.actions if isinstance(a, domain.Update) and a.to)
+    assert postponed.kind == "PromotionPostponed" and postponed.fields["backup_id"] is None
+    unlocked = replace(seen, environment=EnvironmentState("claims", "production"))
+    assert kinds(domain.decide(backing_up(), unlocked, POLICY, NOW))[-1] == "Promote"
