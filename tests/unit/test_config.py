@@ -775,7 +775,12 @@ def test_describe_is_the_resolved_plan_as_json(shipped: Path) -> None:
         }
     ]
     assert (production["role"], production["pipeline"]) == ("production", "claims")
-    assert production["backups"] == {"capture_before_promotion": True, "max_age": "26h", "restore_checks": []}
+    assert production["backups"] == {
+        "capture_before_promotion": True,
+        "max_age": "26h",
+        "capture_timeout": "6h",
+        "restore_checks": [],
+    }
 
 
 def test_describe_says_which_secret_is_missing(shipped: Path) -> None:
