@@ -293,7 +293,10 @@ class HerokuPlatform:
 
     def _coupled(self, pipeline: str, apps: Sequence[str]) -> tuple[bool, str]:
         what = f"reading the couplings of pipeline {pipeline}"
-        couplings = self._json("GET", f"pipelines/{quote(pipeline, safe='')}/pipeline-couplings", what)
+        pipe = self._json("GET", f"pipelines/{self._segment(pipeline)}", f"reading pipeline {pipeline}")
+        with http.reading(SERVICE, what):
+            pipeline_id = str(pipe["id"])
+        couplings = self._json("GET", f"pipelines/{pipeline_id}/pipeline-couplings", what)
         with http.reading(SERVICE, what):
             stages = {}
             for coupling in couplings:

@@ -13,16 +13,17 @@ from dataclasses import dataclass
 
 from pipeline.model import PermissionCheck
 
-# Classic scope -> the API token scope(s) that grant it (a write scope grants its read).
+# Classic scope -> the API token scope that grants it. Unlike classic scopes, an API token's write
+# scope does not grant the read (Atlassian's "API token permissions"): each is named.
 GRANULAR: dict[str, tuple[str, ...]] = {
-    "repository": ("read:repository:bitbucket", "write:repository:bitbucket"),
+    "repository": ("read:repository:bitbucket",),
     "repository:write": ("write:repository:bitbucket",),
-    "pullrequest": ("read:pullrequest:bitbucket", "write:pullrequest:bitbucket"),
+    "pullrequest": ("read:pullrequest:bitbucket",),
     "pullrequest:write": ("write:pullrequest:bitbucket",),
     "webhook": ("read:webhook:bitbucket", "write:webhook:bitbucket"),
     "account": ("read:user:bitbucket", "read:workspace:bitbucket"),
 }
-# A classic scope implied by a wider one.
+# A classic scope implied by a wider one (access tokens' scopes).
 IMPLIED: dict[str, tuple[str, ...]] = {
     "repository": ("repository:write", "repository:admin"),
     "repository:write": ("repository:admin",),
@@ -74,9 +75,10 @@ class Access:
     def has_scope(self, scope: str) -> bool:
         if self.scopes is None:
             return True
+        if scope == "webhook" and any(s.endswith(":bitbucket") for s in self.scopes):
+            # Managing webhooks reads and writes them: an API token needs both scopes.
+            return {"read:webhook:bitbucket", "write:webhook:bitbucket"} <= self.scopes
         granted = {scope, *IMPLIED.get(scope, ()), *GRANULAR.get(scope, ())}
-        if scope == "webhook" and "write:webhook:bitbucket" not in self.scopes:
-            granted.discard("read:webhook:bitbucket")  # managing hooks writes them
         return bool(granted & self.scopes)
 
     def has_permission(self, wanted: str) -> bool | None:
