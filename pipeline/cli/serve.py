@@ -13,20 +13,48 @@ from typing import Any
 import click
 
 from pipeline import bootstrap
-from pipeline.cli.common import CONFIG_OPTION, services_for
-from pipeline.config import missing_webhook_secret
+from pipeline.cli.common import CONFIG_OPTION, read_settings
+from pipeline.config import Settings, missing_webhook_secret
+from pipeline.errors import ConfigInvalid, ExternalError, Temporary
 from pipeline.scheduler import Scheduler
 from pipeline.services import Services
 from pipeline.web.app import WEBHOOK_PATH
 from pipeline.web.server import WebServer
+
+START_RETRY_MAX = 300.0  # the longest wait between two tries to start
 
 
 @click.command()
 @CONFIG_OPTION
 def serve(config_path: Path) -> None:
     """Run passes every schedule.poll_interval until SIGINT or SIGTERM."""
-    services = services_for(config_path)
-    serve_until_stopped(services)
+    settings = read_settings(config_path)
+    services = started(settings, StopSignal())
+    if services is not None:
+        serve_until_stopped(services)
+
+
+def started(settings: Settings, stop: StopSignal) -> Services | None:
+    """The services, once Bitbucket and Heroku answer: a service that is rate limiting, down or out
+    of reach at start is waited for (as a pass would wait), saying so; a refusal (a bad token, an
+    unknown repository) exits 1 at once. None when stopped while waiting."""
+    while True:
+        try:
+            return bootstrap.services(settings)
+        except Temporary as exc:
+            wait = min(max(exc.retry_after, 1.0), START_RETRY_MAX)
+            click.echo(f"waiting {wait:g}s to start: {exc}", err=True)
+            deadline = time.monotonic() + wait
+            while time.monotonic() < deadline:
+                if stop.received:
+                    return None
+                time.sleep(0.2)
+        except ConfigInvalid as exc:
+            for problem in exc.problems:
+                click.echo(f"error: {problem}", err=True)
+            sys.exit(2)
+        except ExternalError as exc:
+            raise click.ClickException(f"cannot start: {exc}") from exc
 
 
 def serve_until_stopped(
@@ -38,7 +66,7 @@ def serve_until_stopped(
     for problem in missing_webhook_secret(settings):
         click.echo(f"error: {problem}", err=True)
         sys.exit(2)
-    stop = StopSignal()
+    stop = StopSignal.installed or StopSignal()
     interval = settings.schedule.poll_interval
     scheduler = Scheduler(lambda detect: services.tick(detect=detect), interval)
     try:
@@ -77,10 +105,13 @@ class StopSignal:
     ``threading.Event.set`` does) can deadlock with the main thread interrupted inside that very
     lock (in ``Event.wait``), and the process would then never stop."""
 
+    installed: StopSignal | None = None  # the one handler of this process, once made
+
     def __init__(self) -> None:
         self.received = False
         signal.signal(signal.SIGINT, self._on_signal)
         signal.signal(signal.SIGTERM, self._on_signal)
+        StopSignal.installed = self
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         self.received = True

@@ -104,8 +104,10 @@ class ReleaseEffects:
         )
 
     def open_pull_request(self, release: Release) -> Release:
-        """Pin ``release/<id>`` at the commit and open the release pull request (or find it open)."""
-        branch = f"release/{release.id}"
+        """Pin ``release/<id>-<commit>`` at the commit and open the release pull request (or find it
+        open). The commit in the name keeps a store started afresh (ids from 1 again) from meeting
+        the branches of an earlier one, except for the very same commit, which is no harm."""
+        branch = f"release/{release.id}-{release.commit[:7]}"
         target = self.settings.source.production_branch
         try:
             self.source.create_branch(branch, release.commit)

@@ -31,7 +31,7 @@ def test_a_good_merge_goes_to_production_after_the_product_owner_approves(world:
     assert statuses["pipeline/staging"]["url"].startswith("http://127.0.0.1")
     # The release pull request is pinned at the commit and carries the release notes.
     pr = world.people.pull_request(release.pull_request_id or 0)
-    assert pr["source"]["branch"]["name"] == f"release/{release.id}"
+    assert pr["source"]["branch"]["name"] == f"release/{release.id}-{release.commit[:7]}"
     assert merged.commit.startswith(pr["source"]["commit"]["hash"])
     assert pr["destination"]["branch"]["name"] == "main"
     assert f"#{merged.pull_request} Add a note to claims" in pr["description"]
