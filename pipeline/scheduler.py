@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -22,6 +23,7 @@ from pipeline.controller import PassReport, utcnow
 log = logging.getLogger("pipeline.scheduler")
 
 JOB_ID = "pass"
+LOOK_GAP = 2.0  # seconds at least between the starts of two passes a webhook asked for
 
 
 class Scheduler:
@@ -45,6 +47,7 @@ class Scheduler:
         # (under this lock), nothing asks APScheduler for anything again.
         self._lock = threading.Lock()
         self._stopping = False
+        self._last_look: float | None = None  # time.monotonic() of the last pass that looked
         self.passes = 0
         self.last_pass_started_at: datetime | None = None
         self.last_pass_at: datetime | None = None
@@ -61,6 +64,8 @@ class Scheduler:
     def _pass(self) -> None:
         look = self._look.is_set()
         self._look.clear()
+        if look:
+            self._last_look = time.monotonic()
         self.last_pass_started_at = utcnow()
         try:
             report = self._run_pass(True if look else None)
@@ -78,17 +83,25 @@ class Scheduler:
 
     def run_now(self, delay: timedelta = timedelta(0), *, look: bool = False) -> None:
         """Bring the next pass forward (it still never overlaps a running one); ``look``: something
-        happened in Bitbucket (a merge, an approval), so that pass looks at everything."""
+        happened in Bitbucket (a merge, an approval), so that pass looks at everything. Passes that
+        look start at most one every ``LOOK_GAP`` seconds, however many deliveries ask: a flood
+        of them (replayed, say) costs a pass every couple of seconds, not one each."""
+        at = utcnow() + delay
         if look:
             self._look.set()
             if self._running.is_set():
                 return  # the running pass sees the flag when it ends and starts another at once
+            since = time.monotonic() - self._last_look if self._last_look is not None else LOOK_GAP
+            at = max(at, utcnow() + timedelta(seconds=max(LOOK_GAP - since, 0.0)))
         with self._lock:
             if self._stopping:
                 return
             job = self._scheduler.get_job(JOB_ID)
-            if job is not None:
-                job.modify(next_run_time=utcnow() + delay)
+            if job is None:
+                return
+            if look and job.next_run_time is not None and job.next_run_time <= at:
+                return  # a pass comes sooner anyway, and it will look
+            job.modify(next_run_time=at)
 
     def start(self) -> None:
         """Run passes in the background from now on."""

@@ -11,6 +11,9 @@ Waitress refuses a body of exactly its bound, so it is given ``max_body + 1``: a
 ``max_body`` bytes with a ``Content-Length`` is taken, as the Flask application and the receiver take
 it. (A chunked body is counted with its chunk framing, so it must be some bytes smaller.)
 
+Idle connections cannot starve it: up to 1,000 are held, each cut after 10 s without a byte, and
+request lines with headers are bounded (16 KiB).
+
 Logging: waitress's INFO (about itself) is left out unless its logger was configured, and its
 "Task queue depth" warning (all worker threads busy) is let through at most once a minute,
 with the number left out since.
@@ -36,6 +39,12 @@ if TYPE_CHECKING:
 log = logging.getLogger("pipeline.web.server")
 
 THREADS = 4
+# Idle connections are cut after CHANNEL_TIMEOUT (checked every CLEANUP_INTERVAL) and up to
+# CONNECTION_LIMIT are held open, so a hundred idle clients starve neither /healthz nor deliveries.
+CONNECTION_LIMIT = 1000
+CHANNEL_TIMEOUT = 10
+CLEANUP_INTERVAL = 2
+MAX_HEADERS = 16 * 1024  # bytes of request line and headers: Bitbucket's are a few hundred
 LOOP_TIMEOUT = 1.0  # seconds the serving loop sleeps between checks (stop() wakes it at once)
 DRAIN_SECONDS = 1.0  # how long stop() lets requests being served finish
 QUEUE_WARNING_EVERY = 60.0  # seconds between two "task queue depth" warnings
@@ -127,6 +136,10 @@ class WebServer:
                 sockets=[self._socket],
                 threads=self._threads,
                 max_request_body_size=self._max_body + 1,  # waitress refuses a body of its bound
+                max_request_header_size=MAX_HEADERS,
+                connection_limit=CONNECTION_LIMIT,
+                channel_timeout=CHANNEL_TIMEOUT,
+                cleanup_interval=CLEANUP_INTERVAL,
                 asyncore_use_poll=True,
             )
             self._thread = threading.Thread(target=self._serve, name=f"web-{self.port}", daemon=True)
