@@ -2,8 +2,8 @@
 the Product Owner approving. Used by ``make run``, ``make demo`` and the end-to-end tests.
 
 This module, the sandbox wiring in ``bootstrap`` and the tests are the only code that knows the
-sandbox exists; it drives the sandbox's Bitbucket over HTTP with each person's own token, exactly
-as those people would with the real service.
+sandbox exists; it drives the sandbox's Bitbucket over HTTP with each person's own API token
+(Basic with their Atlassian account e-mail), exactly as those people would with the real service.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ class People:
     def __init__(self, info: dict[str, Any]) -> None:
         bb = info["bitbucket"]
         self.tokens: dict[str, str] = bb["users"]
+        self.emails: dict[str, str] = bb["emails"]
         self.repo = f"{bb['api']}/repositories/{bb['workspace']}/{bb['repository']}"
         self._sessions: dict[str, requests.Session] = {}
 
@@ -38,7 +39,7 @@ class People:
             raise ValueError(f"--as: no sandbox user {user!r}; known: {', '.join(sorted(self.tokens))}")
         if user not in self._sessions:
             session = requests.Session()
-            session.headers["Authorization"] = f"Bearer {self.tokens[user]}"
+            session.auth = (self.emails[user], self.tokens[user])
             self._sessions[user] = session
         return self._sessions[user]
 

@@ -1,10 +1,12 @@
 """The sandbox: Bitbucket Cloud, the Heroku Platform API and the Heroku Data API on loopback.
 
-``Sandbox(state_dir).start()`` binds the three stand-ins (reusing the ports of the last run in
-that state dir where they are free), seeds them on first start (workspace ``whisper``, repository
-``claims`` holding the demo app, Heroku apps ``claims-staging`` and ``claims-production`` coupled
-in pipeline ``claims``, both running ``main``), and on later starts brings the apps' processes
-back up. ``stop()`` stops the servers and every process the sandbox started.
+``Sandbox(state_dir).start()`` binds the stand-ins' servers (Bitbucket's API and website hosts,
+Heroku, Heroku Data; reusing the ports of the last run in that state dir where they are free),
+seeds them on first start (workspace ``whisper``, repository ``claims`` holding the demo app, its
+users and access tokens, Heroku apps ``claims-staging`` and ``claims-production`` coupled in
+pipeline ``claims``, both running ``main``), and on later starts brings the apps' processes back
+up. ``stop()`` stops the servers and every process the sandbox started. ``requests(service)`` is
+what a stand-in answered (its request log).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ WORKSPACE = "whisper"
 REPOSITORY = "claims"
 PIPELINE = "claims"
 APPS = {"staging": "claims-staging", "production": "claims-production"}
-SERVICES = ("bitbucket", "heroku", "heroku-data")
+SERVICES = ("bitbucket", "bitbucket-web", "heroku", "heroku-data")
 RUNNING_FILE = "sandbox.json"  # the running sandbox's info(), for `pipeline sandbox env`
 
 
@@ -48,12 +50,18 @@ class Sandbox:
         host: str = "127.0.0.1",
         heroku_rate_limit: int = 4500,
         bitbucket_rate_limit: int = 1000,
+        bitbucket_merge: str = "sync",
+        bitbucket_merge_delay: float = 1.0,
         deploy_main: bool = True,
     ) -> None:
+        """``bitbucket_merge``: ``sync`` (a merge answers 200) or ``async`` (202 and a task that stays
+        pending ``bitbucket_merge_delay`` seconds); see ``sandbox.bitbucket.merges``."""
         self.state_dir = Path(state_dir).resolve()
         self.host = host
         self.heroku_rate_limit = heroku_rate_limit
         self.bitbucket_rate_limit = bitbucket_rate_limit
+        self.bitbucket_merge = bitbucket_merge
+        self.bitbucket_merge_delay = bitbucket_merge_delay
         self.deploy_main = deploy_main
         self._wanted_ports = dict(ports or {})
         self.faults = Faults()
@@ -81,7 +89,18 @@ class Sandbox:
         return self._heroku_data
 
     def url(self, service: str) -> str:
+        """The base URL of ``service``: bitbucket (the API), bitbucket-web, heroku or heroku-data."""
         return self._servers[service].url
+
+    def requests(self, service: str) -> list[dict[str, Any]]:
+        """What ``service`` answered, oldest first (``GET /_sandbox/requests`` of that server)."""
+        return self._servers[service].requests.values()
+
+    def clear_requests(self, service: str | None = None) -> None:
+        """Empty the request log of ``service`` (every service's when None)."""
+        for name, server in self._servers.items():
+            if service in (None, name):
+                server.requests.clear()
 
     # -- life cycle ------------------------------------------------------------------------------
 
@@ -96,7 +115,12 @@ class Sandbox:
 
             self.databases = Databases(self.state_dir / "databases")
             self._bitbucket = BitbucketCloud(
-                self.state_dir / "bitbucket", self.url("bitbucket"), rate_limit=self.bitbucket_rate_limit
+                self.state_dir / "bitbucket",
+                self.url("bitbucket"),
+                web_url=self.url("bitbucket-web"),
+                rate_limit=self.bitbucket_rate_limit,
+                merge_mode=self.bitbucket_merge,
+                merge_delay=self.bitbucket_merge_delay,
             )
             self._heroku = HerokuPlatform(
                 self.state_dir / "heroku",
@@ -107,12 +131,11 @@ class Sandbox:
             self._heroku_data = HerokuData(
                 self.state_dir / "heroku-data", self.url("heroku-data"), self._heroku, self.databases
             )
-            for service, stand_in in (
-                ("bitbucket", self._bitbucket),
-                ("heroku", self._heroku),
-                ("heroku-data", self._heroku_data),
-            ):
-                self._servers[service].start(stand_in.wsgi_app, stand_in.fault_response)
+            bb, heroku, data = self._bitbucket, self._heroku, self._heroku_data
+            self._servers["bitbucket"].start(bb.wsgi_app, bb.fault_response)
+            self._servers["bitbucket-web"].start(bb.web_wsgi_app, bb.fault_response)
+            self._servers["heroku"].start(heroku.wsgi_app, heroku.fault_response, heroku.admin)
+            self._servers["heroku-data"].start(data.wsgi_app, data.fault_response)
             self._seed()
             JsonFile(self.state_dir / RUNNING_FILE).save(self.info())  # 0600, like every state file
         except BaseException:
@@ -177,14 +200,19 @@ class Sandbox:
 
     def info(self) -> dict[str, Any]:
         tokens = self.bitbucket.tokens()
+        emails = self.bitbucket.emails()
+        access_tokens = self.bitbucket.access_tokens()
         bitbucket_url = self.url("bitbucket")
         return {
             "bitbucket": {
                 "url": bitbucket_url,
                 "api": f"{bitbucket_url}/2.0",
+                "web_url": self.url("bitbucket-web"),
                 "workspace": WORKSPACE,
                 "repository": REPOSITORY,
                 "users": tokens,
+                "emails": emails,
+                "access_tokens": {key: access_tokens[key] for key in ("repository", "workspace")},
             },
             "heroku": {
                 "url": self.url("heroku"),
@@ -200,6 +228,7 @@ class Sandbox:
             "env": {
                 "BITBUCKET_URL": bitbucket_url,
                 "BITBUCKET_TOKEN": tokens["controller"],
+                "BITBUCKET_EMAIL": emails["controller"],
                 "HEROKU_API_URL": self.url("heroku"),
                 "HEROKU_API_KEY": self.heroku.api_key,
                 "HEROKU_DATA_API_URL": self.url("heroku-data"),

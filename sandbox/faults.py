@@ -1,4 +1,5 @@
-"""Faults on demand: make a stand-in answer 5xx, 429, slowly, not at all, or act and not answer.
+"""Faults on demand: make a stand-in answer 5xx, 429, slowly, not at all, or act and not answer;
+or make a Bitbucket merge time out (555) while it still happens in the background.
 
 A fault matches requests by service, HTTP method and a glob over the request path
 (``fnmatch``: ``*`` also matches ``/``). It fires ``times`` times (or until removed when
@@ -15,9 +16,13 @@ import threading
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-FaultKind = Literal["error", "rate_limit", "slow", "drop", "lost"]
-KINDS: tuple[str, ...] = ("error", "rate_limit", "slow", "drop", "lost")
-SERVICES: tuple[str, ...] = ("bitbucket", "heroku", "heroku-data")
+FaultKind = Literal["error", "rate_limit", "slow", "drop", "lost", "merge_timeout"]
+KINDS: tuple[str, ...] = ("error", "rate_limit", "slow", "drop", "lost", "merge_timeout")
+SERVICES: tuple[str, ...] = ("bitbucket", "bitbucket-web", "heroku", "heroku-data")
+# Kinds the server hands to the stand-in's app instead of answering them itself.
+APP_FAULTS: frozenset[str] = frozenset({"merge_timeout"})
+MERGE_TIMEOUT_STATUS = 555
+MERGE_PATH = "/2.0/repositories/*/pullrequests/*/merge"
 
 
 class FaultError(ValueError):
@@ -68,10 +73,17 @@ class Faults:
     ) -> Fault:
         """Add a fault. ``kind`` is one of error (``status``, default 503), rate_limit (429),
         slow (wait ``delay`` seconds, then answer normally), drop (close the connection
-        without an answer) or lost (do what was asked, then close the connection without an
-        answer: the request took effect but the client never hears so)."""
+        without an answer), lost (do what was asked, then close the connection without an
+        answer: the request took effect but the client never hears so) or merge_timeout
+        (Bitbucket only: a pull request merge answers 555 while the merge goes on in the
+        background as a pending task; the path defaults to every merge, the method to POST)."""
         if kind not in KINDS:
             raise FaultError(f"kind: {kind!r} is not one of {', '.join(KINDS)}")
+        if kind == "merge_timeout":
+            if service not in (None, "bitbucket"):
+                raise FaultError(f"service: a merge_timeout fault is for bitbucket, not {service!r}")
+            service, method = "bitbucket", method or "POST"
+            path = MERGE_PATH if path == "*" else path
         if service is not None and service not in SERVICES:
             raise FaultError(f"service: {service!r} is not one of {', '.join(SERVICES)}")
         if not isinstance(path, str) or not path.startswith(("/", "*")):
@@ -82,6 +94,8 @@ class Faults:
                 raise FaultError(f"status: {status!r} must be a 5xx status code for an error fault")
         elif kind == "rate_limit":
             status = 429
+        elif kind == "merge_timeout":
+            status = MERGE_TIMEOUT_STATUS
         else:
             status = 0
         if kind == "slow" and (not isinstance(delay, int | float) or delay <= 0):

@@ -9,7 +9,17 @@ admin endpoint instead:
     POST   /_sandbox/faults          add one: {"kind", "path", "method", "status", "delay", "times"}
     DELETE /_sandbox/faults          remove this stand-in's faults
     DELETE /_sandbox/faults/{id}     remove one
+    GET    /_sandbox/requests        {"values": [{at, method, path, status, auth, user_agent}]}, oldest first
+    DELETE /_sandbox/requests        empty the request log
     GET    /_sandbox/health          {"service": ..., "ok": true}
+
+Every request the stand-in answered (not the admin ones) goes into its ``RequestLog``
+(``sandbox.requestlog``: the last 100,000, the auth scheme but never the credential). A stand-in
+may serve admin endpoints of its own under ``/_sandbox/`` (``start(..., admin=...)``): the
+Heroku stand-in's two-factor switch is one.
+
+A ``merge_timeout`` fault is not answered here: it is handed to the app in the WSGI environ
+(``FAULT_ENVIRON_KEY``), which acts on the request and answers 555 itself.
 """
 
 from __future__ import annotations
@@ -26,12 +36,16 @@ from typing import Any
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
-from sandbox.faults import Fault, FaultError, Faults
+from sandbox.faults import APP_FAULTS, Fault, FaultError, Faults
+from sandbox.requestlog import RequestLog
 
 log = logging.getLogger("sandbox")
 
 WSGIApp = Callable[..., Iterable[bytes]]
 FaultResponder = Callable[[Fault], Response]
+# A stand-in's own admin endpoints: the answer to a /_sandbox/... request, or None (not mine).
+AdminHandler = Callable[[Request], Response | None]
+FAULT_ENVIRON_KEY = "sandbox.fault"
 
 
 class _DropConnection(ConnectionError):
@@ -80,6 +94,8 @@ class ServiceServer:
         self.faults = faults
         self._app: WSGIApp | None = None
         self._fault_response: FaultResponder = _default_fault_response
+        self._admin_extra: AdminHandler | None = None
+        self.requests = RequestLog()
         # Bind first, ourselves: werkzeug exits the process when a port is taken; we raise OSError.
         self._socket = socket.create_server((host, port))
         self._server: BaseWSGIServer = make_server(
@@ -91,10 +107,13 @@ class ServiceServer:
         self.url = f"http://{host}:{self.port}"
         self._thread: threading.Thread | None = None
 
-    def start(self, app: WSGIApp, fault_response: FaultResponder | None = None) -> None:
+    def start(
+        self, app: WSGIApp, fault_response: FaultResponder | None = None, admin: AdminHandler | None = None
+    ) -> None:
         self._app = app
         if fault_response is not None:
             self._fault_response = fault_response
+        self._admin_extra = admin
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, name=f"sandbox-{self.service}"
         )
@@ -115,8 +134,26 @@ class ServiceServer:
         path = environ.get("PATH_INFO", "")
         if path.startswith("/_sandbox/"):
             return self._admin(Request(environ))(environ, start_response)
-        fault = self.faults.take(self.service, environ.get("REQUEST_METHOD", "GET"), path)
-        if fault is not None:
+        method = environ.get("REQUEST_METHOD", "GET")
+
+        def recording_start_response(status: str, headers: Any, exc_info: Any = None) -> Any:
+            code = int(status.split(" ", 1)[0]) if status[:3].isdigit() else 0
+            self.requests.record(
+                method, path, code, environ.get("HTTP_AUTHORIZATION"), environ.get("HTTP_USER_AGENT")
+            )
+            if exc_info is not None:
+                return start_response(status, headers, exc_info)
+            return start_response(status, headers)
+
+        return self._serve(environ, recording_start_response, method, path)
+
+    def _serve(
+        self, environ: dict[str, Any], start_response: Callable[..., Any], method: str, path: str
+    ) -> Iterable[bytes]:
+        fault = self.faults.take(self.service, method, path)
+        if fault is not None and fault.kind in APP_FAULTS:  # the app acts on it and answers
+            environ[FAULT_ENVIRON_KEY] = fault
+        elif fault is not None:
             if fault.kind == "slow":
                 time.sleep(fault.delay)
             elif fault.kind in ("drop", "lost"):
@@ -141,6 +178,17 @@ class ServiceServer:
         parts = request.path.strip("/").split("/")
         if parts == ["_sandbox", "health"]:
             return answer({"service": self.service, "ok": True})
+        if parts == ["_sandbox", "requests"]:
+            if request.method == "GET":
+                return answer({"values": self.requests.values()})
+            if request.method == "DELETE":
+                self.requests.clear()
+                return answer({"cleared": True})
+            return answer({"error": f"{request.method} is not allowed on {request.path}"}, 405)
+        if self._admin_extra is not None:
+            extra = self._admin_extra(request)
+            if extra is not None:
+                return extra
         if parts[:2] != ["_sandbox", "faults"]:
             return answer({"error": f"no admin endpoint at {request.path}"}, 404)
         if len(parts) == 2 and request.method == "GET":

@@ -1,12 +1,16 @@
-"""The HTTP surface: the Flask app, authentication, rate limiting, errors, and request helpers.
+"""The REST API's HTTP surface: the Flask app, authentication, scopes, rate limiting, errors, and
+request helpers.
 
-Every request must authenticate (Bearer token, or Basic with username/email and token): 401
-otherwise. Anything but GET/HEAD needs write access (403 for ``readonly``), except taking part in
-a review, which Bitbucket Cloud allows anyone who can read the repository: approving,
-unapproving, requesting changes and commenting on a pull request. Requests under
-``/2.0/repositories/`` spend the user's rolling-hour budget and carry the ``X-RateLimit-*``
-headers. Unknown URLs, wrong methods, malformed JSON and crashes all answer with Bitbucket's
-error body. A trailing slash is accepted everywhere, as Bitbucket does.
+Every request must authenticate (``Basic email:api_token`` for a person, ``Bearer`` for an access
+token's bot; see ``auth``): 401 otherwise. Requests under ``/2.0/repositories/`` spend the
+account's rolling-hour budget and carry the ``X-RateLimit-*`` headers. Then the credential must
+hold the endpoint's scopes (``scopes``: 403 otherwise, and every authenticated answer says which
+scopes were granted and accepted), an access token must have been made for the repository (404,
+as for a repository one cannot see), and anything but GET/HEAD needs write access (403 for
+``readonly``), except taking part in a review, which Bitbucket Cloud allows anyone who can read
+the repository: approving, unapproving, requesting changes and commenting on a pull request.
+Unknown URLs, wrong methods, malformed JSON and crashes all answer with Bitbucket's error body. A
+trailing slash is accepted everywhere, as Bitbucket does.
 """
 
 from __future__ import annotations
@@ -21,8 +25,17 @@ from typing import TYPE_CHECKING, Any
 import flask
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
-from sandbox.bitbucket.errors import NO_API_DETAIL, ApiError, bad_request, rate_limited
-from sandbox.bitbucket.users import User, authenticate, require_write
+from sandbox.bitbucket import scopes
+from sandbox.bitbucket.auth import api_account
+from sandbox.bitbucket.errors import (
+    NO_API_DETAIL,
+    REPOSITORY_NOT_FOUND,
+    ApiError,
+    bad_request,
+    not_found,
+    rate_limited,
+)
+from sandbox.bitbucket.users import User, credential_type, is_bot, reaches, require_write
 from sandbox.server import json_object
 
 if TYPE_CHECKING:
@@ -76,25 +89,38 @@ def create_app(bb: BitbucketCloud) -> flask.Flask:
     @app.before_request
     def _authenticate() -> flask.Response | None:
         with bb.lock:
-            users = dict(bb.store.users)
-        flask.g.user = authenticate(flask.request.headers.get("Authorization"), users)
-        path = flask.request.path
+            users, bots = list(bb.store.users.values()), list(bb.store.bots.values())
+        account, _ = api_account(flask.request.headers.get("Authorization"), users, bots)
+        flask.g.user = account
+        method, path = flask.request.method, flask.request.path
+        rule = flask.request.url_rule
+        needed = scopes.requirement(method, rule.rule) if rule is not None else None
+        required = (needed.classic if is_bot(account) else needed.granular) if needed else ()
+        flask.g.scope_headers = scopes.headers(
+            account["scopes"], needed.classic if needed else (), credential_type(account)
+        )
         if path.startswith("/2.0/repositories/"):
-            allowed, remaining = bb.limiter.spend(flask.g.user["username"])
+            allowed, remaining = bb.limiter.spend(account["username"])
             flask.g.rate_headers = bb.limiter.headers(remaining)
             if not allowed:
                 resp = rate_limited()
                 resp.headers.update(flask.g.rate_headers)
                 return resp  # type: ignore[return-value]
-        if flask.request.method not in READ_METHODS and not REVIEW_ACTION.match(path):
-            parts = path.strip("/").split("/")
+        scopes.check(account["scopes"], required)
+        parts = path.strip("/").split("/")
+        in_repository = parts[:2] == ["2.0", "repositories"] and len(parts) >= 4
+        if in_repository and not reaches(account, parts[2], parts[3]):
+            raise not_found(REPOSITORY_NOT_FOUND)
+        if method not in READ_METHODS and not REVIEW_ACTION.match(path):
             target = "/".join(parts[2:4]) if parts[:2] == ["2.0", "repositories"] else path
-            require_write(flask.g.user, target)
+            require_write(account, target)
         return None
 
     @app.after_request
-    def _rate_headers(resp: flask.Response) -> flask.Response:
+    def _common_headers(resp: flask.Response) -> flask.Response:
         for key, value in getattr(flask.g, "rate_headers", {}).items():
+            resp.headers[key] = value
+        for key, value in getattr(flask.g, "scope_headers", {}).items():
             resp.headers[key] = value
         return resp
 

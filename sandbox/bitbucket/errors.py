@@ -1,5 +1,8 @@
 """Bitbucket's error answers: ``{"type": "error", "error": {"message", "detail"?, "fields"?}}``.
 
+``detail`` is usually a sentence; the 403 of a missing scope makes it an object
+(``{"granted": [...], "required": [...]}``).
+
 Handlers raise ``ApiError``; the app turns it into the JSON body Bitbucket sends. ``fields`` maps a
 field name to a list of messages, as Bitbucket does for validation errors
 (``{"title": ["This field is required."]}``).
@@ -13,6 +16,10 @@ from typing import Any
 from werkzeug.wrappers import Response
 
 RATE_LIMIT_TEXT = "Rate limit for this resource has been exceeded"
+REPOSITORY_NOT_FOUND = (
+    "You may not have access to this repository or it no longer exists in this workspace. If you think "
+    "this repository exists and you have access, make sure you are authenticated."
+)
 NO_API_DETAIL = (
     "There is no API hosted at this URL.\n\nFor information about our API's, please refer to the "
     "documentation at: https://developer.atlassian.com/bitbucket/api/2/reference/"
@@ -26,7 +33,7 @@ class ApiError(Exception):
         self,
         status: int,
         message: str,
-        detail: str | None = None,
+        detail: str | dict[str, Any] | None = None,
         fields: dict[str, list[str]] | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
@@ -67,6 +74,15 @@ def not_found(message: str, detail: str | None = None) -> ApiError:
 
 def bad_request(message: str, detail: str | None = None) -> ApiError:
     return ApiError(400, message, detail)
+
+
+def text_response(exc: ApiError) -> Response:
+    """``exc`` as the website host answers it: plain text, the same status and headers."""
+    text = exc.message if exc.detail is None else f"{exc.message}\n{exc.detail}"
+    resp = Response(text + "\n", status=exc.status, mimetype="text/plain")
+    for key, value in exc.headers.items():
+        resp.headers[key] = value
+    return resp
 
 
 def rate_limited() -> Response:

@@ -2,14 +2,16 @@
 
     GET|POST R/pullrequests              GET|PUT R/pullrequests/{id}
     POST|DELETE R/pullrequests/{id}/approve          POST|DELETE .../request-changes
-    POST .../decline    POST .../merge   GET .../activity   GET .../commits   GET .../statuses
+    POST .../decline    POST .../merge   GET .../merge/task-status/{task id}
+    GET .../activity    GET .../commits  GET .../statuses
     GET|POST .../comments                GET .../comments/{comment_id}
 
 Listing: ``state`` may repeat; without it only OPEN pull requests are listed, unless ``q`` itself
 filters on ``state``. ``q`` and ``sort`` as in ``query``; pagelen at most 50. Approving is open to
 the author (Bitbucket Cloud allows it); approving, merging or declining a closed pull request is
-a 400. ``merge_commit`` makes a real two-parent merge commit, ``squash`` a one-parent commit with
-the merged tree, ``fast_forward`` moves the destination to the source tip or fails with a 400.
+a 400. ``PUT`` needs ``title`` every time (400 "title is required" without it), as Bitbucket does.
+Reviewers are given as ``[{"uuid": ...} | {"account_id": ...}]``; the author among them, or an
+unknown account, is a 400. How merges happen (at once or as a task) is in ``merges``.
 """
 
 from __future__ import annotations
@@ -23,16 +25,22 @@ import flask
 from sandbox.bitbucket import events, paging, query
 from sandbox.bitbucket.api import answer, current_user, json_body
 from sandbox.bitbucket.errors import ApiError, bad_request, field_error, not_found, required
-from sandbox.bitbucket.gitrepo import MergeConflict, RefMoved
+from sandbox.bitbucket.merges import TIMED_OUT, MergeOrder, close_pullrequest, require_open
 from sandbox.bitbucket.shapes import now
 from sandbox.bitbucket.store import Record
+from sandbox.faults import MERGE_TIMEOUT_STATUS
+from sandbox.server import FAULT_ENVIRON_KEY
 
 if TYPE_CHECKING:
     from sandbox.bitbucket.service import BitbucketCloud
 
 R = "/2.0/repositories/<workspace>/<slug>/pullrequests"
 PR_STATES = ("OPEN", "MERGED", "DECLINED", "SUPERSEDED")
-STRATEGIES = ("merge_commit", "squash", "fast_forward")
+
+
+def title_required() -> ApiError:
+    """What Bitbucket answers a ``PUT`` without ``title``, even one that changes nothing else."""
+    return ApiError(400, "title is required", fields={"title": ["This field is required."]})
 
 
 def _branch_name(body: dict[str, Any], field: str) -> str | None:
@@ -58,20 +66,11 @@ def register(app: flask.Flask, bb: BitbucketCloud) -> None:
             raise not_found(f"Pull request {pr_id} not found", "There is no pull request with that id here.")
         return pr
 
-    def require_open(pr: Record, action: str) -> None:
-        if pr["state"] != "OPEN":
-            raise bad_request(
-                f"You can't {action} a pull request that is {pr['state'].lower()}.",
-                f"Pull request #{pr['id']} is {pr['state']}; only OPEN pull requests can be changed.",
-            )
-
     def user_of(ref: Any) -> str:
-        """A username from a reviewer reference ({uuid} / {account_id} / {username})."""
+        """A username from a reviewer reference (``{"uuid": ...}`` or ``{"account_id": ...}``)."""
         if isinstance(ref, dict):
             for name, u in bb.store.users.items():
-                if ref.get("uuid") in (u["uuid"],) or ref.get("account_id") == u["account_id"]:
-                    return name
-                if ref.get("username") == name or ref.get("nickname") == name:
+                if ref.get("uuid") == u["uuid"] or ref.get("account_id") == u["account_id"]:
                     return name
         raise field_error("reviewers", f"{ref!r} is not a valid user.")
 
@@ -95,8 +94,9 @@ def register(app: flask.Flask, bb: BitbucketCloud) -> None:
         return names
 
     def set_reviewers(pr: Record, names: list[str]) -> None:
+        """Make ``names`` the reviewers; a reviewer taken off who had acted stays a participant."""
         pr["reviewers"] = names
-        kept = [p for p in pr["participants"] if p["role"] == "PARTICIPANT" or p["user"] in names]
+        kept = list(pr["participants"])
         for p in kept:
             p["role"] = "REVIEWER" if p["user"] in names else "PARTICIPANT"
         present = {p["user"] for p in kept}
@@ -123,6 +123,11 @@ def register(app: flask.Flask, bb: BitbucketCloud) -> None:
         pr["participants"].append(p)
         return p
 
+    def account(handle: str) -> Record:
+        found = bb.store.account(handle)
+        assert found is not None, f"no account {handle!r}"
+        return found
+
     # -- list, create, get, update ------------------------------------------------------------
 
     pr_fields: dict[str, query.Getter] = {
@@ -134,9 +139,9 @@ def register(app: flask.Flask, bb: BitbucketCloud) -> None:
         "destination.branch.name": lambda p: p["destination"],
         "source.commit.hash": lambda p: p["source_hash"][:12],
         "destination.commit.hash": lambda p: p["dest_hash"][:12],
-        "author.uuid": lambda p: bb.store.users[p["author"]]["uuid"],
-        "author.account_id": lambda p: bb.store.users[p["author"]]["account_id"],
-        "author.nickname": lambda p: bb.store.users[p["author"]]["nickname"],
+        "author.uuid": lambda p: account(p["author"])["uuid"],
+        "author.account_id": lambda p: account(p["author"])["account_id"],
+        "author.nickname": lambda p: account(p["author"]).get("nickname"),
         "created_on": lambda p: p["created_on"],
         "updated_on": lambda p: p["updated_on"],
         "close_source_branch": lambda p: p["close_source_branch"],
@@ -262,6 +267,8 @@ def register(app: flask.Flask, bb: BitbucketCloud) -> None:
         me = current_user()["username"]
         with bb.lock:
             pr = pr_or_404(repo, pr_id)
+            if not body.get("title"):
+                raise title_required()
             require_open(pr, "update")
             changes: dict[str, Any] = {}
             for name in ("title", "description"):
@@ -364,21 +371,6 @@ def register(app: flask.Flask, bb: BitbucketCloud) -> None:
 
     # -- decline and merge --------------------------------------------------------------------
 
-    def close(pr: Record, state: str, me: str) -> None:
-        stamp = now()
-        pr.update(state=state, closed_by=me, updated_on=stamp)
-        pr["activity"].append(
-            {
-                "kind": "update",
-                "date": stamp,
-                "user": me,
-                "state": state,
-                "reason": pr["reason"],
-                "source_hash": pr["source_hash"],
-                "dest_hash": pr["dest_hash"],
-            }
-        )
-
     @app.route(f"{R}/<int:pr_id>/decline", methods=["POST"])
     def decline(workspace: str, slug: str, pr_id: int) -> flask.Response:
         repo = bb.repo_or_404(workspace, slug)
@@ -388,7 +380,7 @@ def register(app: flask.Flask, bb: BitbucketCloud) -> None:
             pr = pr_or_404(repo, pr_id)
             require_open(pr, "decline")
             pr["reason"] = body.get("message") if isinstance(body.get("message"), str) else ""
-            close(pr, "DECLINED", me)
+            close_pullrequest(pr, "DECLINED", me)
             bb.save(repo)
             events.pullrequest(bb, repo, pr, "pullrequest:rejected", me)
             return answer(render(repo, pr))
@@ -396,63 +388,31 @@ def register(app: flask.Flask, bb: BitbucketCloud) -> None:
     @app.route(f"{R}/<int:pr_id>/merge", methods=["POST"])
     def merge(workspace: str, slug: str, pr_id: int) -> flask.Response:
         repo = bb.repo_or_404(workspace, slug)
-        body = json_body()
+        order = MergeOrder.from_body(json_body())
         me = current_user()["username"]
-        strategy = body.get("merge_strategy") or "merge_commit"
-        if strategy not in STRATEGIES:
-            raise field_error("merge_strategy", f"{strategy!r} is not one of {', '.join(STRATEGIES)}.")
-        message = body.get("message")
-        if message is not None and not isinstance(message, str):
-            raise field_error("message", "must be a string.")
-        git = bb.git(repo)
+        timed_out = flask.request.environ.get(FAULT_ENVIRON_KEY) is not None  # a merge_timeout fault
+        queued = bb.merge_mode == "async" or flask.request.args.get("async", "").lower() == "true"
         with bb.lock:
             pr = pr_or_404(repo, pr_id)
-            require_open(pr, "merge")
-            source, dest = pr["source"], pr["destination"]
-            source_sha, dest_sha = git.branch(source), git.branch(dest)
-            if source_sha is None or dest_sha is None:
-                gone = source if source_sha is None else dest
-                raise bad_request("Unable to merge", f'Branch "{gone}" no longer exists.')
-            default_message = f"Merged in {source} (pull request #{pr['id']})\n\n{pr['title']}\n"
-            identity = bb.identity(me, now())
-            if strategy == "fast_forward":
-                if not git.is_ancestor(dest_sha, source_sha):
-                    raise bad_request(
-                        "Unable to merge: fast-forward is not possible",
-                        f"{dest} has commits that {source} does not have. Rebase {source} onto {dest}, or "
-                        "merge with merge_commit or squash.",
-                    )
-                result = source_sha
-            else:
-                try:
-                    tree = git.merge_tree(dest_sha, source_sha)
-                except MergeConflict as exc:
-                    raise ApiError(
-                        409,
-                        "Unable to merge: the pull request has conflicts",
-                        f"Conflicts in {', '.join(exc.paths)}.",
-                    ) from None
-                parents = [dest_sha, source_sha] if strategy == "merge_commit" else [dest_sha]
-                text = message or default_message
-                result = git.commit_tree(
-                    tree, parents, text if text.endswith("\n") else text + "\n", identity
-                )
-            try:
-                bb.move_branch(repo, me, dest, dest_sha, result)
-            except RefMoved as exc:
-                raise ApiError(
-                    409, "The destination branch moved during the merge; retry", str(exc)
-                ) from None
-            pr.update(merge_commit=result, source_hash=source_sha, dest_hash=dest_sha, merge_base=dest_sha)
-            close(pr, "MERGED", me)
-            close_source = body.get("close_source_branch")
-            if close_source is None:
-                close_source = pr["close_source_branch"]
-            bb.save(repo)
-            events.pullrequest(bb, repo, pr, "pullrequest:fulfilled", me)
-            if close_source and source != repo["mainbranch"] and git.branch(source) == source_sha:
-                bb.move_branch(repo, me, source, source_sha, None)
+            if timed_out:
+                bb.merger.queue(repo, pr, me, order)
+                raise ApiError(MERGE_TIMEOUT_STATUS, TIMED_OUT)
+            if queued:
+                task = bb.merger.queue(repo, pr, me, order)
+                resp = flask.Response(status=202)
+                resp.headers["Location"] = bb.merger.status_url(repo, task)
+                return resp
+            bb.merger.refuse_if_merging(repo, pr)
+            bb.merger.merge_now(repo, pr, me, order)
             return answer(render(repo, pr))
+
+    @app.route(f"{R}/<int:pr_id>/merge/task-status/<task_id>", methods=["GET"])
+    def merge_status(workspace: str, slug: str, pr_id: int, task_id: str) -> flask.Response:
+        repo = bb.repo_or_404(workspace, slug)
+        me = current_user()["username"]
+        with bb.lock:
+            pr = pr_or_404(repo, pr_id)
+            return answer(bb.merger.status(repo, pr, task_id, me))
 
     # -- activity, commits, statuses ----------------------------------------------------------
 

@@ -1,15 +1,16 @@
-"""Accounts, workspaces, repositories, branches, commits, ``POST /src``, archives and commit statuses.
+"""Repositories, branches, commits, ``POST /src`` and commit statuses.
 
 R below is ``/2.0/repositories/{workspace}/{repo_slug}``::
 
-    GET  /2.0/user, /2.0/users/{uuid|account_id|nickname}, /2.0/workspaces/{ws}, /2.0/workspaces/{ws}/members
     GET  /2.0/repositories/{ws}                        GET R
     GET|POST R/refs/branches    GET|DELETE R/refs/branches/{name}
     GET|POST R/commits[/{revision}] (include/exclude)  GET R/commit/{hash}
     POST R/src (multipart or urlencoded form)          GET R/src/{rev}/{path}
     GET  R/commit/{hash}/statuses       POST R/commit/{hash}/statuses/build
     GET|PUT R/commit/{hash}/statuses/build/{key}
-    GET  /{ws}/{repo}/get/{rev}.tar.gz
+
+Accounts and workspaces are in ``routes_accounts``; the source archive is on the website host
+(``website``). An access token sees only the repositories it was made for.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from sandbox.bitbucket.errors import ApiError, bad_request, field_error, not_fou
 from sandbox.bitbucket.gitrepo import GitRepo, Identity, RefMoved, valid_branch_name
 from sandbox.bitbucket.shapes import now
 from sandbox.bitbucket.store import Record
+from sandbox.bitbucket.users import reaches
 
 if TYPE_CHECKING:
     from sandbox.bitbucket.service import BitbucketCloud
@@ -48,46 +50,6 @@ def resolve_commit(git: GitRepo, rev: str) -> str:
 def register(app: flask.Flask, bb: BitbucketCloud) -> None:
     shapes = bb.shapes
 
-    # -- accounts and workspaces --------------------------------------------------------------
-
-    @app.route("/2.0/user", methods=["GET"])
-    def user_me() -> flask.Response:
-        return answer(shapes.user_full(current_user()["username"]))
-
-    @app.route("/2.0/users/<selected>", methods=["GET"])
-    def user_get(selected: str) -> flask.Response:
-        with bb.lock:
-            for name, u in bb.store.users.items():
-                if selected in (u["uuid"], u["account_id"], u["nickname"], u["uuid"].strip("{}")):
-                    return answer(shapes.user_full(name))
-        raise not_found(f"{selected} not found")
-
-    @app.route("/2.0/workspaces/<workspace>", methods=["GET"])
-    def workspace_get(workspace: str) -> flask.Response:
-        ws = bb.store.workspaces.get(workspace)
-        if ws is None:
-            raise not_found(f"No workspace with identifier '{workspace}'.")
-        return answer(shapes.workspace(ws, full=True))
-
-    @app.route("/2.0/workspaces/<workspace>/members", methods=["GET"])
-    def workspace_members(workspace: str) -> flask.Response:
-        ws = bb.store.workspaces.get(workspace)
-        if ws is None:
-            raise not_found(f"No workspace with identifier '{workspace}'.")
-        req = paging.page_request(flask.request.args)
-        base = shapes.api(f"workspaces/{workspace}/members")
-        with bb.lock:
-            values = [
-                {
-                    "type": "workspace_membership",
-                    "user": shapes.user(name),
-                    "workspace": shapes.workspace(ws),
-                    "links": {"self": {"href": f"{base}/{bb.store.users[name]['uuid']}"}},
-                }
-                for name in sorted(bb.store.users)
-            ]
-        return answer(paging.page_of(values, req, base=base, args=flask.request.args))
-
     # -- repositories -------------------------------------------------------------------------
 
     def render_repo(repo: Record) -> Record:
@@ -98,8 +60,13 @@ def register(app: flask.Flask, bb: BitbucketCloud) -> None:
         if workspace not in bb.store.workspaces:
             raise not_found(f"No workspace with identifier '{workspace}'.")
         req = paging.page_request(flask.request.args)
+        me = current_user()
         with bb.lock:
-            repos = [r for r in bb.store.repos.values() if r["workspace"] == workspace]
+            repos = [
+                r
+                for r in bb.store.repos.values()
+                if r["workspace"] == workspace and reaches(me, workspace, r["slug"])
+            ]
             values = [render_repo(r) for r in sorted(repos, key=lambda r: r["slug"])]
         return answer(
             paging.page_of(values, req, base=shapes.api(f"repositories/{workspace}"), args=flask.request.args)
@@ -306,23 +273,6 @@ def register(app: flask.Flask, bb: BitbucketCloud) -> None:
         if content is None:
             raise not_found("No such file or directory: " + path)
         return flask.Response(content, mimetype="application/octet-stream")
-
-    # -- archive ------------------------------------------------------------------------------
-
-    @app.route("/<workspace>/<slug>/get/<path:filename>", methods=["GET"])
-    def archive(workspace: str, slug: str, filename: str) -> flask.Response:
-        bb.repo_or_404(workspace, slug)
-        if not filename.endswith(".tar.gz"):
-            raise not_found("Resource not found", "Archives are served as {revision}.tar.gz here.")
-        try:
-            data, sha = bb.archive(workspace, slug, filename.removesuffix(".tar.gz"))
-        except KeyError:
-            raise not_found(
-                "Commit not found", f"No commit, branch or tag named {filename[:-7]!r}."
-            ) from None
-        resp = flask.Response(data, mimetype="application/x-tar")
-        resp.headers["Content-Disposition"] = f'attachment; filename="{workspace}-{slug}-{sha[:12]}.tar.gz"'
-        return resp
 
     # -- commit statuses ----------------------------------------------------------------------
 

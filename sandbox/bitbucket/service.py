@@ -1,9 +1,11 @@
-"""``BitbucketCloud``: the Bitbucket Cloud REST 2.0 stand-in that ``sandbox.core`` composes.
+"""``BitbucketCloud``: the Bitbucket Cloud stand-in that ``sandbox.core`` composes.
 
 It owns the state (``Store``), one bare git repository per Bitbucket repository, the webhook
-``Deliverer`` and the rate limiter, and offers the domain operations the routes share: moving a
-branch (which records a push, fires ``repo:push`` and refreshes the pull requests that use the
-branch) and firing webhook events. The HTTP surface is in ``api`` and the ``routes_*`` modules.
+``Deliverer``, the rate limiter and the ``Merger``, and offers the domain operations the routes
+share: moving a branch (which records a push, fires ``repo:push`` and refreshes the pull requests
+that use the branch) and firing webhook events. It serves two hosts, as Bitbucket does: the REST
+API (``wsgi_app``: ``api`` and the ``routes_*`` modules) and the website (``web_wsgi_app``:
+``website``, the source archives and git over HTTPS).
 """
 
 from __future__ import annotations
@@ -17,49 +19,66 @@ from typing import Any
 import flask
 from werkzeug.wrappers import Response
 
-from sandbox.bitbucket import api, events, routes_hooks, routes_pulls, routes_repo
-from sandbox.bitbucket.errors import ApiError, not_found, rate_limited
+from sandbox.bitbucket import api, events, routes_accounts, routes_hooks, routes_pulls, routes_repo, website
+from sandbox.bitbucket.errors import REPOSITORY_NOT_FOUND, ApiError, not_found, rate_limited
 from sandbox.bitbucket.gitrepo import GitRepo, Identity
+from sandbox.bitbucket.merges import MERGE_MODES, Merger
 from sandbox.bitbucket.ratelimit import RollingLimiter
 from sandbox.bitbucket.shapes import Shapes, now
 from sandbox.bitbucket.store import Record, Store
-from sandbox.bitbucket.users import SEED_USERS, new_user
+from sandbox.bitbucket.users import ACCESS_TOKEN_SCOPES, SEED_USERS, USER_SCOPES, new_access_token, new_user
 from sandbox.bitbucket.webhooks import Deliverer
 from sandbox.faults import Fault
 
 log = logging.getLogger("sandbox.bitbucket")
 
-REPOSITORY_NOT_FOUND = (
-    "You may not have access to this repository or it no longer exists in this workspace. If you think "
-    "this repository exists and you have access, make sure you are authenticated."
-)
+# The seeded access tokens: key -> (kind, name). Their repository is the seeded one.
+SEED_ACCESS_TOKENS: dict[str, tuple[str, str]] = {
+    "repository": ("repository", "Claims release token"),
+    "workspace": ("workspace", "Whisper release token"),
+}
 
 
 class BitbucketCloud:
-    """The stand-in. ``wsgi_app`` serves ``/2.0/...`` and ``/{workspace}/{repo}/get/{rev}.tar.gz``."""
+    """The stand-in. ``wsgi_app`` serves the REST API (``/2.0/...``) at ``base_url``;
+    ``web_wsgi_app`` the website (archives, git over HTTPS) at ``web_url``.
+
+    ``merge_mode`` is ``sync`` (a merge answers 200 with the merged pull request) or ``async``
+    (202 and a task to poll, pending for ``merge_delay`` seconds): see ``merges``.
+    """
 
     service = "bitbucket"
+    web_service = "bitbucket-web"
 
     def __init__(
         self,
         state_dir: Path,
         base_url: str,
         *,
+        web_url: str,
         rate_limit: int = 1000,
         webhook_timeout: float = 10.0,
         webhook_retry_delay: float = 0.5,
+        merge_mode: str = "sync",
+        merge_delay: float = 1.0,
     ) -> None:
+        if merge_mode not in MERGE_MODES:
+            raise ValueError(f"merge_mode: {merge_mode!r} is not one of {', '.join(MERGE_MODES)}")
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.base_url = base_url.rstrip("/")
+        self.web_url = web_url.rstrip("/")
+        self.merge_mode = merge_mode
         self.store = Store(self.state_dir)
         self.lock = self.store.lock
-        self.shapes = Shapes(self.base_url, self.store.users)
+        self.shapes = Shapes(self.base_url, self.web_url, self.store.users, self.store.bots)
         self.limiter = RollingLimiter(rate_limit)
         self.deliverer = Deliverer(timeout=webhook_timeout, retry_delay=webhook_retry_delay)
+        self.merger = Merger(self, merge_delay)
         self.wsgi_app: flask.Flask = api.create_app(self)
-        for routes in (routes_repo, routes_pulls, routes_hooks):
+        for routes in (routes_accounts, routes_repo, routes_pulls, routes_hooks):
             routes.register(self.wsgi_app, self)
+        self.web_wsgi_app: flask.Flask = website.create_app(self)
 
     # -- what sandbox.core calls --------------------------------------------------------------
 
@@ -72,13 +91,27 @@ class BitbucketCloud:
         ).response()
 
     def seed(self, files: dict[str, bytes], *, workspace: str, repository: str) -> None:
-        """Seed the five users, ``workspace`` and ``repository`` (one commit by ops holding
-        ``files`` on ``main``; ``develop`` at the same commit). Idempotent across restarts."""
+        """Seed the five users, ``workspace``, ``repository`` (one commit by ops holding
+        ``files`` on ``main``; ``develop`` at the same commit) and two access tokens (one for
+        ``repository``, one for ``workspace``). Idempotent across restarts."""
         with self.lock:
             stamp = now()
             for username, display_name, can_write in SEED_USERS:
                 if username not in self.store.users:
                     self.store.users[username] = new_user(username, display_name, can_write, stamp)
+                self.store.users[username].setdefault("scopes", list(USER_SCOPES))  # older state files
+            for key, (kind, name) in SEED_ACCESS_TOKENS.items():
+                if f"bot:{key}" not in self.store.bots:
+                    bot = new_access_token(
+                        key,
+                        kind,
+                        name,
+                        list(ACCESS_TOKEN_SCOPES),
+                        stamp,
+                        workspace=workspace,
+                        repository=repository if kind == "repository" else None,
+                    )
+                    self.store.bots[bot["username"]] = bot
             if workspace not in self.store.workspaces:
                 self.store.workspaces[workspace] = {
                     "slug": workspace,
@@ -125,6 +158,35 @@ class BitbucketCloud:
         with self.lock:
             return {name: u["token"] for name, u in self.store.users.items()}
 
+    def emails(self) -> dict[str, str]:
+        """username -> the e-mail that goes with the API token in Basic auth."""
+        with self.lock:
+            return {name: u["email"] for name, u in self.store.users.items()}
+
+    def access_tokens(self) -> dict[str, str]:
+        """key -> access token (``repository`` and ``workspace`` are seeded)."""
+        with self.lock:
+            return {bot["key"]: bot["token"] for bot in self.store.bots.values()}
+
+    def issue_access_token(
+        self,
+        key: str,
+        kind: str,
+        name: str,
+        scopes: list[str],
+        *,
+        workspace: str,
+        repository: str | None = None,
+    ) -> str:
+        """Make (and persist) another access token, e.g. one lacking a scope; returns the token."""
+        with self.lock:
+            if f"bot:{key}" in self.store.bots:
+                raise ValueError(f"an access token {key!r} exists already")
+            bot = new_access_token(key, kind, name, scopes, now(), workspace=workspace, repository=repository)
+            self.store.bots[bot["username"]] = bot
+            self.store.save()
+            return str(bot["token"])
+
     def archive(self, workspace: str, repository: str, rev: str) -> tuple[bytes, str]:
         """The ``.tar.gz`` that ``GET /{workspace}/{repository}/get/{rev}.tar.gz`` serves, and the
         full commit hash it holds. Raises ``KeyError`` for an unknown repository or revision."""
@@ -146,6 +208,7 @@ class BitbucketCloud:
         return self.deliverer.wait_idle(timeout)
 
     def close(self) -> None:
+        self.merger.close()
         self.deliverer.close()
 
     # -- shared by the routes -----------------------------------------------------------------
@@ -163,7 +226,9 @@ class BitbucketCloud:
         return repo
 
     def identity(self, username: str, when: str | None = None) -> Identity:
-        u = self.store.users[username]
+        """Who commits made by the account ``username`` (a person or a bot) are by."""
+        u = self.store.account(username)
+        assert u is not None, f"no account {username!r}"
         return Identity(u["display_name"], u["email"], when)
 
     def save(self, repo: Record | None = None) -> None:

@@ -1,9 +1,12 @@
 """What Bitbucket Cloud's JSON looks like, built from stored records at response time.
 
-Every object carries ``type`` and absolute ``links`` into the stand-in (from ``base``, the server's
-current base URL: absolute URLs are never stored). Timestamps are ISO 8601 with microseconds and
-``+00:00``; commit dates are git's strict ISO dates, as Bitbucket shows them. A pull request's
-source/destination commit hashes are 12 characters; branch targets and commits are 40.
+Every object carries ``type`` and absolute ``links`` into the stand-in: ``self`` and the other API
+links into the API host (``base``), ``html`` links and the https clone URL into the website host
+(``web``), as ``api.bitbucket.org`` and ``bitbucket.org`` (both are the servers' current base URLs:
+absolute URLs are never stored). Access tokens' bot accounts render as ``app_user``. Timestamps
+are ISO 8601 with microseconds and ``+00:00``; commit dates are git's strict ISO dates, as
+Bitbucket shows them. A pull request's source/destination commit hashes are 12 characters;
+branch targets and commits are 40.
 """
 
 from __future__ import annotations
@@ -35,11 +38,13 @@ def _q(text: str) -> str:
 
 
 class Shapes:
-    """Renders records; ``users`` is the live username -> user record mapping."""
+    """Renders records; ``users`` and ``bots`` are the live handle -> account record mappings."""
 
-    def __init__(self, base: str, users: dict[str, Record]) -> None:
+    def __init__(self, base: str, web: str, users: dict[str, Record], bots: dict[str, Record]) -> None:
         self.base = base.rstrip("/")
+        self.web_base = web.rstrip("/")
         self.users = users
+        self.bots = bots
 
     # -- links --------------------------------------------------------------------------------
 
@@ -47,7 +52,7 @@ class Shapes:
         return f"{self.base}/2.0/{path}"
 
     def web(self, path: str) -> str:
-        return f"{self.base}/{path}"
+        return f"{self.web_base}/{path}"
 
     @staticmethod
     def link(href: str) -> Record:
@@ -65,7 +70,11 @@ class Shapes:
 
     def user(self, username: str | None) -> Record | None:
         """The account object Bitbucket embeds (author, actor, participant.user, ...)."""
-        if username is None or username not in self.users:
+        if username is None:
+            return None
+        if username in self.bots:
+            return self.app_user(self.bots[username])
+        if username not in self.users:
             return None
         u = self.users[username]
         return {
@@ -81,10 +90,27 @@ class Shapes:
             "nickname": u["nickname"],
         }
 
+    def app_user(self, bot: Record) -> Record:
+        """An access token's bot account: no nickname."""
+        return {
+            "display_name": bot["display_name"],
+            "links": {
+                "self": self.link(self.api(f"users/{_q(bot['uuid'])}")),
+                "avatar": self.link(self.web(f"account/{_q(bot['uuid'])}/avatar/")),
+                "html": self.link(self.web(_q(bot["uuid"]) + "/")),
+            },
+            "type": "app_user",
+            "uuid": bot["uuid"],
+            "account_id": bot["account_id"],
+        }
+
     def user_full(self, username: str) -> Record:
         """``GET /2.0/user`` and ``/2.0/users/{id}``: the account with its profile fields."""
         base = self.user(username)
         assert base is not None
+        if username in self.bots:
+            base.update(created_on=self.bots[username]["created_on"], account_status="active")
+            return base
         u = self.users[username]
         base["links"]["repositories"] = self.link(self.api(f"repositories/{_q(u['uuid'])}"))
         base.update(
@@ -98,10 +124,18 @@ class Shapes:
         return base
 
     def user_by_email(self, email: str) -> str | None:
-        for name, u in self.users.items():
+        for name, u in [*self.users.items(), *self.bots.items()]:
             if u["email"].lower() == email.lower():
                 return name
         return None
+
+    def repository_permission(self, repo: Record, username: str, permission: str) -> Record:
+        return {
+            "type": "repository_permission",
+            "permission": permission,
+            "repository": self.repository_mini(repo),
+            "user": self.user(username),
+        }
 
     # -- workspaces and repositories ----------------------------------------------------------
 

@@ -3,6 +3,7 @@
 Layout (``state.json`` under the state dir; the git repositories live next to it in ``git/``)::
 
     users:      {username: user record (see users.new_user)}
+    bots:       {"bot:<key>": access token and its bot account (see users.new_access_token)}
     workspaces: {slug: {slug, name, uuid, created_on}}
     repos:      {"ws/slug": {workspace, slug, name, uuid, created_on, updated_on, mainbranch,
                              project, next_pr, next_comment, pullrequests: {"1": pr},
@@ -27,6 +28,7 @@ class Store:
         self.file = JsonFile(state_dir / "state.json")
         self.data: Record = self.file.load({})
         self.data.setdefault("users", {})
+        self.data.setdefault("bots", {})
         self.data.setdefault("workspaces", {})
         self.data.setdefault("repos", {})
         self.lock = threading.RLock()
@@ -38,6 +40,14 @@ class Store:
     @property
     def users(self) -> dict[str, Record]:
         return self.data["users"]
+
+    @property
+    def bots(self) -> dict[str, Record]:
+        return self.data["bots"]
+
+    def account(self, handle: str) -> Record | None:
+        """A person by username or a bot by its ``bot:`` handle."""
+        return self.users.get(handle) or self.bots.get(handle)
 
     @property
     def workspaces(self) -> dict[str, Record]:

@@ -2,7 +2,8 @@
 and the request helpers the ``routes_*`` modules share; those modules add the routes, by resource.
 
 Every API request passes the wire rules first (``sandbox.heroku.wire``): Accept (406), auth (401),
-then the account's budget (429; ``GET /account/rate-limits`` costs nothing). Every response
+the two-factor switch (403 ``two_factor`` while ``HerokuPlatform.require_two_factor(True)``), then
+the account's budget (429; ``GET /account/rate-limits`` costs nothing). Every response
 carries ``RateLimit-Remaining`` and ``Request-Id``. ``/blobs/...`` (the S3 URLs of sources and
 slugs) and ``/streams/...`` (build and release output) need no Accept nor auth: they are
 capability URLs carrying a token, as on Heroku.
@@ -21,6 +22,8 @@ from sandbox.heroku.state import Record, Store
 from sandbox.heroku.wire import (
     ENDPOINT_NOT_FOUND,
     RATE_LIMIT_MESSAGE,
+    TWO_FACTOR_MESSAGE,
+    TWO_FACTOR_URL,
     ApiError,
     acceptable,
     json_response,
@@ -87,6 +90,8 @@ def create_app(platform: HerokuPlatform) -> Flask:
         token = token_from(request.headers.get("Authorization"))
         if token is None or not platform.check_api_key(token):
             raise ApiError(401, "unauthorized", "Invalid credentials provided.")
+        if platform.two_factor_required:
+            raise ApiError(403, "two_factor", TWO_FACTOR_MESSAGE, url=TWO_FACTOR_URL)
         if path.rstrip("/") != "/account/rate-limits" and not platform.budget.spend():
             raise ApiError(429, "rate_limit", RATE_LIMIT_MESSAGE)
         return None

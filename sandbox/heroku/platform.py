@@ -6,6 +6,10 @@ router per app (the stable ``web_url``) and the Flask app ``wsgi_app`` that ``Se
 serves (``api.create_app``, with the routes of each ``routes_*`` module). It also answers the
 Data API stand-in's questions (``sandbox.heroku.refs.HerokuLookup``).
 
+The two-factor switch (``require_two_factor``, or ``POST /_sandbox/two-factor {"required": true}``
+through ``admin``) makes every Platform API call answer 403 ``two_factor``, as Heroku answers an
+API key whose account needs a second factor, until it is switched off. It lives in memory only.
+
 Life cycle: construct (binds the routers of known apps), serve ``wsgi_app``, ``seed`` (idempotent)
 and ``deploy``, or after a restart on the same state dir ``start_runtime``; ``close`` stops every
 process and router it started. Builds, releases and promotions that were still pending when the
@@ -15,6 +19,7 @@ last run stopped are marked failed on construction: their worker died with that 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import random
 import secrets
@@ -23,7 +28,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
-from werkzeug.wrappers import Response
+from werkzeug.wrappers import Request, Response
 
 from sandbox.databases import Databases
 from sandbox.faults import Fault
@@ -92,6 +97,7 @@ class HerokuPlatform:
         self.promoter = Promoter(self.store, self.releaser)
         self._routers: dict[str, Router] = {}
         self._routers_lock = threading.Lock()
+        self.two_factor_required = False
         with self.store.lock:
             app_ids = list(self.store.apps)
         for app_id in app_ids:
@@ -122,6 +128,26 @@ class HerokuPlatform:
         with self.store.lock:
             expected = self.store.account.get("api_key")
         return bool(expected) and secrets.compare_digest(str(expected), key)
+
+    def require_two_factor(self, required: bool) -> None:
+        """Switch on (or off) the 403 ``two_factor`` answer to every Platform API call."""
+        self.two_factor_required = bool(required)
+
+    def admin(self, request: Request) -> Response | None:
+        """``GET|POST /_sandbox/two-factor`` (``{"required": bool}``); None for other admin paths."""
+        if request.path.rstrip("/") != "/_sandbox/two-factor":
+            return None
+        if request.method == "POST":
+            try:
+                body = json.loads(request.get_data() or b"{}")
+            except ValueError:
+                body = None
+            if not isinstance(body, dict) or not isinstance(body.get("required"), bool):
+                return json_response({"error": 'the body must be {"required": true|false}'}, 400)
+            self.require_two_factor(body["required"])
+        elif request.method != "GET":
+            return json_response({"error": f"{request.method} is not allowed on {request.path}"}, 405)
+        return json_response({"required": self.two_factor_required})
 
     # -- answers the server gives without the app --------------------------------------------------
 

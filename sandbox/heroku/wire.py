@@ -25,25 +25,37 @@ ENDPOINT_NOT_FOUND = (
 RATE_LIMIT_MESSAGE = (
     "Your account reached the API rate limit\nPlease wait a few minutes before making new requests"
 )
+# What Heroku answers an API key whose account needs a second factor for the request (403).
+TWO_FACTOR_MESSAGE = (
+    "A second authentication factor or pre-authorization is required for this request. "
+    "Your account has either two-factor or a Yubikey registered."
+)
+TWO_FACTOR_URL = "https://devcenter.heroku.com/articles/two-factor-authentication"
 REFILL_PER_SECOND = 75 / 60  # Heroku refills about 75 tokens a minute
 DEFAULT_PAGE = 200
 MAX_PAGE = 1000
 
 
 class ApiError(Exception):
-    """An error answer: ``{"id", "message"}`` (plus ``resource`` for not_found, like Heroku)."""
+    """An error answer: ``{"id", "message"}`` (plus ``resource`` for not_found and ``url`` where
+    Heroku points at its documentation, like Heroku)."""
 
-    def __init__(self, status: int, error_id: str, message: str, *, resource: str | None = None) -> None:
+    def __init__(
+        self, status: int, error_id: str, message: str, *, resource: str | None = None, url: str | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.error_id = error_id
         self.message = message
         self.resource = resource
+        self.url = url
 
     def body(self) -> dict[str, Any]:
         body: dict[str, Any] = {"id": self.error_id, "message": self.message}
         if self.resource is not None:
             body["resource"] = self.resource
+        if self.url is not None:
+            body["url"] = self.url
         return body
 
 

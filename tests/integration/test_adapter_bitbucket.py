@@ -35,10 +35,11 @@ class Dev:
 
     url: str
     tokens: dict[str, str]
+    emails: dict[str, str]
 
     def call(self, method: str, path: str, user: str = "dev", **kwargs: Any) -> requests.Response:
-        headers = {"Authorization": f"Bearer {self.tokens[user]}"}
-        return requests.request(method, f"{self.url}{path}", headers=headers, timeout=15, **kwargs)
+        auth = (self.emails[user], self.tokens[user])  # an API token goes with the account's e-mail
+        return requests.request(method, f"{self.url}{path}", auth=auth, timeout=15, **kwargs)
 
     def commit(
         self,
@@ -81,7 +82,7 @@ class Dev:
 
 @pytest.fixture
 def dev(info: dict[str, Any]) -> Dev:
-    return Dev(info["bitbucket"]["url"], info["bitbucket"]["users"])
+    return Dev(info["bitbucket"]["url"], info["bitbucket"]["users"], info["bitbucket"]["emails"])
 
 
 @pytest.fixture

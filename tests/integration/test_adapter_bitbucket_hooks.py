@@ -41,11 +41,12 @@ class Hooks:
     def __init__(self, info: dict[str, Any]) -> None:
         self.url = str(info["bitbucket"]["url"])
         self.tokens: dict[str, str] = info["bitbucket"]["users"]
+        self.emails: dict[str, str] = info["bitbucket"]["emails"]
         self.made: set[str] = set()
 
     def call(self, method: str, path: str, user: str = "controller", **kwargs: Any) -> requests.Response:
-        headers = {"Authorization": f"Bearer {self.tokens[user]}"}
-        return requests.request(method, f"{self.url}{path}", headers=headers, timeout=15, **kwargs)
+        auth = (self.emails[user], self.tokens[user])  # an API token goes with the account's e-mail
+        return requests.request(method, f"{self.url}{path}", auth=auth, timeout=15, **kwargs)
 
     def raw(self, hook_uuid: str) -> requests.Response:
         return self.call("GET", f"{R}/hooks/{hook_uuid.strip('{}')}")

@@ -31,11 +31,11 @@ def heroku(info: dict[str, Any], key: str) -> HerokuPlatform:
 def new_commit(info: dict[str, Any], marker: str) -> str:
     """A developer's commit (on a branch of its own, from main) holding ``marker``; its hash."""
     bb = info["bitbucket"]
-    headers = {"Authorization": f"Bearer {bb['users']['dev']}"}
+    auth = (bb["emails"]["dev"], bb["users"]["dev"])
     repo = f"{bb['api']}/repositories/{bb['workspace']}/{bb['repository']}"
-    main = requests.get(f"{repo}/refs/branches/main", headers=headers, timeout=10).json()["target"]["hash"]
+    main = requests.get(f"{repo}/refs/branches/main", auth=auth, timeout=10).json()["target"]["hash"]
     form = {"branch": f"adapter/{marker}", "parents": main, "message": f"Mark {marker}", "MARKER.txt": marker}
-    answer = requests.post(f"{repo}/src", headers=headers, data=form, timeout=10)
+    answer = requests.post(f"{repo}/src", auth=auth, data=form, timeout=10)
     assert answer.status_code == 201, answer.text
     return answer.headers["Location"].rsplit("/", 1)[1]
 

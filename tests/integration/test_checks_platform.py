@@ -53,11 +53,11 @@ def release_of(info: dict[str, Any], heroku: HerokuPlatform, files: dict[str, by
     return its release once the release phase is over."""
     bb = info["bitbucket"]
     repo = f"{bb['api']}/repositories/{bb['workspace']}/{bb['repository']}"
-    headers = {"Authorization": f"Bearer {bb['users']['dev']}"}
-    main = requests.get(f"{repo}/refs/branches/main", headers=headers, timeout=10).json()["target"]["hash"]
+    auth = (bb["emails"]["dev"], bb["users"]["dev"])
+    main = requests.get(f"{repo}/refs/branches/main", auth=auth, timeout=10).json()["target"]["hash"]
     form = {"branch": f"checks/{uuid.uuid4().hex[:8]}", "parents": main, "message": "Try a check"}
     answer = requests.post(
-        f"{repo}/src", headers=headers, data={**form, **{p: c.decode() for p, c in files.items()}}, timeout=10
+        f"{repo}/src", auth=auth, data={**form, **{p: c.decode() for p, c in files.items()}}, timeout=10
     )
     assert answer.status_code == 201, answer.text
     sha = answer.headers["Location"].rsplit("/", 1)[1]

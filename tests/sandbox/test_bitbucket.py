@@ -1,5 +1,9 @@
 """The Bitbucket Cloud stand-in over real HTTP: atlassian-python-api's ``Cloud`` unchanged, plus
-plain ``requests`` for what the client does not wrap (``POST /src``, archives, webhooks, errors)."""
+plain ``requests`` for what the client does not wrap (``POST /src``, archives, webhooks, errors).
+
+People authenticate as on Bitbucket: ``Basic email:api_token`` on the API. Credentials, scopes,
+the website host, merges as tasks and reviewers have their own tests in ``test_bitbucket_access.py``
+and ``test_bitbucket_website.py``."""
 
 from __future__ import annotations
 
@@ -34,19 +38,29 @@ class Env:
     bb: BitbucketCloud
     tokens: dict[str, str]
     state_dir: Path
+    web: ServiceServer | None = None
 
     @property
     def url(self) -> str:
         return self.server.url
 
+    @property
+    def web_url(self) -> str:
+        assert self.web is not None
+        return self.web.url
+
+    def auth(self, user: str) -> tuple[str, str]:
+        """Basic credentials of a person: the Atlassian account e-mail and the API token."""
+        return (self.bb.emails()[user], self.tokens[user])
+
     def cloud(self, user: str = "dev") -> Cloud:
-        return Cloud(url=self.url, token=self.tokens[user])
+        email, token = self.auth(user)
+        return Cloud(url=self.url, username=email, password=token)
 
     def call(self, method: str, path: str, user: str | None = "dev", **kwargs: Any) -> requests.Response:
-        headers = kwargs.pop("headers", {})
-        if user is not None:
-            headers["Authorization"] = f"Bearer {self.tokens[user]}"
-        return requests.request(method, f"{self.url}{path}", headers=headers, timeout=10, **kwargs)
+        if user is not None and "auth" not in kwargs and "Authorization" not in kwargs.get("headers", {}):
+            kwargs["auth"] = self.auth(user)
+        return requests.request(method, f"{self.url}{path}", timeout=10, **kwargs)
 
     def commit(self, branch: str, files: dict[str, str], message: str = "change", user: str = "dev") -> str:
         r = self.call(
@@ -59,22 +73,31 @@ class Env:
         return r.headers["Location"].rsplit("/", 1)[1]
 
 
-def start(state_dir: Path) -> tuple[ServiceServer, BitbucketCloud]:
-    server = ServiceServer("bitbucket", Faults())
-    bb = BitbucketCloud(state_dir, server.url, webhook_retry_delay=0.05, webhook_timeout=3.0)
+def start(state_dir: Path, **options: Any) -> tuple[ServiceServer, BitbucketCloud, ServiceServer]:
+    """The API and website servers of a seeded stand-in; ``options`` go to ``BitbucketCloud``."""
+    faults = Faults()
+    server, web = ServiceServer("bitbucket", faults), ServiceServer("bitbucket-web", faults)
+    options = {"webhook_retry_delay": 0.05, "webhook_timeout": 3.0, **options}
+    bb = BitbucketCloud(state_dir, server.url, web_url=web.url, **options)
     server.start(bb.wsgi_app, bb.fault_response)
+    web.start(bb.web_wsgi_app, bb.fault_response)
     bb.seed(dict(FILES), workspace=WS, repository=REPO)
-    return server, bb
+    return server, bb, web
+
+
+def stop(server: ServiceServer, bb: BitbucketCloud, web: ServiceServer) -> None:
+    server.stop()
+    web.stop()
+    bb.close()
 
 
 @pytest.fixture
 def env(tmp_path: Path) -> Iterator[Env]:
-    server, bb = start(tmp_path / "bitbucket")
+    server, bb, web = start(tmp_path / "bitbucket")
     try:
-        yield Env(server, bb, bb.tokens(), tmp_path / "bitbucket")
+        yield Env(server, bb, bb.tokens(), tmp_path / "bitbucket", web)
     finally:
-        server.stop()
-        bb.close()
+        stop(server, bb, web)
 
 
 R = f"/2.0/repositories/{WS}/{REPO}"
@@ -327,7 +350,8 @@ def test_post_src_makes_a_commit_on_the_branch(env: Env) -> None:
 
 def test_archive_download(env: Env) -> None:
     sha = env.commit("develop", {"new.txt": "fresh\n"})
-    r = env.call("GET", f"/{WS}/{REPO}/get/develop.tar.gz")
+    archive = f"{env.web_url}/{WS}/{REPO}/get/develop.tar.gz"
+    r = requests.get(archive, auth=env.auth("dev"), timeout=10)
     assert r.status_code == 200
     with tarfile.open(fileobj=io.BytesIO(r.content), mode="r:gz") as tar:
         names = set(tar.getnames())
@@ -337,8 +361,11 @@ def test_archive_download(env: Env) -> None:
         assert member is not None and member.read() == b"fresh\n"
     data, full = env.bb.archive(WS, REPO, "develop")
     assert (data, full) == (r.content, sha)
-    assert env.call("GET", f"/{WS}/{REPO}/get/develop.tar.gz", None).status_code == 401
-    assert env.call("GET", f"/{WS}/{REPO}/get/nope.tar.gz").status_code == 404
+    assert requests.get(archive, timeout=10).status_code == 401
+    nope = f"{env.web_url}/{WS}/{REPO}/get/nope.tar.gz"
+    assert requests.get(nope, auth=env.auth("dev"), timeout=10).status_code == 404
+    # the archive is not on the API host any more, as bitbucket.org is not api.bitbucket.org
+    assert env.call("GET", f"/{WS}/{REPO}/get/develop.tar.gz").status_code == 404
 
 
 def test_auth_and_error_bodies(env: Env) -> None:
@@ -346,11 +373,12 @@ def test_auth_and_error_bodies(env: Env) -> None:
     assert anonymous.status_code == 401 and anonymous.json()["type"] == "error"
     wrong = env.call("GET", R, None, headers={"Authorization": "Bearer nope"})
     assert wrong.status_code == 401 and wrong.json()["error"]["message"]
-    basic = requests.get(f"{env.url}{R}", auth=("po", env.tokens["po"]), timeout=5)
-    assert basic.status_code == 200
     by_email = requests.get(f"{env.url}/2.0/user", auth=("po@whisper.example", env.tokens["po"]), timeout=5)
-    assert by_email.json()["nickname"] == "po"
-    assert requests.get(f"{env.url}{R}", auth=("po", env.tokens["dev"]), timeout=5).status_code == 401
+    assert by_email.status_code == 200 and by_email.json()["nickname"] == "po"
+    assert (
+        requests.get(f"{env.url}{R}", auth=("po@whisper.example", env.tokens["dev"]), timeout=5).status_code
+        == 401
+    )
     me = env.call("GET", "/2.0/user", "readonly").json()
     assert me["type"] == "user" and me["nickname"] == "readonly" and me["uuid"].startswith("{")
 
@@ -413,25 +441,21 @@ def test_pagination_bounds_next_and_rate_limit_headers(env: Env) -> None:
 
 
 def test_rate_limit_answers_429_in_plain_text(tmp_path: Path) -> None:
-    server = ServiceServer("bitbucket", Faults())
-    bb = BitbucketCloud(tmp_path, server.url, rate_limit=3)
-    server.start(bb.wsgi_app, bb.fault_response)
+    server, bb, web = start(tmp_path, rate_limit=3)
     try:
-        bb.seed(dict(FILES), workspace=WS, repository=REPO)
-        auth = {"Authorization": f"Bearer {bb.tokens()['dev']}"}
-        answers = [requests.get(f"{server.url}{R}", headers=auth, timeout=5) for _ in range(4)]
+        auth = ("dev@whisper.example", bb.tokens()["dev"])
+        answers = [requests.get(f"{server.url}{R}", auth=auth, timeout=5) for _ in range(4)]
         assert [a.status_code for a in answers] == [200, 200, 200, 429]
         assert answers[2].headers["X-RateLimit-NearLimit"] == "true"
         assert (
             answers[3].headers["Content-Type"].startswith("text/plain")
             and "Retry-After" not in answers[3].headers
         )
-        other = {"Authorization": f"Bearer {bb.tokens()['po']}"}
-        assert requests.get(f"{server.url}{R}", headers=other, timeout=5).status_code == 200
-        assert requests.get(f"{server.url}/2.0/user", headers=auth, timeout=5).status_code == 200
+        other = ("po@whisper.example", bb.tokens()["po"])
+        assert requests.get(f"{server.url}{R}", auth=other, timeout=5).status_code == 200
+        assert requests.get(f"{server.url}/2.0/user", auth=auth, timeout=5).status_code == 200
     finally:
-        server.stop()
-        bb.close()
+        stop(server, bb, web)
 
 
 def test_injected_faults_answer_like_bitbucket(env: Env) -> None:
@@ -445,10 +469,10 @@ def test_injected_faults_answer_like_bitbucket(env: Env) -> None:
 
 def test_state_survives_a_restart(tmp_path: Path) -> None:
     state = tmp_path / "bb"
-    server, bb = start(state)
+    server, bb, web = start(state)
     tokens = bb.tokens()
     try:
-        env = Env(server, bb, tokens, state)
+        env = Env(server, bb, tokens, state, web)
         env.commit("feature/keep", {"keep.txt": "k"})
         pr = env.cloud().repositories.get(WS, REPO).pullrequests.create("Keep", "feature/keep", "develop")
         pr.approve()
@@ -462,13 +486,14 @@ def test_state_survives_a_restart(tmp_path: Path) -> None:
             "POST", f"{R}/hooks", json={"url": "http://127.0.0.1:9/", "events": ["repo:push"], "secret": "s"}
         )
         assert hook.status_code == 201
+        access_tokens, bots = bb.access_tokens(), dict(bb.store.bots)
     finally:
-        server.stop()
-        bb.close()
-    server, bb = start(state)  # seeds again: must change nothing
+        stop(server, bb, web)
+    server, bb, web = start(state)  # seeds again: must change nothing
     try:
         assert bb.tokens() == tokens
-        env = Env(server, bb, tokens, state)
+        assert bb.access_tokens() == access_tokens and bb.store.bots == bots
+        env = Env(server, bb, tokens, state, web)
         again = env.cloud().repositories.get(WS, REPO).pullrequests.get(pr.id)
         assert again.title == "Keep" and [p.has_approved for p in again.participants()] == [True]
         assert env.call("GET", f"{R}/commit/{main}/statuses/build/k").json()["state"] == "SUCCESSFUL"
@@ -477,8 +502,7 @@ def test_state_survives_a_restart(tmp_path: Path) -> None:
         assert again.url.startswith(server.url)
         assert {b["name"] for b in env.call("GET", f"{R}/refs/branches").json()["values"]} >= {"feature/keep"}
     finally:
-        server.stop()
-        bb.close()
+        stop(server, bb, web)
 
 
 # -- webhooks ----------------------------------------------------------------------------------

@@ -241,9 +241,12 @@ class Sandbox:
     contract: Contract
 
     def call(self, method: str, path: str, user: str | None = "dev", **kwargs: Any) -> requests.Response:
+        """As ``user``: a person (Basic e-mail and API token) or ``bot:<key>`` (Bearer access token)."""
         headers = kwargs.pop("headers", {})
-        if user is not None:
-            headers["Authorization"] = f"Bearer {self.tokens[user]}"
+        if user is not None and user.startswith("bot:"):
+            headers["Authorization"] = f"Bearer {self.bb.access_tokens()[user.removeprefix('bot:')]}"
+        elif user is not None:
+            kwargs["auth"] = (self.bb.emails()[user], self.tokens[user])
         return requests.request(method, f"{self.url}{path}", headers=headers, timeout=10, **kwargs)
 
     def answer(
@@ -274,16 +277,23 @@ class Sandbox:
 @pytest.fixture(scope="module")
 def sb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     contract = Contract(SWAGGER_PATH)
-    server = ServiceServer("bitbucket", Faults())
+    server, web = ServiceServer("bitbucket", Faults()), ServiceServer("bitbucket-web", Faults())
     bb = BitbucketCloud(
-        tmp_path_factory.mktemp("bitbucket"), server.url, webhook_timeout=1.0, webhook_retry_delay=0.01
+        tmp_path_factory.mktemp("bitbucket"),
+        server.url,
+        web_url=web.url,
+        webhook_timeout=1.0,
+        webhook_retry_delay=0.01,
+        merge_delay=0.05,
     )
     server.start(bb.wsgi_app, bb.fault_response)
+    web.start(bb.web_wsgi_app, bb.fault_response)
     try:
         bb.seed(dict(FILES), workspace=WS, repository=REPO)
         yield Sandbox(server.url, bb, bb.tokens(), contract)
     finally:
         server.stop()
+        web.stop()
         bb.close()
 
 
@@ -314,6 +324,52 @@ def test_accounts(sb: Sandbox) -> None:
         other = sb.answer("account", "GET", f"/2.0/users/{selector}", "dev")
         sb.contract.check("user", other)
         assert other["type"] == "user"
+    q = f'repository.full_name="{WS}/{REPO}"'
+    [permission] = sb.page("paginated_repository_permissions", f"/2.0/user/permissions/repositories?q={q}")
+    assert (permission["permission"], permission["user"]["nickname"]) == ("write", "dev")
+    sb.contract.check("repository_permission", permission)
+
+
+# Where the pull requests of the tests below go, so that main and develop stay as the others expect.
+TARGET = {"branch": {"name": "contract-target"}}
+
+
+@pytest.fixture
+def target(sb: Sandbox) -> None:
+    if sb.call("GET", f"{R}/refs/branches/contract-target").status_code == 404:
+        body = {"name": "contract-target", "target": {"hash": "main"}}
+        assert sb.call("POST", f"{R}/refs/branches", json=body).status_code == 201
+
+
+@pytest.mark.usefixtures("target")
+def test_bot_accounts_are_app_users(sb: Sandbox) -> None:
+    sb.commit("feature/bot", {"bot.txt": "1"}, "For the bot")
+    body = {"title": "By a bot", "source": {"branch": {"name": "feature/bot"}}, "destination": TARGET}
+    pr = sb.answer("pullrequest", "POST", f"{R}/pullrequests", "bot:repository", 201, json=body)
+    author = pr["author"]
+    sb.contract.check("app_user", author)
+    assert author["type"] == "app_user" and "nickname" not in author
+    again = sb.answer("app_user", "GET", f"/2.0/users/{author['uuid']}", "dev")
+    assert again["uuid"] == author["uuid"] and again["display_name"] == author["display_name"]
+
+
+@pytest.mark.usefixtures("target")
+def test_merge_task_status(sb: Sandbox) -> None:
+    sb.commit("feature/task", {"task.txt": "1"}, "For a merge task")
+    body = {"title": "As a task", "source": {"branch": {"name": "feature/task"}}, "destination": TARGET}
+    pr = sb.answer("pullrequest", "POST", f"{R}/pullrequests", status=201, json=body)
+    queued = sb.call("POST", f"{R}/pullrequests/{pr['id']}/merge?async=true", json={})
+    assert queued.status_code == 202
+    task = queued.headers["Location"].removeprefix(sb.url)
+    # The swagger gives the task no schema; its own example has no "type" (not an object of the API).
+    pending = sb.call("GET", task).json()
+    assert pending == {"task_status": "PENDING", "links": {"self": {"href": f"{sb.url}{task}"}}}
+    assert sb.bb.merger.wait_idle(10)
+    done = sb.call("GET", task).json()
+    assert done["task_status"] == "SUCCESS" and done["links"] == pending["links"]
+    sb.contract.check("pullrequest", done["merge_result"])
+    check_promises(done["merge_result"], sb.url)
+    check_pr_hashes(done["merge_result"])
 
 
 def test_repositories_and_branches(sb: Sandbox) -> None:

@@ -36,10 +36,11 @@ def test_a_change_travels_from_a_feature_branch_to_a_production_backup(sandbox: 
     info = sandbox.info()
     bb_api = info["bitbucket"]["api"]
     repo = f"{bb_api}/repositories/whisper/claims"
+    bb = info["bitbucket"]
     dev = requests.Session()
-    dev.headers["Authorization"] = f"Bearer {info['bitbucket']['users']['dev']}"
+    dev.auth = (bb["emails"]["dev"], bb["users"]["dev"])
     controller = requests.Session()
-    controller.headers["Authorization"] = f"Bearer {info['bitbucket']['users']['controller']}"
+    controller.auth = (bb["emails"]["controller"], bb["users"]["controller"])
     heroku = requests.Session()
     heroku.headers.update({"Authorization": f"Bearer {info['heroku']['api_key']}", "Accept": HEROKU_ACCEPT})
     hk = info["heroku"]["url"]
@@ -75,8 +76,9 @@ def test_a_change_travels_from_a_feature_branch_to_a_production_backup(sandbox: 
     assert len(head) == 40 and head != develop
     assert merged.json()["merge_commit"]["hash"] == head[:12]
 
-    # 2. The controller downloads that exact commit's archive with its own credentials.
-    archive = controller.get(f"{info['bitbucket']['url']}/whisper/claims/get/{head}.tar.gz")
+    # 2. The controller downloads that exact commit's archive with its own credentials (from the
+    #    website host, as from bitbucket.org).
+    archive = controller.get(f"{bb['web_url']}/whisper/claims/get/{head}.tar.gz")
     assert archive.status_code == 200
     with tarfile.open(fileobj=io.BytesIO(archive.content)) as tar:
         names = tar.getnames()

@@ -41,7 +41,8 @@ def test_faults_through_the_admin_endpoint(sandbox: Sandbox) -> None:
     )
     assert added.status_code == 201, added.text
     assert [f["id"] for f in requests.get(admin).json()] == [added.json()["id"]]
-    cloud = Cloud(url=sandbox.url("bitbucket"), token=sandbox.bitbucket.tokens()["dev"])
+    email, token = sandbox.bitbucket.emails()["dev"], sandbox.bitbucket.tokens()["dev"]
+    cloud = Cloud(url=sandbox.url("bitbucket"), username=email, password=token)
     for _ in range(2):
         with pytest.raises(requests.HTTPError) as caught:
             cloud.repositories.get("whisper", "claims")
@@ -65,17 +66,17 @@ def test_drop_and_slow_faults(sandbox: Sandbox) -> None:
 def test_a_lost_answer_still_takes_effect(sandbox: Sandbox) -> None:
     info = sandbox.info()
     repo = f"{info['bitbucket']['api']}/repositories/whisper/claims"
-    headers = {"Authorization": f"Bearer {info['bitbucket']['users']['dev']}"}
-    main = requests.get(f"{repo}/refs/branches/main", headers=headers, timeout=5).json()["target"]["hash"]
+    auth = (info["bitbucket"]["emails"]["dev"], info["bitbucket"]["users"]["dev"])
+    main = requests.get(f"{repo}/refs/branches/main", auth=auth, timeout=5).json()["target"]["hash"]
     sandbox.faults.add(service="bitbucket", method="POST", path="*/refs/branches", kind="lost")
     with pytest.raises(requests.ConnectionError):
         requests.post(
             f"{repo}/refs/branches",
             json={"name": "lost-answer", "target": {"hash": main}},
-            headers=headers,
+            auth=auth,
             timeout=5,
         )
-    created = requests.get(f"{repo}/refs/branches/lost-answer", headers=headers, timeout=5)
+    created = requests.get(f"{repo}/refs/branches/lost-answer", auth=auth, timeout=5)
     assert created.status_code == 200 and created.json()["target"]["hash"] == main
 
 

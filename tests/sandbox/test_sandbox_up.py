@@ -62,12 +62,19 @@ def test_json_first_line_holds_the_contract_and_sigterm_stops_everything(state_d
         assert env["HEROKU_API_URL"] == info["heroku"]["url"]
         assert env["HEROKU_API_KEY"] == info["heroku"]["api_key"]
         assert env["HEROKU_DATA_API_URL"] == info["heroku"]["data_url"]
+        assert env["BITBUCKET_EMAIL"] == info["bitbucket"]["emails"]["controller"]
+        assert info["bitbucket"]["web_url"] != info["bitbucket"]["url"]
+        assert set(info["bitbucket"]["access_tokens"]) == {"repository", "workspace"}
         assert len(env["BITBUCKET_WEBHOOK_SECRET"]) >= 32  # made once, kept in the state dir
 
         # the real client works with nothing but the root URL it is given
         from atlassian.bitbucket import Cloud
 
-        cloud = Cloud(url=info["bitbucket"]["url"], token=env["BITBUCKET_TOKEN"])
+        cloud = Cloud(
+            url=info["bitbucket"]["url"], username=env["BITBUCKET_EMAIL"], password=env["BITBUCKET_TOKEN"]
+        )
+        assert cloud.repositories.get("whisper", "claims").slug == "claims"
+        cloud = Cloud(url=info["bitbucket"]["url"], token=info["bitbucket"]["access_tokens"]["repository"])
         assert cloud.repositories.get("whisper", "claims").slug == "claims"
         web_url = info["heroku"]["web_urls"]["production"]
         assert requests.get(f"{web_url.rstrip('/')}/health", timeout=5).status_code == 200
@@ -95,10 +102,10 @@ def test_state_and_ports_survive_a_restart(state_dir: Path) -> None:
     first = Running(state_dir)
     try:
         repo = f"{first.info['bitbucket']['api']}/repositories/whisper/claims"
-        auth = {"Authorization": f"Bearer {first.info['bitbucket']['users']['dev']}"}
-        develop = requests.get(f"{repo}/refs/branches/develop", headers=auth).json()["target"]["hash"]
+        auth = (first.info["bitbucket"]["emails"]["dev"], first.info["bitbucket"]["users"]["dev"])
+        develop = requests.get(f"{repo}/refs/branches/develop", auth=auth).json()["target"]["hash"]
         created = requests.post(
-            f"{repo}/refs/branches", headers=auth, json={"name": "kept", "target": {"hash": develop}}
+            f"{repo}/refs/branches", auth=auth, json={"name": "kept", "target": {"hash": develop}}
         )
         assert created.status_code == 201, created.text
     finally:
@@ -107,11 +114,13 @@ def test_state_and_ports_survive_a_restart(state_dir: Path) -> None:
     second = Running(state_dir)
     try:
         assert second.info["bitbucket"]["url"] == first.info["bitbucket"]["url"]
+        assert second.info["bitbucket"]["web_url"] == first.info["bitbucket"]["web_url"]
+        assert second.info["bitbucket"]["access_tokens"] == first.info["bitbucket"]["access_tokens"]
         assert second.info["heroku"]["web_urls"] == first.info["heroku"]["web_urls"]
         assert second.info["bitbucket"]["users"] == first.info["bitbucket"]["users"]
         repo = f"{second.info['bitbucket']['api']}/repositories/whisper/claims"
-        auth = {"Authorization": f"Bearer {second.info['bitbucket']['users']['dev']}"}
-        kept = requests.get(f"{repo}/refs/branches/kept", headers=auth)
+        auth = (second.info["bitbucket"]["emails"]["dev"], second.info["bitbucket"]["users"]["dev"])
+        kept = requests.get(f"{repo}/refs/branches/kept", auth=auth)
         assert kept.status_code == 200 and kept.json()["target"]["hash"] == develop
         # the apps run again after the restart, on the same web_url
         web_url = second.info["heroku"]["web_urls"]["staging"]
