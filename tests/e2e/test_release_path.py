@@ -216,7 +216,7 @@ def test_a_newer_verified_candidate_supersedes_an_unapproved_release(world: Worl
 
 def test_passing_failures_and_lost_answers_are_retried_without_doing_anything_twice(world: World) -> None:
     faults = world.sandbox.faults
-    faults.add(service="bitbucket", method="GET", path="*/get/*", kind="error", status=503)
+    faults.add(service="bitbucket-web", method="POST", path="*/git-upload-pack", kind="error", status=503)
     faults.add(service="heroku", method="POST", path="/apps/*/builds", kind="error", status=503)
     # Heroku does these, but the answer never reaches the controller.
     faults.add(service="heroku-data", method="POST", path="*/backups", kind="lost")

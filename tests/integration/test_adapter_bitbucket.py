@@ -20,7 +20,7 @@ import pytest
 import requests
 from adapter_support import assert_secret_free
 
-from pipeline.adapters.bitbucket import BitbucketCloud
+from pipeline.adapters.bitbucket import BitbucketCloud, BitbucketCredential
 from pipeline.errors import NotFound, Permanent, Temporary
 from sandbox.core import Sandbox
 
@@ -91,9 +91,11 @@ def token(info: dict[str, Any]) -> str:
 
 
 def adapter(
-    info: dict[str, Any], token: str, timeout: float = 10.0, repository: str = REPO
+    info: dict[str, Any], token: str, timeout: float = 10.0, repository: str = REPO, user: str = "controller"
 ) -> BitbucketCloud:
-    return BitbucketCloud(info["bitbucket"]["url"], token, WS, repository, timeout=timeout)
+    email = info["bitbucket"]["emails"][user]
+    credential = BitbucketCredential(token, email)
+    return BitbucketCloud(info["bitbucket"]["url"], credential, WS, repository, timeout=timeout)
 
 
 @pytest.fixture
@@ -120,8 +122,9 @@ def base(bb: BitbucketCloud, dev: Dev, name: str) -> Iterator[str]:
 # -- access --------------------------------------------------------------------------------------
 
 
-def test_check_access_returns_the_controller_nickname(bb: BitbucketCloud) -> None:
-    assert bb.check_access() == "controller"
+def test_check_access_returns_the_controller_account(bb: BitbucketCloud) -> None:
+    account = bb.check_access()
+    assert account is not None and account.username == "controller" and account.uuid and account.account_id
 
 
 def test_a_refused_token_is_permanent_and_names_the_variable_not_the_token(info: dict[str, Any]) -> None:
@@ -149,8 +152,9 @@ def test_a_missing_repository_is_named(info: dict[str, Any], token: str) -> None
 
 def test_a_read_only_token_is_refused_writes_with_a_permanent_error(info: dict[str, Any], dev: Dev) -> None:
     readonly = info["bitbucket"]["users"]["readonly"]
-    bb = adapter(info, readonly)
-    assert bb.check_access() == "readonly"
+    bb = adapter(info, readonly, user="readonly")
+    account = bb.check_access()
+    assert account is not None and account.username == "readonly"
     with pytest.raises(Permanent) as caught:
         bb.set_status(dev.head("main"), "adapter-ro", "SUCCESSFUL", "n", "d", "https://ci.example/1")
     assert caught.value.status == 403
@@ -270,8 +274,8 @@ def test_pull_request_lifecycle_open_find_read_update_comment_decline(
     assert approval.user.username == "po" and approval.state == "approved"
     assert approval.participated_on is not None and approval.participated_on.tzinfo is not None
 
-    bb.update_pull_request(opened.id, "Notes v2")
-    bb.update_pull_request(opened.id, "Notes v2")  # idempotent
+    bb.update_pull_request(opened.id, "Release 1", "Notes v2")
+    bb.update_pull_request(opened.id, "Release 1", "Notes v2")  # idempotent
     answer = dev.call("GET", f"{R}/pullrequests/{opened.id}").json()
     assert answer["description"] == "Notes v2" and answer["title"] == "Release 1"
 
@@ -339,9 +343,10 @@ def test_merge_is_a_merge_commit_and_idempotent(bb: BitbucketCloud, dev: Dev, na
     source = f"{name}/release"
     tip = dev.commit(source, {"merge.txt": "m"}, dev.head(base), "To merge")
     pr = bb.open_pull_request(source, base, "Release", "")
-    merged = bb.merge_pull_request(pr.id, f"Release {tip[:7]}")
-    assert len(merged) == 40 and merged == bb.branch_head(base)
-    assert bb.merge_pull_request(pr.id, "again") == merged  # already merged: its merge commit
+    merge = bb.merge_pull_request(pr.id, f"Release {tip[:7]}")
+    merged = merge.commit
+    assert merge.status == "merged" and len(merged) == 40 and merged == bb.branch_head(base)
+    assert bb.merge_pull_request(pr.id, "again") == merge  # already merged: its merge commit
     after = bb.pull_request(pr.id)
     assert after.state == "MERGED"
     (merge_commit,) = bb.commits_between(merged, tip, limit=5)
@@ -430,7 +435,8 @@ def test_a_merge_that_timed_out_555_is_temporary(
         bb.merge_pull_request(pr.id, "Slow")
     assert caught.value.status == 555
     assert bb.pull_request(pr.id).state == "OPEN"
-    assert len(bb.merge_pull_request(pr.id, "Slow, retried")) == 40
+    retried = bb.merge_pull_request(pr.id, "Slow, retried")
+    assert retried.status == "merged" and len(retried.commit) == 40
 
 
 def test_a_slow_or_dropped_answer_is_temporary(sandbox: Sandbox, info: dict[str, Any], token: str) -> None:

@@ -21,7 +21,7 @@ import pytest
 import requests
 from adapter_support import assert_secret_free
 
-from pipeline.adapters.bitbucket import PAGELEN, BitbucketCloud
+from pipeline.adapters.bitbucket import PAGELEN, BitbucketCloud, BitbucketCredential
 from pipeline.errors import Permanent, Temporary
 from pipeline.model import Webhook
 from pipeline.store import open_store
@@ -69,9 +69,9 @@ class Hooks:
 @pytest.fixture
 def bb(info: dict[str, Any]) -> BitbucketCloud:
     """Built as tests/integration/test_adapter_bitbucket.py builds it, with the controller's token."""
-    return BitbucketCloud(
-        info["bitbucket"]["url"], info["bitbucket"]["users"]["controller"], WS, REPO, timeout=10
-    )
+    bitbucket = info["bitbucket"]
+    credential = BitbucketCredential(bitbucket["users"]["controller"], bitbucket["emails"]["controller"])
+    return BitbucketCloud(bitbucket["url"], credential, WS, REPO, timeout=10)
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import requests
 from adapter_support import assert_secret_free, poll
 
 from pipeline.adapters import http
-from pipeline.adapters.bitbucket import BitbucketCloud
+from pipeline.adapters.bitbucket import BitbucketCloud, BitbucketCredential
 from pipeline.adapters.heroku import HerokuPlatform
 from pipeline.errors import NotFound, Permanent, Temporary
 from pipeline.model import HerokuBuild, HerokuRelease
@@ -77,9 +77,8 @@ def test_build_on_staging_promote_to_production_and_roll_back(
     info: dict[str, Any], heroku: HerokuPlatform
 ) -> None:
     bb = info["bitbucket"]
-    source = BitbucketCloud(
-        bb["url"], bb["users"]["controller"], bb["workspace"], bb["repository"], timeout=10
-    )
+    credential = BitbucketCredential(bb["users"]["controller"], bb["emails"]["controller"])
+    source = BitbucketCloud(bb["url"], credential, bb["workspace"], bb["repository"], timeout=10)
     marker = f"heroku-path-{uuid.uuid4().hex[:8]}"
     commit = new_commit(info, marker)
     tarball = source.archive(commit)

@@ -18,7 +18,7 @@ from adapter_support import poll
 
 import checks
 from checks import Target, commit, dynos, release_phase
-from pipeline.adapters.bitbucket import BitbucketCloud
+from pipeline.adapters.bitbucket import BitbucketCloud, BitbucketCredential
 from pipeline.adapters.heroku import HerokuPlatform
 from pipeline.model import HerokuRelease
 from sandbox import demo
@@ -61,9 +61,8 @@ def release_of(info: dict[str, Any], heroku: HerokuPlatform, files: dict[str, by
     )
     assert answer.status_code == 201, answer.text
     sha = answer.headers["Location"].rsplit("/", 1)[1]
-    source = BitbucketCloud(
-        bb["url"], bb["users"]["controller"], bb["workspace"], bb["repository"], timeout=10
-    )
+    credential = BitbucketCredential(bb["users"]["controller"], bb["emails"]["controller"])
+    source = BitbucketCloud(bb["url"], credential, bb["workspace"], bb["repository"], timeout=10)
     tarball = source.archive(sha)
     checksum = "SHA256:" + hashlib.sha256(tarball).hexdigest()
     started = heroku.start_build(STAGING, heroku.upload_source(tarball), checksum, sha)

@@ -49,6 +49,7 @@ PR_STATES = ("OPEN", "MERGED", "DECLINED", "SUPERSEDED")
 STATUS_STATES = ("SUCCESSFUL", "FAILED", "INPROGRESS", "STOPPED")
 MERGED_SCAN_LIMIT = 500  # merged pull requests read at most to match merge commits
 SOURCE_TIMEOUT = 300.0  # the longest a commit's source may take to fetch
+MERGE_RUNNING = "in progress"  # what a 409 says when a merge of the pull request already runs
 
 
 class BitbucketCloud(Client):
@@ -383,15 +384,11 @@ class BitbucketCloud(Client):
                     SERVICE, f"{what}: Bitbucket accepted the merge but sent no task URL", status=202
                 )
             return Merge("pending", task=location)
-        if answer.status_code == 409:
+        if answer.status_code == 409 and MERGE_RUNNING in http.excerpt(answer).lower():
+            # 409 is a conflict too (Permanent); only a merge already running is waited for.
             evidence = http.excerpt(answer, (self._token,))
-            raise Temporary(
-                SERVICE,
-                f"{what}: a merge of it is already running",
-                status=409,
-                evidence=evidence,
-                retry_after=5.0,
-            )
+            why = f"{what}: a merge of it is already running"
+            raise Temporary(SERVICE, why, status=409, evidence=evidence, retry_after=5.0)
         if not answer.ok:
             raise self._fail(what, answer)
         with http.reading(SERVICE, what):
