@@ -149,6 +149,14 @@ def sandbox() -> None:
     show_default=True,
     help="Requests per user and rolling hour on /2.0/repositories/* before 429.",
 )
+@click.option("--bitbucket-web-port", type=click.IntRange(0, 65535), default=0, help="0 = a free port.")
+@click.option(
+    "--bitbucket-merge",
+    type=click.Choice(["sync", "async"]),
+    default="sync",
+    show_default=True,
+    help="async: a merge answers 202 and a task that stays PENDING a moment, as Bitbucket may.",
+)
 def sandbox_up(
     as_json: bool,
     state_dir: Path,
@@ -157,9 +165,16 @@ def sandbox_up(
     heroku_data_port: int,
     heroku_rate_limit: int,
     bitbucket_rate_limit: int,
+    bitbucket_web_port: int,
+    bitbucket_merge: str,
 ) -> None:
     """Start the stand-ins and run until SIGINT or SIGTERM, then stop every process started."""
-    ports = {"bitbucket": bitbucket_port, "heroku": heroku_port, "heroku-data": heroku_data_port}
+    ports = {
+        "bitbucket": bitbucket_port,
+        "bitbucket-web": bitbucket_web_port,
+        "heroku": heroku_port,
+        "heroku-data": heroku_data_port,
+    }
     stop = StopSignal()
 
     box = bootstrap.sandbox(
@@ -167,6 +182,7 @@ def sandbox_up(
         ports={k: v for k, v in ports.items() if v},
         heroku_rate_limit=heroku_rate_limit,
         bitbucket_rate_limit=bitbucket_rate_limit,
+        bitbucket_merge=bitbucket_merge,
     )
     try:
         box.start()

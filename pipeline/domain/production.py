@@ -188,8 +188,8 @@ def _backing_up(release: Release, seen: Observation, policy: Policy, now: dateti
         )
     hold = _held(release, seen, policy, now)
     if hold is not None:
-        # Locked (a person's rollback, a failed verification) or frozen while the backup ran: the
-        # promotion waits, and takes a fresh backup when it goes.
+        # Locked (a person's rollback, a failed verification) while the backup ran: the promotion
+        # waits, and takes a fresh backup when it goes.
         why = f"backup {backup.name} completed, but {hold}; the promotion waits"
         postponed: ReleaseChanges = {
             "backup_id": None,
@@ -214,15 +214,11 @@ def _backing_up(release: Release, seen: Observation, policy: Policy, now: dateti
 
 
 def _held(release: Release, seen: Observation, policy: Policy, now: datetime) -> str | None:
-    """Why production may not be changed now after all: locked, or frozen without an override for
-    this release (a deploy window is judged when the deployment starts, not again here)."""
-    name, environment = policy.production_name, seen.environment
-    lock = locked(name, environment)
-    if lock is not None:
-        return lock.detail
-    if environment is not None and environment.frozen(now) and environment.override_release != release.id:
-        return f"{name} was frozen by {environment.frozen_by}: {environment.freeze_reason}"
-    return None
+    """Why production may not be changed now after all: locked meanwhile (a person's rollback, a
+    failed verification). A freeze or a deploy window is judged when the deployment starts (its
+    backup), not again here: an override given for it was spent then."""
+    lock = locked(policy.production_name, seen.environment)
+    return lock.detail if lock is not None else None
 
 
 def _promoting(release: Release, seen: Observation, policy: Policy, now: datetime) -> ReleaseDecision:

@@ -35,7 +35,7 @@ from sandbox.bitbucket.errors import (
     not_found,
     rate_limited,
 )
-from sandbox.bitbucket.users import User, credential_type, is_bot, reaches, require_write
+from sandbox.bitbucket.users import User, credential_type, is_bot, reaches, require_admin, require_write
 from sandbox.server import json_object
 
 if TYPE_CHECKING:
@@ -111,8 +111,10 @@ def create_app(bb: BitbucketCloud) -> flask.Flask:
         in_repository = parts[:2] == ["2.0", "repositories"] and len(parts) >= 4
         if in_repository and not reaches(account, parts[2], parts[3]):
             raise not_found(REPOSITORY_NOT_FOUND)
+        target = "/".join(parts[2:4]) if parts[:2] == ["2.0", "repositories"] else path
+        if in_repository and len(parts) >= 5 and parts[4] == "hooks":
+            require_admin(account, target)  # Bitbucket lets admins alone see and manage webhooks
         if method not in READ_METHODS and not REVIEW_ACTION.match(path):
-            target = "/".join(parts[2:4]) if parts[:2] == ["2.0", "repositories"] else path
             require_write(account, target)
         return None
 

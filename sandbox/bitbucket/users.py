@@ -132,12 +132,27 @@ def reaches(account: User, workspace: str, slug: str | None = None) -> bool:
     return account["kind"] == "workspace" or slug is None or account["repository"] == slug
 
 
-def permission(account: User) -> str:
-    """A person's permission on the repositories of the sandbox: ``write`` or ``read``.
+# People with admin access to the sandbox's repositories: the controller's account (it manages the
+# repository's webhook, which Bitbucket lets only admins do) and ops.
+ADMINS = frozenset({"controller", "ops"})
 
-    No account is ``admin``: the stand-in asks for write access to manage webhooks.
-    """
+
+def permission(account: User) -> str:
+    """A person's permission on the repositories of the sandbox: ``admin``, ``write`` or ``read``."""
+    if account["username"] in ADMINS and not is_bot(account):
+        return "admin"
     return "write" if account["can_write"] else "read"
+
+
+def require_admin(user: User, full_name: str) -> None:
+    """A 403 for a person who is no admin of ``full_name`` (an access token's scopes decide for it)."""
+    if not is_bot(user) and permission(user) != "admin":
+        raise ApiError(
+            403,
+            "Forbidden",
+            f"{user['display_name']} has {permission(user)} access to {full_name}; managing webhooks "
+            "needs admin access.",
+        )
 
 
 def require_write(user: User, full_name: str) -> None:

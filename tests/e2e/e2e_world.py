@@ -49,6 +49,28 @@ class World:
         self.settings = config.load(self.config_path, env=self.env)
         self.services = bootstrap.services(self.settings)
 
+    def use_credential(
+        self, token: str, email: str | None = None, approvers: list[str] | None = None
+    ) -> None:
+        """Give the controller another Bitbucket credential (``email``: an API token; none: an access
+        token), and optionally approvers as written in pipeline.yml; rebuild settings and services."""
+        from pipeline import bootstrap, config
+
+        self.env = {k: v for k, v in self.env.items() if k != "BITBUCKET_EMAIL"}
+        self.env["BITBUCKET_TOKEN"] = token
+        if email is not None:
+            self.env["BITBUCKET_EMAIL"] = email
+        if approvers is not None:
+            data = yaml.safe_load(self.config_path.read_text())
+            data["approval"] = {**(data.get("approval") or {}), "approvers": approvers}
+            self.config_path.write_text(yaml.safe_dump(data))
+        self.settings = config.load(self.config_path, env=self.env)
+        self.services = bootstrap.services(self.settings)
+
+    def account_id(self, user: str) -> str:
+        """A sandbox user's Atlassian account id (what approvers are written as with an access token)."""
+        return str(self.sandbox.bitbucket.store.users[user]["account_id"])
+
     def configure_stage(self, stage: str, **keys: Any) -> None:
         """Set top-level keys of ``environments/<stage>.yml`` (``checks=[...]``, ``windows={...}``)
         and rebuild the settings and services."""

@@ -173,9 +173,9 @@ def test_the_restore_drill_runs_here_for_real_and_the_history_says_so(world: Wor
 def test_rotate_credentials_checks_each_and_names_a_refused_one_without_showing_it(world: World) -> None:
     url = "http://127.0.0.1:9/webhooks/bitbucket"
     rotated = ok(fab(world, "rotate-credentials", "--webhook-url", url))
-    assert "BITBUCKET_TOKEN works: account controller" in rotated.stdout
-    assert "HEROKU_API_KEY reads claims-production" in rotated.stdout
-    assert f"BITBUCKET_WEBHOOK_SECRET given to the webhook to {url} (created)" in rotated.stdout
+    assert "acting as controller" in rotated.stdout
+    assert "ok       HEROKU_API_KEY: deploy claims-production:" in rotated.stdout
+    assert f"given to the webhook to {url} (created)" in rotated.stdout
     (noted,) = [e for e in world.services.log() if e["kind"] == "CredentialsRotated"]
     assert_no_secrets(world, noted["reason"], noted["detail"] or "")
 

@@ -483,7 +483,10 @@ def test_state_survives_a_restart(tmp_path: Path) -> None:
             json={"key": "k", "url": "https://x", "state": "SUCCESSFUL"},
         )
         hook = env.call(
-            "POST", f"{R}/hooks", json={"url": "http://127.0.0.1:9/", "events": ["repo:push"], "secret": "s"}
+            "POST",
+            f"{R}/hooks",
+            "controller",
+            json={"url": "http://127.0.0.1:9/", "events": ["repo:push"], "secret": "s"},
         )
         assert hook.status_code == 201
         access_tokens, bots = bb.access_tokens(), dict(bb.store.bots)
@@ -497,7 +500,7 @@ def test_state_survives_a_restart(tmp_path: Path) -> None:
         again = env.cloud().repositories.get(WS, REPO).pullrequests.get(pr.id)
         assert again.title == "Keep" and [p.has_approved for p in again.participants()] == [True]
         assert env.call("GET", f"{R}/commit/{main}/statuses/build/k").json()["state"] == "SUCCESSFUL"
-        [h] = env.call("GET", f"{R}/hooks").json()["values"]
+        [h] = env.call("GET", f"{R}/hooks", "controller").json()["values"]
         assert h["secret_set"] is True and "secret" not in h and h["url"] == "http://127.0.0.1:9/"
         assert again.url.startswith(server.url)
         assert {b["name"] for b in env.call("GET", f"{R}/refs/branches").json()["values"]} >= {"feature/keep"}
@@ -559,7 +562,10 @@ def test_webhooks_are_delivered_signed_and_in_order(env: Env) -> None:
         url = f"http://127.0.0.1:{httpd.server_address[1]}/hook"
         events = ["repo:push", "pullrequest:created", "pullrequest:approved", "pullrequest:fulfilled"]
         created = env.call(
-            "POST", f"{R}/hooks", json={"url": url, "description": "ci", "events": events, "secret": "s3"}
+            "POST",
+            f"{R}/hooks",
+            "controller",
+            json={"url": url, "description": "ci", "events": events, "secret": "s3"},
         )
         hook = created.json()
         assert (
@@ -568,7 +574,7 @@ def test_webhooks_are_delivered_signed_and_in_order(env: Env) -> None:
             and hook["secret_set"] is True
         )
         assert "secret" not in hook
-        client_hook = env.cloud().repositories.get(WS, REPO).hooks.get(hook["uuid"])
+        client_hook = env.cloud("controller").repositories.get(WS, REPO).hooks.get(hook["uuid"])
         assert client_hook.events() == sorted(events)
 
         head = env.commit("feature/hook", {"h.txt": "h"})
@@ -605,12 +611,12 @@ def test_webhooks_are_delivered_signed_and_in_order(env: Env) -> None:
         log = env.bb.deliveries(hook["uuid"])
         assert [d["outcome"] for d in log] == ["delivered"] * 5
 
-        env.call("PUT", f"{R}/hooks/{hook['uuid']}", json={"active": False})
+        env.call("PUT", f"{R}/hooks/{hook['uuid']}", "controller", json={"active": False})
         env.commit("develop", {"quiet.txt": "q"})
         assert env.bb.wait_for_deliveries(5)
         assert len(receiver.received) == 5
-        assert env.call("DELETE", f"{R}/hooks/{hook['uuid']}").status_code == 204
-        assert env.call("GET", f"{R}/hooks/{hook['uuid']}").status_code == 404
+        assert env.call("DELETE", f"{R}/hooks/{hook['uuid']}", "controller").status_code == 204
+        assert env.call("GET", f"{R}/hooks/{hook['uuid']}", "controller").status_code == 404
     finally:
         httpd.shutdown()
 
@@ -620,7 +626,7 @@ def test_webhook_retries_after_a_500(env: Env) -> None:
     httpd = receiver.start()
     try:
         url = f"http://127.0.0.1:{httpd.server_address[1]}/"
-        hook = env.call("POST", f"{R}/hooks", json={"url": url, "events": ["repo:push"]}).json()
+        hook = env.call("POST", f"{R}/hooks", "controller", json={"url": url, "events": ["repo:push"]}).json()
         assert hook["secret_set"] is False
         env.commit("develop", {"r.txt": "r"})
         got = receiver.wait_for(3)
@@ -632,7 +638,7 @@ def test_webhook_retries_after_a_500(env: Env) -> None:
         assert [a["status"] for a in delivery["attempts"]] == [500, 500, 200] and delivery[
             "outcome"
         ] == "delivered"
-        bad = env.call("POST", f"{R}/hooks", json={"url": url, "events": ["repo:explode"]})
+        bad = env.call("POST", f"{R}/hooks", "controller", json={"url": url, "events": ["repo:explode"]})
         assert bad.status_code == 400 and "events" in bad.json()["error"]["fields"]
         with pytest.raises(HTTPError):
             env.cloud("readonly").repositories.get(WS, REPO).hooks.create(url, "x", ["repo:push"])

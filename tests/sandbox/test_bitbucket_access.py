@@ -179,8 +179,10 @@ def test_a_credential_lacking_a_scope_is_refused_naming_both_lists(stand: Stand)
     assert ops.status_code == 403
     assert ops.json()["error"]["detail"]["required"] == ["write:pullrequest:bitbucket"]
     assert stand.call("GET", f"{R}/pullrequests", "ops").status_code == 200  # write holds read
-    hooks = stand.call("GET", f"{R}/hooks", "dev")
+    hooks = stand.call("GET", f"{R}/hooks", "controller")
     assert hooks.status_code == 200 and hooks.headers["x-accepted-oauth-scopes"] == "webhook"
+    # webhooks are an admin's: a writer is refused them whatever its scopes
+    assert stand.call("GET", f"{R}/hooks", "dev").status_code == 403
 
 
 def test_actions_with_an_access_token_appear_under_its_bot(stand: Stand) -> None:
@@ -222,7 +224,7 @@ def test_a_repository_token_sees_only_its_repository(stand: Stand) -> None:
 
 def test_repository_permissions_of_people(stand: Stand) -> None:
     path = "/2.0/user/permissions/repositories"
-    for user, expected in (("readonly", "read"), ("dev", "write"), ("controller", "write")):
+    for user, expected in (("readonly", "read"), ("dev", "write"), ("controller", "admin")):
         page = stand.call("GET", path, user, params={"q": f'repository.full_name="{WS}/{REPO}"'}).json()
         [value] = page["values"]
         assert (value["type"], value["permission"]) == ("repository_permission", expected), user

@@ -546,10 +546,11 @@ def check_activity(sb: Sandbox, pr_path: str) -> None:
 
 def test_webhooks_and_their_payloads(sb: Sandbox) -> None:
     body = {"url": "http://127.0.0.1:9/hook", "events": sorted(EVENTS), "secret": "s"}
-    hook = sb.answer("webhook_subscription", "POST", f"{R}/hooks", status=201, json=body)
+    admin = "controller"  # webhooks are an admin's to see and manage
+    hook = sb.answer("webhook_subscription", "POST", f"{R}/hooks", admin, status=201, json=body)
     assert hook["secret_set"] is True and "secret" not in hook
-    assert hook in sb.page("paginated_webhook_subscriptions", f"{R}/hooks")
-    assert sb.answer("webhook_subscription", "GET", f"{R}/hooks/{hook['uuid']}") == hook
+    assert hook in sb.page("paginated_webhook_subscriptions", f"{R}/hooks", admin)
+    assert sb.answer("webhook_subscription", "GET", f"{R}/hooks/{hook['uuid']}", admin) == hook
 
     # What the hook hears: a push, a build status, a pull request's whole life.
     head = sb.commit("feature/hooked", {"h.txt": "1"}, "Hooked")
@@ -609,9 +610,9 @@ def test_webhooks_and_their_payloads(sb: Sandbox) -> None:
         "pullrequest:rejected",
     } <= seen
 
-    put = sb.answer("webhook_subscription", "PUT", f"{R}/hooks/{hook['uuid']}", json={"active": False})
+    put = sb.answer("webhook_subscription", "PUT", f"{R}/hooks/{hook['uuid']}", admin, json={"active": False})
     assert put["active"] is False and put["uuid"] == hook["uuid"]
-    assert sb.call("DELETE", f"{R}/hooks/{hook['uuid']}").status_code == 204
+    assert sb.call("DELETE", f"{R}/hooks/{hook['uuid']}", admin).status_code == 204
 
 
 @pytest.mark.parametrize(

@@ -41,7 +41,7 @@ class BitbucketCredential:
     @property
     def variables(self) -> str:
         """The environment variables that hold it, for messages."""
-        return "BITBUCKET_TOKEN and BITBUCKET_EMAIL" if self.email else "BITBUCKET_TOKEN"
+        return "BITBUCKET_TOKEN (with BITBUCKET_EMAIL)" if self.email else "BITBUCKET_TOKEN"
 
     def describe(self) -> str:
         """What the credential is taken to be, for people (no secret)."""
