@@ -282,3 +282,69 @@ def test_the_shipped_files_still_load() -> None:
     settings = config.load(ROOT / "pipeline.yml", ENV)
     assert settings.schedule.poll_interval == timedelta(seconds=30)
     assert yaml.safe_load((ROOT / "pipeline.yml").read_text())["name"] == settings.name
+
+
+# --- PIPELINE_DATABASE_URL ------------------------------------------------------------------------
+
+UNSUPPORTED = (
+    "environment: PIPELINE_DATABASE_URL: unsupported database: the store is SQLite "
+    "(sqlite:////abs/path/pipeline.db) or PostgreSQL (postgresql://user:password@host/db; postgres:// "
+    "and postgresql+psycopg:// too)"
+)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["mysql://deploy:pw@db/pipeline", "mysql+pymysql://db/x", "postgresql+psycopg2://db/x", "SQLite:///x.db"],
+)
+def test_a_database_the_store_does_not_run_on_is_refused_naming_the_variable(shipped: Path, url: str) -> None:
+    assert problems(shipped, {**ENV, "PIPELINE_DATABASE_URL": url}) == [UNSUPPORTED]
+
+
+@pytest.mark.parametrize(
+    "url", ["postgresql://u:pw@db:port/x", "postgres://[::1/x", "postgresql://db:70000/x"]
+)
+def test_a_postgresql_url_with_a_bad_port_is_refused(shipped: Path, url: str) -> None:
+    assert problems(shipped, {**ENV, "PIPELINE_DATABASE_URL": url}) == [
+        "environment: PIPELINE_DATABASE_URL: expected a PostgreSQL URL such as "
+        "postgresql://user:password@host:5432/db (a port is a number from 0 to 65535; an IPv6 host is "
+        "written in brackets)"
+    ]
+
+
+@pytest.mark.parametrize("relative", [False, True])
+def test_a_sqlite_file_in_a_missing_directory_is_refused_naming_it(
+    shipped: Path, tmp_path: Path, relative: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    missing = Path("typo") / "store" if relative else tmp_path / "typo" / "store"
+    assert problems(shipped, {**ENV, "PIPELINE_DATABASE_URL": f"sqlite:///{missing}/pipeline.db"}) == [
+        f"environment: PIPELINE_DATABASE_URL: the directory {missing} does not exist: create it, or correct "
+        "the path (or unset PIPELINE_DATABASE_URL for the default store, .pipeline/pipeline.db beside "
+        "pipeline.yml)"
+    ]
+    assert not (tmp_path / "typo").exists()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "sqlite:///{dir}/pipeline.db",  # an existing directory
+        "sqlite:///{dir}/.pipeline/pipeline.db",  # the default store, whose directory is made
+        "sqlite:///{dir}/.pipeline/pipeline.db?timeout=5",
+        "sqlite://",  # in memory
+        "sqlite:///:memory:",
+        "postgresql://deploy:pw@db.internal:5432/pipeline",
+        "postgres://db/pipeline",
+        "postgresql+psycopg://db/pipeline",
+    ],
+)
+def test_supported_databases_and_the_default_store_are_taken(shipped: Path, url: str) -> None:
+    value = url.format(dir=shipped.parent.resolve())
+    assert not (shipped.parent / ".pipeline").exists()
+    assert config.load(shipped, {**ENV, "PIPELINE_DATABASE_URL": value}).database_url == value
+
+
+def test_the_default_store_needs_no_directory(shipped: Path) -> None:
+    settings = config.load(shipped, ENV)
+    assert settings.database_url == f"sqlite:///{shipped.parent.resolve()}/.pipeline/pipeline.db"
