@@ -305,7 +305,15 @@ def _zone(value: str) -> str:
     return value
 
 
+MAX_PATTERN = 1000
+"""The longest regular expression taken (characters): one for a line of output needs far fewer."""
+
+
 def _pattern(value: str) -> str:
+    if len(value) > MAX_PATTERN:
+        raise ValueError(
+            f"longer than {MAX_PATTERN} characters: a pattern for a line of output needs far fewer"
+        )
     try:
         re.compile(value)
         problem = backtracking_problem(value)
