@@ -31,6 +31,7 @@ from urllib.parse import unquote, urlsplit
 
 from pydantic import SecretStr
 
+from pipeline.config.shown import shown
 from pipeline.errors import ConfigError
 
 ENVIRONMENT = "environment"
@@ -174,8 +175,9 @@ def _sqlite_directory_problem(rest: str, default: Path) -> str | None:
         return None
     if not file.parent.is_dir():
         return (
-            f"the directory {file.parent} does not exist: create it, or correct the path (or unset "
-            "PIPELINE_DATABASE_URL for the default store, .pipeline/pipeline.db beside pipeline.yml)"
+            f"the directory {shown(file.parent, limit=500)} does not exist: create it, or correct the "
+            "path (or unset PIPELINE_DATABASE_URL for the default store, .pipeline/pipeline.db beside "
+            "pipeline.yml)"
         )
     return None
 

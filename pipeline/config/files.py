@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from pipeline.config.messages import Loc, key_path
+from pipeline.config.shown import shown
 from pipeline.errors import ConfigError
 
 MAX_FILE_BYTES = 1024 * 1024
@@ -107,7 +108,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                 continue  # unhashable: the base class reports it
             if key in seen:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                    None, None, f"duplicate key {shown(repr(key))}", key_node.start_mark
                 )
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
@@ -239,6 +240,7 @@ def _substitute(text: str, env: Mapping[str, str]) -> tuple[str, str | None]:
         if default is not None and not value:
             value = default
         if value is None:
+            name = shown(name)
             return (
                 text,
                 f"${{{name}}} is not set in the environment: set {name}, or write ${{{name}:-default}}",

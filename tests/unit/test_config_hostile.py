@@ -348,3 +348,31 @@ def test_supported_databases_and_the_default_store_are_taken(shipped: Path, url:
 def test_the_default_store_needs_no_directory(shipped: Path) -> None:
     settings = config.load(shipped, ENV)
     assert settings.database_url == f"sqlite:///{shipped.parent.resolve()}/.pipeline/pipeline.db"
+
+
+# --- What a problem repeats ---------------------------------------------------------------------
+
+
+def test_a_key_holding_a_newline_or_a_great_length_is_repeated_on_one_line_and_short(shipped: Path) -> None:
+    text = shipped.read_text()
+    shipped.write_text(text.replace("schedule:\n", 'schedule:\n  "bad\\nkey": 1\n  ' + "k" * 1000 + ": 2\n"))
+    found = problems(shipped)
+    assert len(found) == 2
+    assert found[0].startswith(f"{shipped}: schedule.bad\\nkey: unknown key")
+    assert found[1].startswith(f"{shipped}: schedule.{'k' * 57}...: unknown key")
+    assert all("\n" not in line and len(line) < 400 for line in found)
+
+
+def test_an_unknown_check_of_a_great_length_is_named_short(shipped: Path) -> None:
+    staging = shipped.parent / "environments" / "staging.yml"
+    staging.write_text("heroku: {app: a}\nchecks:\n  - " + "x" * 1000 + ": {}\n")
+    (line,) = problems(shipped)
+    assert line.startswith(f"{staging}: checks[0]: unknown check '{'x' * 57}...'; known checks: ")
+    assert len(line) < 400
+
+
+def test_an_unset_variable_of_a_great_length_is_named_short(shipped: Path) -> None:
+    shipped.write_text(shipped.read_text().replace("name: claims", "name: ${" + "V" * 10_000 + "}"))
+    (line,) = problems(shipped)
+    assert line.startswith(f"{shipped}: name: ${{{'V' * 57}...}} is not set in the environment")
+    assert len(line) < 400
