@@ -70,6 +70,26 @@ _UNIT_ORDER = list(_UNITS)
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|d|h|m|s)")
 _BARE_NUMBER = re.compile(r"\d+(?:\.\d+)?")
 
+MAX_DURATION_DAYS = 36500
+MAX_DURATION = timedelta(days=MAX_DURATION_DAYS)
+"""The longest duration read (100 years): anything longer is a mistake, and would overflow the
+clock's arithmetic (a moment that far from now is past what a datetime holds)."""
+
+
+class DurationTooLong(ValueError):
+    """A duration past :data:`MAX_DURATION`: the message says so, and what the limit is."""
+
+    def __init__(self) -> None:
+        super().__init__(f"too large: at most {MAX_DURATION_DAYS} days")
+
+
+def _bounded_seconds(seconds: float) -> timedelta:
+    """``seconds`` as a timedelta, DurationTooLong past the limit (checked before timedelta,
+    which overflows far later than the limit but does overflow)."""
+    if seconds > MAX_DURATION.total_seconds():
+        raise DurationTooLong()
+    return timedelta(seconds=seconds)
+
 
 def parse_duration(value: object) -> timedelta:
     """Read a duration: ``"30s"``, ``"5m"``, ``"26h"``, ``"2d"``, ``"1h30m"``, ``"250ms"``, or a bare
@@ -77,23 +97,26 @@ def parse_duration(value: object) -> timedelta:
 
     Units go from largest to smallest, each at most once, without spaces. Anything else (negative
     numbers, booleans, "26 hours", "1m1h") raises ``ValueError`` saying what is expected; the
-    message never repeats the value.
+    message never repeats the value. A duration longer than :data:`MAX_DURATION` raises
+    :class:`DurationTooLong` (a ``ValueError``).
     """
     if isinstance(value, timedelta):
         if value < timedelta(0):
             raise ValueError(f"{DURATION_EXPECTED} (not negative)")
+        if value > MAX_DURATION:
+            raise DurationTooLong()
         return value
     if isinstance(value, bool):
         raise ValueError(DURATION_EXPECTED)
     if isinstance(value, int | float):
-        if value < 0 or value != value or value in (float("inf"), float("-inf")):
+        if value < 0 or value != value:  # negative, -inf or nan
             raise ValueError(f"{DURATION_EXPECTED} (not negative)")
-        return timedelta(seconds=value)
+        return _bounded_seconds(value)  # inf is too large
     if not isinstance(value, str):
         raise ValueError(DURATION_EXPECTED)
     text = value.strip().lower()
     if _BARE_NUMBER.fullmatch(text):
-        return timedelta(seconds=float(text))
+        return _bounded_seconds(float(text))
     total = timedelta(0)
     position = 0
     last_unit = -1
@@ -101,11 +124,17 @@ def parse_duration(value: object) -> timedelta:
         unit = _UNIT_ORDER.index(match.group(2))
         if match.start() != position or unit <= last_unit:
             raise ValueError(DURATION_EXPECTED)
-        total += float(match.group(1)) * _UNITS[match.group(2)]
+        size = _UNITS[match.group(2)]
+        amount = float(match.group(1))
+        if amount * size.total_seconds() > MAX_DURATION.total_seconds():
+            raise DurationTooLong()
+        total += amount * size
         position = match.end()
         last_unit = unit
     if position == 0 or position != len(text):
         raise ValueError(DURATION_EXPECTED)
+    if total > MAX_DURATION:
+        raise DurationTooLong()
     return total
 
 

@@ -36,11 +36,13 @@ def postgres_unavailable() -> str | None:
 def fresh_database_url(kind: str, tmp_path: Path) -> Iterator[str]:
     """The URL of a new, empty database of ``kind``; dropped (PostgreSQL) when the block ends.
 
-    SQLite: a file under ``tmp_path`` (not created: opening the store creates it). PostgreSQL:
+    SQLite: a file in ``tmp_path / "store"`` (the directory is made, as the configuration wants it to
+    exist; the file is not: opening the store creates it). PostgreSQL:
     ``CREATE DATABASE pipeline_test_<random>`` on the local server; ``pytest.skip`` saying why
     when no server answers. The URL is ``postgresql://`` (the store picks the psycopg 3 driver).
     """
     if kind == "sqlite":
+        (tmp_path / "store").mkdir(exist_ok=True)
         yield f"sqlite:///{tmp_path / 'store' / 'pipeline.sqlite3'}"
         return
     if kind != "postgresql":

@@ -1,9 +1,10 @@
-"""What the commands share: the ``--config``, ``ENV`` and ``--reason`` options, and the settings,
-services and exits every command builds the same way."""
+"""What the commands share: the ``--config``, ``ENV`` and ``--reason`` options, the bounds of their
+numbers, and the settings, services and exits every command builds the same way."""
 
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +28,31 @@ CONFIG_OPTION = click.option(
 
 REASON = click.option("--reason", required=True, help="Why: it goes into the history with your name.")
 ENV = click.argument("env", metavar="ENV")
+
+LARGEST_ID = 2**31 - 1
+"""The largest id the store holds (its ids are INTEGER columns: 32 bits on PostgreSQL), and the
+largest pull request or release number a command takes."""
+ID = click.IntRange(1, LARGEST_ID)
+COUNT = click.IntRange(1, LARGEST_ID)
+"""How many rows to show (``--limit``): a larger number would overflow the database's LIMIT."""
+
+
+class Seconds(click.FloatRange):
+    """A number of seconds from ``min`` to ``max`` (``nan`` refused: it is no number, and compares
+    neither below nor above a bound)."""
+
+    name = "seconds"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        seconds = super().convert(value, param, ctx)
+        if isinstance(seconds, float) and math.isnan(seconds):
+            self.fail("nan is not a number of seconds", param, ctx)
+        return seconds
+
+
+WEEK = 7 * 24 * 3600
+TIMEOUT = Seconds(min=1, max=WEEK)
+"""A command's ``--timeout``: at least a second, at most a week (not inf, not nan)."""
 
 
 def read_settings(

@@ -4,15 +4,48 @@
 from __future__ import annotations
 
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import click
 
-from pipeline.cli.common import CONFIG_OPTION, ENV, REASON, asked, services_for
+from checks import DurationTooLong, parse_duration
+from pipeline.cli.common import CONFIG_OPTION, ENV, LARGEST_ID, REASON, TIMEOUT, asked, services_for
 from pipeline.errors import NotFound
 from pipeline.model import RollbackState
 from pipeline.services import SettleTimeout, frozen_text
+
+
+def _until_in_range(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """``--until`` within what a clock holds: a duration of at most 100 years, a time before the year
+    9999. What else it must be (a duration or an ISO time, in the future) is the service's to say."""
+    if value is None:
+        return None
+    text = value.strip()
+    try:
+        parse_duration(text)
+    except DurationTooLong as exc:
+        raise click.BadParameter(f"{exc} (a freeze that long is no freeze: leave --until out)") from None
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return value
+    if not 1 < moment.year < 9999:
+        raise click.BadParameter("out of range: give a time after the year 1 and before the year 9999")
+    return value
+
+
+def _version_in_range(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """``--to``: a version number no larger than a release number can be."""
+    if value is None:
+        return None
+    digits = value.strip().lower().removeprefix("v")
+    if digits.isdecimal() and (len(digits) > 10 or int(digits) > LARGEST_ID):
+        raise click.BadParameter(f"too large: a Heroku release version is at most {LARGEST_ID}")
+    return value
 
 
 @click.command()
@@ -20,7 +53,10 @@ from pipeline.services import SettleTimeout, frozen_text
 @ENV
 @REASON
 @click.option(
-    "--until", default=None, help="When it ends by itself: 2h, 3d, or a time such as 2026-12-24T18:00."
+    "--until",
+    default=None,
+    callback=_until_in_range,
+    help="When it ends by itself: 2h, 3d, or a time such as 2026-12-24T18:00.",
 )
 def freeze(config_path: Path, env: str, reason: str, until: str | None) -> None:
     """Freeze ENV: nothing starts deploying to it until `pipeline unfreeze ENV` (or --until)."""
@@ -66,7 +102,7 @@ def promote(config_path: Path, env: str, now: bool, reason: str) -> None:
 
 @click.command()
 @CONFIG_OPTION
-@click.argument("release_id", metavar="RELEASE", type=click.IntRange(1, 2**31 - 1))
+@click.argument("release_id", metavar="RELEASE", type=click.IntRange(1, LARGEST_ID))
 @REASON
 def abort(config_path: Path, release_id: int, reason: str) -> None:
     """End RELEASE before it is promoted: said on its commit and declined in Bitbucket, recorded
@@ -102,6 +138,7 @@ def hotfix(config_path: Path, branch: str) -> None:
     "to",
     default=None,
     metavar="VERSION",
+    callback=_version_in_range,
     help="The Heroku release to go back to (default: the one before).",
 )
 @REASON
@@ -110,7 +147,7 @@ def hotfix(config_path: Path, branch: str) -> None:
     "--force", is_flag=True, help="Roll back to a release never verified there, or across a migration."
 )
 @click.option(
-    "--timeout", type=click.FloatRange(min=1), default=600, show_default=True, help="Seconds to wait for it."
+    "--timeout", type=TIMEOUT, default=600, show_default=True, help="Seconds to wait for it (at most a week)."
 )
 def rollback(
     config_path: Path, env: str, to: str | None, reason: str, yes: bool, force: bool, timeout: float

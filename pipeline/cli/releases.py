@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from pipeline.cli.common import CONFIG_OPTION, asked, print_json, services_for
+from pipeline.cli.common import CONFIG_OPTION, COUNT, ID, TIMEOUT, asked, print_json, services_for
 from pipeline.controller import PassReport
 from pipeline.errors import NotFound
 from pipeline.services import SettleTimeout
@@ -19,7 +19,7 @@ from pipeline.services import SettleTimeout
 @CONFIG_OPTION
 @click.option("--settle", is_flag=True, help="Run passes until nothing moves without a person or the clock.")
 @click.option(
-    "--timeout", type=click.FloatRange(min=1), default=600, show_default=True, help="Seconds, with --settle."
+    "--timeout", type=TIMEOUT, default=600, show_default=True, help="Seconds, with --settle (at most a week)."
 )
 def tick(config_path: Path, settle: bool, timeout: float) -> None:
     """Run one pass (or, with --settle, passes until things settle) and exit."""
@@ -126,7 +126,7 @@ def _decided_lines(env: dict[str, Any]) -> list[str]:
 @click.option(
     "--environment", "environment", default=None, metavar="ENV", help="Only this environment's events."
 )
-@click.option("--limit", type=click.IntRange(1), default=30, show_default=True)
+@click.option("--limit", type=COUNT, default=30, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 def log_command(config_path: Path, environment: str | None, limit: int, as_json: bool) -> None:
     """Who did what, when and why, newest first: releases and environments (freezes, locks,
@@ -146,7 +146,7 @@ def log_command(config_path: Path, environment: str | None, limit: int, as_json:
 @click.command()
 @CONFIG_OPTION
 @click.option("--json", "as_json", is_flag=True, help="The history contract (see README).")
-@click.option("--limit", type=click.IntRange(1), default=20, show_default=True)
+@click.option("--limit", type=COUNT, default=20, show_default=True)
 def history(config_path: Path, as_json: bool, limit: int) -> None:
     """Releases, newest first: who released what, when, approved by whom, with which backup."""
     services = services_for(config_path, connect=False)
@@ -169,7 +169,7 @@ def history(config_path: Path, as_json: bool, limit: int) -> None:
 
 @click.command()
 @CONFIG_OPTION
-@click.argument("release_id", type=int)
+@click.argument("release_id", type=ID)
 @click.option("--json", "as_json", is_flag=True)
 @click.option(
     "--details", "verbose", is_flag=True, help="Also print each event's evidence (outputs, policies)."

@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from pipeline import bootstrap, demo
-from pipeline.cli.common import CONFIG_OPTION, build_services, read_settings, services_for
+from pipeline.cli.common import CONFIG_OPTION, ID, build_services, read_settings, services_for
 from pipeline.cli.serve import StopSignal, serve_until_stopped
 from pipeline.errors import ConfigInvalid
 from pipeline.scheduler import Scheduler
@@ -225,7 +225,7 @@ def sandbox_env(state_dir: Path) -> None:
 
 @sandbox.command("approve")
 @click.option("--as", "user", default="po", show_default=True, help="The sandbox user who approves.")
-@click.option("--pull-request", type=int, default=None, help="Default: the open release pull request.")
+@click.option("--pull-request", type=ID, default=None, help="Default: the open release pull request.")
 @state_dir_option("The state dir of the running sandbox.")
 def sandbox_approve(user: str, pull_request: int | None, state_dir: Path) -> None:
     """Approve a pull request in the sandbox's Bitbucket as one of its users (the Product Owner by

@@ -13,9 +13,11 @@ with environment variables name the file ``environment``. No message repeats a c
 so a secret pasted in the wrong place is never echoed. :func:`describe` renders the resolved plan
 for ``pipeline config check``.
 
-The modules: ``files`` reads the YAML and interpolates, ``models`` holds the files' shapes and their
-rules, ``messages`` turns pydantic's errors into our lines, ``environment`` reads the variables,
-``settings`` holds what :func:`load` (here) returns, ``report`` renders it for people.
+The modules: ``files`` reads the YAML (refusing hostile files) and interpolates, ``models`` holds the
+files' shapes and their rules, ``patterns`` finds regular expressions liable to catastrophic
+backtracking, ``messages`` turns pydantic's errors into our lines, ``shown`` keeps what they repeat
+short and on one line, ``environment`` reads the variables, ``settings`` holds what :func:`load`
+(here) returns, ``report`` renders it for people.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ from pipeline.config.settings import (
     missing_secrets,
     missing_webhook_secret,
 )
+from pipeline.config.shown import shown
 from pipeline.errors import ConfigError, ConfigInvalid
 
 
@@ -193,6 +196,8 @@ def _check_specs(
             continue
         ((kind, raw_options),) = item.items()
         try:
+            if str(kind) != shown(kind):  # a name no check has: said without repeating it whole
+                raise checks.UnknownCheck(shown(kind))
             plugin = checks.load_plugin(str(kind))
         except checks.UnknownCheck as exc:
             problems.append(ConfigError(display, key_path(where), str(exc)))
@@ -222,14 +227,16 @@ def _check_stage_pair(
     staging_file = str(config_path.parent / "environments" / staging.file.name)
     if staging.app == production.app:
         problems.append(
-            ConfigError(production_file, "heroku.app", f"must differ from the staging app ({staging.app})")
+            ConfigError(
+                production_file, "heroku.app", f"must differ from the staging app ({shown(staging.app)})"
+            )
         )
     if staging.pipeline is not None and staging.pipeline != production.pipeline:
         problems.append(
             ConfigError(
                 staging_file,
                 "heroku.pipeline",
-                f"must be production's pipeline ({production.pipeline}) or left out: "
+                f"must be production's pipeline ({shown(production.pipeline)}) or left out: "
                 "promotion needs both apps in one Heroku pipeline",
             )
         )

@@ -7,7 +7,9 @@ product that reads the environment (:func:`variables`). It reads:
   account's e-mail (Bitbucket takes such a token as Basic ``email:token``); unset, it is a workspace,
   project or repository access token (sent as Bearer).
 - ``PIPELINE_DATABASE_URL`` (default ``sqlite:///<config dir>/.pipeline/pipeline.db``) and
-  ``PIPELINE_ACTOR`` (default the OS user): where history is kept and who "I" am in it.
+  ``PIPELINE_ACTOR`` (default the OS user): where history is kept and who "I" am in it. The store
+  is SQLite or PostgreSQL (:data:`DATABASE_SCHEMES`); a SQLite file's directory must exist, but the
+  default's, which the store makes when it is first opened.
 - ``PIPELINE_RESTORE_DATABASE_URL`` (default ``postgresql://postgres@127.0.0.1:5432/postgres``):
   a PostgreSQL server where the restore drill may create (and drop) scratch databases.
 - ``PIPELINE_CRASH_AT``: crash points, for crash drills and tests.
@@ -25,9 +27,11 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from pydantic import SecretStr
 
+from pipeline.config.shown import shown
 from pipeline.errors import ConfigError
 
 ENVIRONMENT = "environment"
@@ -130,19 +134,63 @@ def _email(env: Mapping[str, str], problems: list[ConfigError]) -> str | None:
 
 
 def _database_url(env: Mapping[str, str], config_path: Path, problems: list[ConfigError]) -> str:
+    default = config_path.resolve().parent / ".pipeline" / "pipeline.db"
     value = env.get("PIPELINE_DATABASE_URL", "").strip()
     if not value:
-        return f"sqlite:///{config_path.resolve().parent / '.pipeline' / 'pipeline.db'}"
-    if not re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", value):
-        problems.append(
-            ConfigError(
-                ENVIRONMENT,
-                "PIPELINE_DATABASE_URL",
-                "expected a database URL such as sqlite:////abs/path/pipeline.db or "
-                "postgresql+psycopg://user:password@host/db (or unset it for the default SQLite file)",
-            )
+        return f"sqlite:///{default}"  # its directory is made when the store is first opened
+    scheme = re.match(r"([A-Za-z][A-Za-z0-9+.-]*)://", value)
+    problem: str | None
+    if scheme is None:
+        problem = (
+            "expected a database URL such as sqlite:////abs/path/pipeline.db or "
+            "postgresql+psycopg://user:password@host/db (or unset it for the default SQLite file)"
         )
+    elif scheme.group(1) not in DATABASE_SCHEMES:
+        problem = (
+            "unsupported database: the store is SQLite (sqlite:////abs/path/pipeline.db) or PostgreSQL "
+            "(postgresql://user:password@host/db; postgres:// and postgresql+psycopg:// too)"
+        )
+    elif scheme.group(1).startswith("sqlite"):
+        problem = _sqlite_directory_problem(value[scheme.end() :], default)
+    else:
+        problem = _port_problem(value)
+    if problem is not None:
+        problems.append(ConfigError(ENVIRONMENT, "PIPELINE_DATABASE_URL", problem))
     return value
+
+
+DATABASE_SCHEMES = ("sqlite", "sqlite+pysqlite", "postgres", "postgresql", "postgresql+psycopg")
+"""The URL schemes of the databases the store runs on (SQLite, and PostgreSQL through psycopg 3)."""
+
+
+def _sqlite_directory_problem(rest: str, default: Path) -> str | None:
+    """What is wrong with the directory of a SQLite URL's file (``rest``: the URL after ``sqlite://``),
+    or None. Its directory must exist, so that a typo does not start a new, empty history somewhere;
+    the default store's directory is made by the product, and so may be missing."""
+    database = unquote(rest.split("?", 1)[0].partition("/")[2])
+    if database in ("", ":memory:") or database.startswith("file:"):
+        return None
+    file = Path(database)
+    if file.resolve() == default:
+        return None
+    if not file.parent.is_dir():
+        return (
+            f"the directory {shown(file.parent, limit=500)} does not exist: create it, or correct the "
+            "path (or unset PIPELINE_DATABASE_URL for the default store, .pipeline/pipeline.db beside "
+            "pipeline.yml)"
+        )
+    return None
+
+
+def _port_problem(url: str) -> str | None:
+    try:
+        _ = urlsplit(url).port
+    except ValueError:
+        return (
+            "expected a PostgreSQL URL such as postgresql://user:password@host:5432/db (a port is a "
+            "number from 0 to 65535; an IPv6 host is written in brackets)"
+        )
+    return None
 
 
 def _restore_server(env: Mapping[str, str], problems: list[ConfigError]) -> SecretStr:

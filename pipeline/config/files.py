@@ -1,10 +1,19 @@
-"""Reading the configuration's YAML files safely (a repeated key is an error, a syntax error
-names its line) and replacing ``${VAR}`` / ``${VAR:-default}`` in their string values.
+"""Reading the configuration's YAML files safely and replacing ``${VAR}`` / ``${VAR:-default}`` in
+their string values.
+
+Safely means: a repeated key is an error, a syntax error names its line, and a hostile file is
+refused with one line before it can cost much time or memory. A file is at most
+:data:`MAX_FILE_BYTES` (no more is read), UTF-8 text without NUL bytes; while it is parsed (before
+any value is built) aliases (``*name``, how "billion laughs" documents expand), tags that build
+Python objects (``!!python/...``), nesting deeper than :data:`MAX_DEPTH` and more than
+:data:`MAX_VALUES` values are refused, and a value YAML cannot read (a date such as 2026-13-45, a
+number of thousands of digits) is a problem naming its line rather than a crash.
 """
 
 from __future__ import annotations
 
 import re
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -12,11 +21,84 @@ from typing import Any
 import yaml
 
 from pipeline.config.messages import Loc, key_path
+from pipeline.config.shown import shown
 from pipeline.errors import ConfigError
+
+MAX_FILE_BYTES = 1024 * 1024
+"""A configuration file is a few kilobytes; a larger one is refused before more is read."""
+MAX_DEPTH = 64
+"""Mappings and lists nested deeper than this are refused (the shipped files nest 4 deep)."""
+MAX_VALUES = 10_000
+"""A file holding more values than this is refused (the shipped files hold fewer than 100)."""
+
+_PYTHON_TAG = "tag:yaml.org,2002:python/"
+_KINDS = {
+    "tag:yaml.org,2002:int": "not a whole number YAML can read (at most 4300 digits)",
+    "tag:yaml.org,2002:float": "not a number YAML can read",
+    "tag:yaml.org,2002:timestamp": "not a valid date or time (quote it to keep it as text)",
+}
+
+
+class _NotAllowed(yaml.YAMLError):
+    """Something a configuration file may not hold, found while parsing (``mark``: where)."""
+
+    def __init__(self, message: str, mark: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.mark = mark
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that refuses a key repeated in one mapping (PyYAML would keep the last silently)."""
+    """SafeLoader that refuses a key repeated in one mapping (PyYAML would keep the last silently),
+    and, while composing (before any value is built), aliases, Python tags, nesting deeper than
+    :data:`MAX_DEPTH` and more than :data:`MAX_VALUES` values."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._values = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            raise _NotAllowed(
+                "aliases (*name) are not allowed: write the value out in full "
+                "(a configuration has no need of anchors and aliases)",
+                event.start_mark,
+            )
+        tag = getattr(event, "tag", None)
+        if isinstance(tag, str) and tag.startswith(_PYTHON_TAG):
+            raise _NotAllowed(
+                "tags that build Python objects (!!python/...) are not allowed: write plain values",
+                event.start_mark,
+            )
+        self._values += 1
+        if self._values > MAX_VALUES:
+            raise _NotAllowed(
+                f"holds more than {MAX_VALUES} values: a configuration holds a few hundred at most",
+                event.start_mark,
+            )
+        nests = isinstance(event, yaml.MappingStartEvent | yaml.SequenceStartEvent)
+        if nests:
+            self._depth += 1
+            if self._depth > MAX_DEPTH:
+                raise _NotAllowed(
+                    f"nested deeper than {MAX_DEPTH} levels: a configuration needs a few", event.start_mark
+                )
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            if nests:
+                self._depth -= 1
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep=deep)
+        except yaml.YAMLError:
+            raise
+        except Exception:  # a constructor choking on a value: a 13th month, a 5000-digit number
+            what = _KINDS.get(node.tag, "a value YAML cannot read as its tag says")
+            raise yaml.constructor.ConstructorError(None, None, what, node.start_mark) from None
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
@@ -26,10 +108,39 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                 continue  # unhashable: the base class reports it
             if key in seen:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                    None, None, f"duplicate key {shown(repr(key))}", key_node.start_mark
                 )
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
+
+
+def _read_text(path: Path) -> tuple[str | None, str | None]:
+    """(the file's text, None), or (None, the problem); never reads more than MAX_FILE_BYTES + 1.
+    Line ends are read as Python's text mode reads them. FileNotFoundError when it is missing."""
+    try:
+        if not stat.S_ISREG(path.stat().st_mode):
+            return None, "cannot read: not a regular file"
+        with path.open("rb") as file:
+            raw = file.read(MAX_FILE_BYTES + 1)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        return None, f"cannot read: {exc.strerror or type(exc).__name__}"
+    if len(raw) > MAX_FILE_BYTES:
+        return None, "larger than 1 MiB: a configuration file is a few kilobytes; is this the right file?"
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None, "cannot read: not UTF-8 text"
+    if "\0" in text:
+        return None, f"cannot read: binary content (a NUL byte{_at(text, text.index(chr(0)))}), not YAML text"
+    return text.replace("\r\n", "\n").replace("\r", "\n"), None
+
+
+def _at(text: str, position: int) -> str:
+    """`` at line L, column C`` of ``position`` in ``text``."""
+    line = text.count("\n", 0, position) + 1
+    return f" at line {line}, column {position - (text.rfind(chr(10), 0, position) + 1) + 1}"
 
 
 def read_yaml(
@@ -37,18 +148,29 @@ def read_yaml(
 ) -> dict[str, Any] | None:
     """The file's top-level mapping (an empty file is an empty one), or None after adding a problem."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text, unreadable = _read_text(path)
     except FileNotFoundError:
         problems.append(ConfigError(display, "", missing))
         return None
-    except UnicodeDecodeError:
-        problems.append(ConfigError(display, "", "cannot read: not UTF-8 text"))
-        return None
-    except OSError as exc:
-        problems.append(ConfigError(display, "", f"cannot read: {exc.strerror or type(exc).__name__}"))
+    if text is None:
+        problems.append(ConfigError(display, "", unreadable or "cannot read"))
         return None
     try:
         data = yaml.load(text, Loader=_UniqueKeyLoader)
+    except _NotAllowed as exc:
+        where = f"line {exc.mark.line + 1}, column {exc.mark.column + 1}: " if exc.mark is not None else ""
+        problems.append(ConfigError(display, "", f"{where}{exc.message}"))
+        return None
+    except yaml.reader.ReaderError as exc:
+        problems.append(
+            ConfigError(
+                display,
+                "",
+                f"cannot read: not YAML text (control character #x{exc.character:04x}"
+                f"{_at(text, exc.position)})",
+            )
+        )
+        return None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
@@ -118,6 +240,7 @@ def _substitute(text: str, env: Mapping[str, str]) -> tuple[str, str | None]:
         if default is not None and not value:
             value = default
         if value is None:
+            name = shown(name)
             return (
                 text,
                 f"${{{name}}} is not set in the environment: set {name}, or write ${{{name}:-default}}",

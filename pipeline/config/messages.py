@@ -13,6 +13,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from pipeline.config.environment import WEBHOOK_SECRET
+from pipeline.config.shown import shown
 from pipeline.errors import ConfigError
 
 _SECRET_WORDS = ("token", "password", "passwd", "api_key", "apikey", "secret")
@@ -80,10 +81,10 @@ def validate(
 
 
 def key_path(loc: Loc) -> str:
-    """("checks", 0, "http", "retries") -> "checks[0].http.retries"."""
+    """("checks", 0, "http", "retries") -> "checks[0].http.retries". Each key is :func:`shown`."""
     out = ""
     for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        out += f"[{part}]" if isinstance(part, int) else (f".{shown(part)}" if out else shown(part))
     return out
 
 

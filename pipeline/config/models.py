@@ -28,6 +28,7 @@ from pydantic import (
 
 from checks import PositiveDuration
 from pipeline.config.messages import Loc, broken_rule
+from pipeline.config.patterns import backtracking_problem
 from pipeline.errors import ConfigError
 from pipeline.model import DeployWindows, Window
 
@@ -315,11 +316,24 @@ def _zone(value: str) -> str:
     return value
 
 
+MAX_PATTERN = 1000
+"""The longest regular expression taken (characters): one for a line of output needs far fewer."""
+
+
 def _pattern(value: str) -> str:
+    if len(value) > MAX_PATTERN:
+        raise ValueError(
+            f"longer than {MAX_PATTERN} characters: a pattern for a line of output needs far fewer"
+        )
     try:
         re.compile(value)
-    except re.error as exc:
+        problem = backtracking_problem(value)
+    except (re.error, OverflowError) as exc:
         raise ValueError(f"not a regular expression: {exc}") from None
+    except RecursionError:
+        raise ValueError("not a regular expression Python can read: groups nested too deeply") from None
+    if problem is not None:
+        raise ValueError(problem)
     return value
 
 

@@ -10,16 +10,23 @@ status when
 413    the body is larger than ``max_body`` (nothing else is looked at)
 401    ``X-Hub-Signature`` is missing or is not ``sha256=<hex HMAC-SHA256(secret, body)>`` (compared
        with ``hmac.compare_digest``); the body is not parsed before the signature checks out
-400    the body is not a JSON object, or there is no ``X-Event-Key``
+400    the body is not a JSON object, or one of an absurd shape (nested deeper than ``MAX_DEPTH``
+       levels, a number of more than ``MAX_DIGITS`` digits, ``NaN`` or ``Infinity``); there is no
+       ``X-Event-Key``, or it is not an event key (``EVENT_KEY``: at most 64 letters, digits, ``_``,
+       ``.``, ``:`` and ``-``)
 202    ignored: an event that cannot move a release (not in ``USED_EVENTS``), another repository's
        event, or a ``repo:commit_status_*`` of one of the controller's own statuses (``pipeline/``)
-400    there is no ``X-Request-UUID``
+400    there is no ``X-Request-UUID``, or it is not a UUID-like id (``REQUEST_ID``: at most 64
+       letters, digits, ``-``, ``_``, ``.``, ``:``, ``{`` and ``}``): nothing is noted
 200    ``{"duplicate": true}``: this delivery was taken in before (``on_delivery`` is not called)
 200    ``{"accepted": true}``: ``on_delivery`` was called and returned
 500    ``note_delivery`` or ``on_delivery`` raised (logged): Bitbucket retries 5xx answers
 ====== ============================================================================================
 
-Every answer is a small JSON object saying why; none repeats the secret or the signature.
+Every answer is a small JSON object saying why; none repeats the secret or the signature. Every
+header read is bounded: a signature longer than ``MAX_HEADER`` characters does not match, an
+``X-Attempt-Number`` longer than 9 digits is unreadable (the first attempt), an event key or request
+id is refused unless it is a short token, so nothing long is ever answered, noted or logged.
 
 **Noting a delivery, and acting on it.** Bitbucket repeats a delivery (same ``X-Request-UUID``)
 when an attempt failed or timed out, so each is noted through ``note_delivery`` (the store's
@@ -41,6 +48,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -67,6 +75,12 @@ USED_EVENTS: tuple[str, ...] = (
 MAX_BODY = 1024 * 1024  # bytes; Bitbucket's payloads are a few kilobytes (push lists 5 commits)
 OWN_STATUS_PREFIX = "pipeline/"  # the commit status keys the controller sets itself
 UNFINISHED_MEMORY = 1024  # failed deliveries remembered, so that their retries are acted on
+
+MAX_HEADER = 256  # characters of a signature read: Bitbucket's are 71
+MAX_DEPTH = 64  # levels of a JSON body; Bitbucket's nest about 8
+MAX_DIGITS = 30  # digits of a number in a JSON body; Bitbucket's ids are far shorter
+EVENT_KEY = re.compile(r"[A-Za-z0-9_.:-]{1,64}")  # repo:push, pullrequest:approved
+REQUEST_ID = re.compile(r"[A-Za-z0-9{}._:-]{1,64}")  # a UUID, with or without braces
 
 SIGNATURE_HEADER = "X-Hub-Signature"
 EVENT_HEADER = "X-Event-Key"
@@ -115,11 +129,56 @@ def _ignored(event: str, reason: str) -> Answer:
 
 
 def _attempt(value: str | None) -> int:
+    text = (value or "").strip()
+    if len(text) > 9:
+        return 1
     try:
-        number = int((value or "").strip())
+        number = int(text)
     except ValueError:
         return 1
     return number if number >= 1 else 1
+
+
+class _Absurd(ValueError):
+    """A JSON body of a shape no webhook delivery has: the message says which."""
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_DIGITS:
+        raise _Absurd(f"the body holds a number of more than {MAX_DIGITS} digits")
+    return int(text)
+
+
+def _no_constant(name: str) -> Any:
+    raise _Absurd(f"the body holds {name}, which is not JSON")
+
+
+def _payload(body: bytes) -> tuple[dict[str, Any] | None, str]:
+    """The body as a JSON object, or (None, what is wrong with it)."""
+    try:
+        payload = json.loads(body, parse_int=_bounded_int, parse_constant=_no_constant)
+    except _Absurd as exc:
+        return None, str(exc)
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        return None, "the body is not a JSON object"
+    if not isinstance(payload, dict):
+        return None, "the body is not a JSON object"
+    if _deeper_than(payload, MAX_DEPTH):
+        return None, f"the body is nested deeper than {MAX_DEPTH} levels"
+    return payload, ""
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests objects and arrays deeper than ``limit`` levels (walked without
+    recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
 
 
 def _repository_name(payload: Mapping[str, Any]) -> str | None:
@@ -188,7 +247,7 @@ class WebhookReceiver:
             return _error(
                 413, "payload too large", f"the body is {len(body)} bytes; at most {self.max_body} are taken"
             )
-        given = fields.get(SIGNATURE_HEADER.lower())
+        given = fields.get(SIGNATURE_HEADER.lower(), "")[: MAX_HEADER + 1]  # longer never matches
         if not given:
             log.info("refused a webhook delivery without %s", SIGNATURE_HEADER)
             return _error(
@@ -199,15 +258,14 @@ class WebhookReceiver:
             return _error(
                 401, "unauthorized", f"{SIGNATURE_HEADER} does not match the body: check the webhook's secret"
             )
-        try:
-            payload = json.loads(body)
-        except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
-            payload = None
-        if not isinstance(payload, dict):
-            return _error(400, "bad request", "the body is not a JSON object")
+        payload, wrong = _payload(body)
+        if payload is None:
+            return _error(400, "bad request", wrong)
         event = fields.get(EVENT_HEADER.lower(), "").strip()
         if not event:
             return _error(400, "bad request", f"no {EVENT_HEADER} header")
+        if not EVENT_KEY.fullmatch(event):
+            return _error(400, "bad request", f"{EVENT_HEADER} is not an event key such as repo:push")
         if event not in USED_EVENTS:
             return _ignored(event, "not an event the controller acts on")
         named = _repository_name(payload)
@@ -222,6 +280,12 @@ class WebhookReceiver:
         request_uuid = fields.get(REQUEST_HEADER.lower(), "").strip()
         if not request_uuid:
             return _error(400, "bad request", f"no {REQUEST_HEADER} header")
+        if not REQUEST_ID.fullmatch(request_uuid):
+            return _error(
+                400,
+                "bad request",
+                f"{REQUEST_HEADER} is not a delivery id: a UUID (at most 64 letters, digits, '-', '{{}}')",
+            )
         delivery = Delivery(event, request_uuid, _attempt(fields.get(ATTEMPT_HEADER.lower())), payload)
         return self._take(delivery)
 

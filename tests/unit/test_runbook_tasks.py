@@ -89,6 +89,7 @@ def config_path(sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     """The shipped configuration, and the environment a ``fab`` run on the sandbox would have."""
     for name, value in sandbox.info()["env"].items():
         monkeypatch.setenv(name, value)
+    (tmp_path / "store").mkdir()  # the configuration wants the store's directory to exist
     monkeypatch.setenv("PIPELINE_DATABASE_URL", f"sqlite:///{tmp_path / 'store' / 'pipeline.sqlite3'}")
     monkeypatch.setenv("PIPELINE_ACTOR", "tests")
     monkeypatch.delenv("PIPELINE_RESTORE_DATABASE_URL", raising=False)
