@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from pipeline.cli.common import CONFIG_OPTION, asked, print_json, services_for
+from pipeline.errors import ExternalError
 from pipeline.services import ChainReport
 
 
@@ -28,7 +29,11 @@ def audit() -> None:
 def verify(config_path: Path, as_json: bool) -> None:
     """Walk the events' hash chain: exit 0 when it is whole (how many events, the head's hash); exit
     1 naming the first event edited, removed or inserted behind the controller's back."""
-    report = services_for(config_path, connect=False).verify_history()
+    services = services_for(config_path, connect=False)
+    try:
+        report = services.verify_history()
+    except ExternalError as exc:  # the store cannot be read (or its chain's head is gone)
+        raise click.ClickException(f"cannot read the history: {exc}") from exc
     if as_json:
         print_json(report.json())
     else:

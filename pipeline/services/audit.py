@@ -66,43 +66,51 @@ def verify(store: ReleaseStore, page: int = PAGE) -> ChainReport:
     while True:
         found = store.chain(after=after, limit=page)
         for link in found.links:
-            problem = _check(store, link, previous)
+            problem = _check(store, found.head, link, previous)
             if problem is not None:
                 return ChainReport(False, whole, found.head.hash, problem)
             previous, whole = link, whole + 1
         if len(found.links) < page:
             break
         after = found.links[-1].id
-    problem = _ends_at_head(store, found.head, previous, whole)
+    problem = _ends_at_head(found.head, previous, whole)
     return ChainReport(problem is None, whole, found.head.hash, problem)
 
 
-def _check(store: ReleaseStore, link: ChainLink, previous: ChainLink | None) -> ChainProblem | None:
-    """What is wrong with ``link`` coming after ``previous`` (None: it is the first), if anything."""
+def _check(
+    store: ReleaseStore, head: ChainHead, link: ChainLink, previous: ChainLink | None
+) -> ChainProblem | None:
+    """What is wrong with ``link`` coming after ``previous`` (None: it is the first), if anything.
+    The store gives events the ids after the head's, without gaps: an event past the head, or one
+    without a hash, was put there by hand; an id missing before a link that does not follow was
+    removed."""
+    if link.id > (head.event_id or 0):
+        return _problem(link, "inserted", f"it comes after the chain's head (event {head.event_id or 0})")
     if not link.hash:
         return _problem(link, "inserted", "it has no hash: the store never wrote it")
-    if link.computed != link.hash:
-        return _problem(link, "edited", "its content no longer matches its hash")
     expected = previous.hash if previous is not None else None
-    if link.prev_hash == expected:
-        return None
     before = previous.id if previous is not None else 0
-    if link.id > before + 1:
+    if link.prev_hash != expected and link.id > before + 1:
         missing = before + 1
         gone = f"event {missing} is" if link.id == missing + 1 else f"events {missing} to {link.id - 1} are"
         return ChainProblem(
             missing, None, None, "removed", f"{gone} missing: {_named(link)} was chained after an event gone"
         )
-    if previous is not None and _genuine(store, link):
-        # The chain goes on from this event: the one before was rewritten, its hash recomputed.
+    if link.computed != link.hash:
+        return _problem(link, "edited", "its content no longer matches its hash")
+    if link.prev_hash == expected:
+        return None
+    if previous is not None and _chain_goes_on_from(store, link):
+        # The one before was rewritten and its hash made anew: this one still names the old hash.
         return _problem(
             previous, "edited", f"its hash was rewritten: event {link.id} was chained after another"
         )
-    after = f"event {previous.id}" if previous is not None else "nothing (it is the first)"
-    return _problem(link, "inserted", f"it does not follow {after}: its prev_hash is no hash of the chain")
+    return _problem(
+        link, "inserted", "it does not follow the event before it, and the chain does not go on from it"
+    )
 
 
-def _genuine(store: ReleaseStore, link: ChainLink) -> bool:
+def _chain_goes_on_from(store: ReleaseStore, link: ChainLink) -> bool:
     """Whether the chain goes on from ``link``: the next event is chained after it, or it is the head."""
     following = store.chain(after=link.id, limit=1)
     if following.links:
@@ -110,9 +118,7 @@ def _genuine(store: ReleaseStore, link: ChainLink) -> bool:
     return following.head.event_id == link.id and following.head.hash == link.hash
 
 
-def _ends_at_head(
-    store: ReleaseStore, head: ChainHead, last: ChainLink | None, whole: int
-) -> ChainProblem | None:
+def _ends_at_head(head: ChainHead, last: ChainLink | None, whole: int) -> ChainProblem | None:
     """What is wrong with the chain ending at ``last`` (read with ``head``), if anything."""
     last_id = last.id if last is not None else 0
     end = head.event_id or 0
@@ -121,9 +127,6 @@ def _ends_at_head(
         return ChainProblem(
             last_id + 1, None, None, "removed", f"{gone} missing: the chain's head is event {end}"
         )
-    if last is not None and last_id > end:
-        (first,) = store.chain(after=end, limit=1).links
-        return _problem(first, "inserted", f"it comes after the chain's head (event {end})")
     if last is not None and last.hash != head.hash:
         return _problem(last, "edited", "its hash was rewritten: the chain's head holds another")
     if whole != head.events:
