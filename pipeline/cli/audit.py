@@ -45,12 +45,16 @@ def verify(config_path: Path, as_json: bool) -> None:
 def report_line(report: ChainReport) -> str:
     """What ``audit verify`` says, in one line."""
     if report.problem is None:
-        return f"History whole: {report.events} events, chain head {report.head or '(none yet)'}"
+        return f"History whole: {_events(report.events)}, chain head {report.head or '(none yet)'}"
     p = report.problem
     return (
         f"History broken: event {p.event} {p.what} - {p.detail} "
-        f"({report.events} events before it are whole; chain head {report.head or '(none)'})"
+        f"({_events(report.events)} before it whole; chain head {report.head or '(none)'})"
     )
+
+
+def _events(count: int) -> str:
+    return f"{count} event" if count == 1 else f"{count} events"
 
 
 @audit.command("export")
