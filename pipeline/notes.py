@@ -11,6 +11,7 @@ from datetime import datetime
 
 from pipeline.domain import ApprovalPolicy, span_text
 from pipeline.model import Change, Event, Release, State
+from pipeline.ports import ChainHead
 
 # The comment on a merged pull request starts with this, so a pass that died around posting it can
 # tell whether it was posted (``comment_marker``).
@@ -51,10 +52,13 @@ def pull_request_description(
     events: Sequence[Event] = (),
     since: Release | None = None,
     production_branch: str = "",
+    chain: ChainHead | None = None,
 ) -> str:
     """The release pull request's description: where the release is and what it waits on, how it
     did on staging, the backup, the approvals seen (counted or not, and why), how to approve, and
-    the release notes. Rewritten by the controller as the release moves; edits by hand are lost."""
+    the release notes; with ``chain``, the store's history as it stood (its hash chain's head, kept
+    here where an editor of the store cannot reach it). Rewritten by the controller as the release
+    moves; edits by hand are lost."""
     needed = f"{rules.min_approvals} of {rules.approvers_text}"
     expiry = (
         f"approvals older than {span_text(rules.max_age)} at promotion no longer count"
@@ -74,6 +78,8 @@ def pull_request_description(
         f"- Backup: {_backup(release, events)}",
         f"- Production: {_production(release)}",
     ]
+    if chain is not None:
+        lines.append(f"- History: {chain.events} events, chain head `{chain.hash[:16] or '-'}`")
     if release.approvals:
         lines += ["", "### Approvals seen", ""]
         for a in release.approvals:

@@ -8,9 +8,10 @@ must act; ``NotFound`` for a missing thing). No method returns a third-party obj
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from pipeline.model import (
     Backup,
@@ -252,11 +253,59 @@ class Backups(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class ChainHead:
+    """Where the store's hash chain of events ends: how many events it holds, the last one's id and
+    its hash (None and "" while the store has no event)."""
+
+    events: int = 0
+    event_id: int | None = None
+    hash: str = ""
+
+
+@dataclass(frozen=True)
+class ChainLink:
+    """One stored event as the hash chain sees it: its ``record`` (the content its hash covers,
+    ``prev_hash`` included: see ``pipeline.store.chain``), the ``hash`` stored with it (None: a row
+    the store never wrote) and ``computed``, what the record hashes to now (``hash`` unless edited)."""
+
+    record: Mapping[str, Any]
+    hash: str | None
+    computed: str
+
+    @property
+    def id(self) -> int:
+        return int(self.record["id"])
+
+    @property
+    def kind(self) -> str:
+        return str(self.record["kind"])
+
+    @property
+    def at(self) -> str:
+        """When, as ISO-8601 in UTC."""
+        return str(self.record["at"])
+
+    @property
+    def prev_hash(self) -> str | None:
+        value = self.record["prev_hash"]
+        return None if value is None else str(value)
+
+
+@dataclass(frozen=True)
+class ChainPage:
+    """Events of the chain in id order with the chain's head, read together (one snapshot)."""
+
+    head: ChainHead
+    links: tuple[ChainLink, ...]
+
+
 class ReleaseStore(Protocol):
     """Releases and their append-only event log.
 
     ``save`` is atomic: the release row and its new events land together or not at all. Events are
-    never updated or deleted.
+    never updated or deleted. Every event is linked into one hash chain per store (its ``hash``
+    covers its content and the previous event's hash), in the transaction that appends it.
     """
 
     def add(self, release: Release, event_kind: EventKind, reason: str, actor: str) -> Release:
@@ -341,4 +390,18 @@ class ReleaseStore(Protocol):
     def record_delivery(self, pipeline: str, request_uuid: str, event: str, at: datetime) -> bool:
         """Note a webhook delivery by its ``X-Request-UUID``; False when it was noted before (a
         repeated delivery). Atomic across processes."""
+        ...
+
+    def chain_head(self) -> ChainHead:
+        """The head of the events' hash chain now (one read)."""
+        ...
+
+    def appended(self) -> tuple[ChainHead, ...]:
+        """The chain's head after each event the calling thread's last write appended, oldest first
+        (the last one: the head that write left); empty when it appended none. Read without a query."""
+        ...
+
+    def chain(self, after: int = 0, limit: int = 1000, since: datetime | None = None) -> ChainPage:
+        """At most ``limit`` events with an id above ``after`` (``since``: at that time or later),
+        in id order, and the chain's head, read in one snapshot."""
         ...

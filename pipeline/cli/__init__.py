@@ -7,6 +7,7 @@ that holds its group of commands.
 - ``operations``: ``freeze``, ``unfreeze``, ``unlock``, ``promote``, ``hotfix``, ``rollback``.
 - ``backups``, ``credentials``, ``webhooks``: ``backups drill``, ``credentials check``,
   ``webhooks install``.
+- ``audit``: ``audit verify`` and ``audit export``, the history's hash chain.
 - ``serve``: ``serve``, passes on a schedule until a signal.
 - ``sandbox``: ``run``, ``demo`` and the ``sandbox`` group (local stand-ins).
 """
@@ -17,7 +18,7 @@ import logging
 
 import click
 
-from pipeline.cli import backups, config, credentials, operations, releases, sandbox, serve, webhooks
+from pipeline.cli import audit, backups, config, credentials, operations, releases, sandbox, serve, webhooks
 
 
 @click.group()
@@ -48,6 +49,7 @@ main.add_command(operations.rollback)
 main.add_command(backups.backups)
 main.add_command(credentials.credentials)
 main.add_command(webhooks.webhooks)
+main.add_command(audit.audit)
 main.add_command(serve.serve)
 main.add_command(sandbox.run)
 main.add_command(sandbox.demo_command)

@@ -116,7 +116,8 @@ class Feedback:
         events = self.store.events(release.id) if release.id is not None else []
         since = production_release_before(self.store, self.settings.name, release.id or 0)
         branch = self.settings.source.production_branch
-        return notes.pull_request_description(release, self.policy.approval, events, since, branch)
+        chain = self.store.chain_head()
+        return notes.pull_request_description(release, self.policy.approval, events, since, branch, chain)
 
     def describe(self, release: Release) -> Release:
         """Keep the open release pull request's description current: rewritten (one PUT) when what

@@ -97,10 +97,10 @@ class History:
             detail=detail,
         )
         moved = f" ({release.state} -> {updated.state})" if updated.state != release.state else ""
-        log.info("release %s %s: %s%s", release.id, kind, reason, moved)
         self.crash_point(f"before:{kind}")
         self.lease()
         saved = self.store.save(updated, [event])
+        log.info("release %s %s: %s%s [hash %s]", release.id, kind, reason, moved, self._chained())
         self.crash_point(f"after:{kind}")
         return saved
 
@@ -130,14 +130,20 @@ class History:
         self.lease()
         if update.silent:
             return self.store.save_rollback(updated, [])
-        log.info("rollback %s %s: %s", rollback.id, update.kind, update.reason)
         event = Event(
             taken_out_release(rollback), now, update.kind, update.actor, update.reason, detail=update.detail
         )
         self.crash_point(f"before:{update.kind}")
         saved = self.store.save_rollback(updated, [event])
+        log.info("rollback %s %s: %s [hash %s]", rollback.id, update.kind, update.reason, self._chained())
         self.crash_point(f"after:{update.kind}")
         return saved
+
+    def _chained(self) -> str:
+        """The hash (first 16 hex) of the event just recorded, as its write returned it: the log
+        carries the chain's head where an editor of the store cannot reach it."""
+        heads = self.store.appended()
+        return heads[-1].hash[:16] if heads else "-"
 
 
 def taken_out_release(rollback: Rollback) -> int | None:

@@ -17,11 +17,12 @@ module of its concern:
 - ``rolling_back``: the rollback's plan, request, passes and conversation.
 - ``views``: the JSON views (``release_summary``, ``release_detail``, ``event_json``) and the
   reading use cases (history, show, log, status).
+- ``audit``: the history's hash chain verified (``ChainReport``) and exported for an auditor.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from pipeline import restore, rollbacks
@@ -29,6 +30,7 @@ from pipeline.controller import PassReport
 from pipeline.model import EnvironmentState, PermissionCheck, Release, Rollback, Webhook
 from pipeline.services import (
     aborts,
+    audit,
     backups,
     credentials,
     environments,
@@ -37,6 +39,7 @@ from pipeline.services import (
     rolling_back,
     views,
 )
+from pipeline.services.audit import ChainProblem, ChainReport
 from pipeline.services.credentials import check_line
 from pipeline.services.environments import frozen_text, given_reason, parse_until
 from pipeline.services.passes import SettleTimeout
@@ -178,8 +181,23 @@ class Services(Wiring):
         """Per environment what runs now, and which releases wait on what."""
         return views.status(self)
 
+    # --- Audit ---------------------------------------------------------------------------------
+
+    def verify_history(self) -> ChainReport:
+        """Walk the store's hash chain of events: whole, or the first event edited, removed or
+        inserted behind the controller's back. Reads the store only."""
+        return audit.verify(self.store)
+
+    def export_history(self, since: str | None = None) -> Iterator[str]:
+        """The events (``since``: a duration back from now such as 7d, or an ISO time) oldest
+        first with their hashes, one JSON object per line. BadInput for a ``since`` that is neither."""
+        start = audit.parse_since(since, self.clock()) if since else None
+        return audit.export(self.store, start)
+
 
 __all__ = [
+    "ChainProblem",
+    "ChainReport",
     "Services",
     "SettleTimeout",
     "check_line",

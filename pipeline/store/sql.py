@@ -3,6 +3,10 @@
 Newest first means highest id first: ids only grow (``AUTOINCREMENT`` on SQLite, a sequence on
 PostgreSQL), so they order releases by when they were added, whatever their timestamps say.
 
+Every event is linked into the store's hash chain in the transaction that appends it
+(``ledger.append``: the head is locked, the new events get the next ids and their hashes, the head
+moves), so appends from several processes are serialised and never fork the chain.
+
 Database errors are translated here: a database that cannot be reached or is busy raises
 ``Temporary("store", ...)``, anything else the database refuses raises ``Permanent("store", ...)``.
 Messages name the error, never the URL's password.
@@ -11,6 +15,7 @@ Messages name the error, never the URL's password.
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -34,7 +39,8 @@ from pipeline.model import (
     RollbackState,
     State,
 )
-from pipeline.store import codec
+from pipeline.ports import ChainHead, ChainPage
+from pipeline.store import codec, ledger
 from pipeline.store.tables import as_utc
 from pipeline.store.tables import environments as environment_table
 from pipeline.store.tables import events as event_table
@@ -153,6 +159,7 @@ class SqlStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._thread = threading.local()  # .appended: the heads the thread's last write left
 
     @property
     def url(self) -> str:
@@ -174,6 +181,7 @@ class SqlStore:
         constraint) the stored one is returned unchanged and no event is added.
         """
         row = codec.release_to_row(release)
+        self._thread.appended = ()
         with translated_errors(self.engine, f"add release {release.pipeline}@{release.commit}"):
             existing = self.by_commit(release.pipeline, release.commit)
             if existing is not None:
@@ -195,10 +203,10 @@ class SqlStore:
                         state_to=release.state,
                         refs={"commit": release.commit},
                     )
-                    conn.execute(
-                        insert(event_table).values(codec.event_to_row(first, release_id, release.pipeline))
-                    )
-                    return self._get(conn, release_id)
+                    heads = ledger.append(conn, [codec.event_to_row(first, release_id, release.pipeline)])
+                    added = self._get(conn, release_id)
+                self._thread.appended = heads
+                return added
             except sa_exc.IntegrityError:
                 existing = self.by_commit(release.pipeline, release.commit)
                 if existing is None:  # refused for another reason than the (pipeline, commit) key
@@ -215,15 +223,17 @@ class SqlStore:
             raise ValueError("save needs a stored release (id is None): use add for a new one")
         release_id = release.id
         row = codec.release_to_row(release)
+        self._thread.appended = ()
         with translated_errors(self.engine, f"save release {release_id}"), self.engine.begin() as conn:
             updated = conn.execute(update(release_table).where(release_table.c.id == release_id).values(row))
             if updated.rowcount != 1:
                 raise NotFound(SERVICE, f"no release {release_id}")
-            for item in events:
-                conn.execute(
-                    insert(event_table).values(codec.event_to_row(item, release_id, release.pipeline))
-                )
-            return self._get(conn, release_id)
+            heads = ledger.append(
+                conn, [codec.event_to_row(item, release_id, release.pipeline) for item in events]
+            )
+            saved = self._get(conn, release_id)
+        self._thread.appended = heads
+        return saved
 
     def get(self, release_id: int) -> Release:
         """The release with ``release_id``; NotFound("store", "no release <id>") when there is none."""
@@ -294,9 +304,12 @@ class SqlStore:
     def note(self, pipeline: str, events: Sequence[Event]) -> None:
         """Append events of the pipeline that concern no release (or environment) alone:
         credentials rotated, a restore drill of a backup."""
+        self._thread.appended = ()
         with translated_errors(self.engine, f"note events of {pipeline}"), self.engine.begin() as conn:
-            for item in events:
-                conn.execute(insert(event_table).values(codec.event_to_row(item, item.release_id, pipeline)))
+            heads = ledger.append(
+                conn, [codec.event_to_row(item, item.release_id, pipeline) for item in events]
+            )
+        self._thread.appended = heads
 
     def log(self, pipeline: str, environment: str | None = None, limit: int = 50) -> list[Event]:
         """The pipeline's events, newest first: of its releases and its environments, or only those
@@ -327,14 +340,13 @@ class SqlStore:
         """Write the environment's state and append ``events`` (filed under it), in one transaction."""
         row = codec.environment_to_row(state)
         key = (environment_table.c.pipeline == state.pipeline) & (environment_table.c.name == state.name)
+        self._thread.appended = ()
         with translated_errors(self.engine, f"save environment {state.name}"), self.engine.begin() as conn:
             if conn.execute(update(environment_table).where(key).values(row)).rowcount != 1:
                 conn.execute(insert(environment_table).values(row))
-            for item in events:
-                event = replace(item, environment=item.environment or state.name)
-                conn.execute(
-                    insert(event_table).values(codec.event_to_row(event, event.release_id, state.pipeline))
-                )
+            filed = [replace(item, environment=item.environment or state.name) for item in events]
+            heads = ledger.append(conn, [codec.event_to_row(e, e.release_id, state.pipeline) for e in filed])
+        self._thread.appended = heads
         return self.environment(state.pipeline, state.name)
 
     # --- Rollbacks ----------------------------------------------------------------------------
@@ -343,6 +355,7 @@ class SqlStore:
         """Store a new rollback (its ``id`` is ignored) and its first events, in one transaction;
         events without a release are filed under its environment, and refer to it."""
         row = codec.rollback_to_row(rollback)
+        self._thread.appended = ()
         with (
             translated_errors(self.engine, f"add a rollback of {rollback.environment}"),
             self.engine.begin() as conn,
@@ -351,22 +364,27 @@ class SqlStore:
             if key is None:  # pragma: no cover - both dialects report it
                 raise Permanent(SERVICE, "the database did not return the new rollback's id")
             rollback_id = int(key[0])
-            self._rollback_events(conn, replace(rollback, id=rollback_id), events)
-            return self._get_rollback(conn, rollback_id)
+            heads = self._rollback_events(conn, replace(rollback, id=rollback_id), events)
+            added = self._get_rollback(conn, rollback_id)
+        self._thread.appended = heads
+        return added
 
     def save_rollback(self, rollback: Rollback, events: Sequence[Event]) -> Rollback:
         """Write every field of ``rollback`` (by id) and append ``events``, in one transaction."""
         if rollback.id is None:
             raise ValueError("save_rollback needs a stored rollback (id is None): use add_rollback")
         row = codec.rollback_to_row(rollback)
+        self._thread.appended = ()
         with translated_errors(self.engine, f"save rollback {rollback.id}"), self.engine.begin() as conn:
             changed = conn.execute(
                 update(rollback_table).where(rollback_table.c.id == rollback.id).values(row)
             )
             if changed.rowcount != 1:
                 raise NotFound(SERVICE, f"no rollback {rollback.id}")
-            self._rollback_events(conn, rollback, events)
-            return self._get_rollback(conn, rollback.id)
+            heads = self._rollback_events(conn, rollback, events)
+            saved = self._get_rollback(conn, rollback.id)
+        self._thread.appended = heads
+        return saved
 
     def rollback(self, rollback_id: int) -> Rollback:
         """One rollback; NotFound when there is none."""
@@ -387,16 +405,18 @@ class SqlStore:
         with translated_errors(self.engine, f"read rollbacks of {pipeline}"), self.engine.connect() as conn:
             return [codec.rollback_from_row(row) for row in conn.execute(query).mappings()]
 
-    def _rollback_events(self, conn: Connection, rollback: Rollback, events: Sequence[Event]) -> None:
-        for item in events:
-            event = replace(
+    def _rollback_events(
+        self, conn: Connection, rollback: Rollback, events: Sequence[Event]
+    ) -> tuple[ChainHead, ...]:
+        filed = [
+            replace(
                 item,
                 environment=item.environment or rollback.environment,
                 refs={"rollback": str(rollback.id), **item.refs},
             )
-            conn.execute(
-                insert(event_table).values(codec.event_to_row(event, event.release_id, rollback.pipeline))
-            )
+            for item in events
+        ]
+        return ledger.append(conn, [codec.event_to_row(e, e.release_id, rollback.pipeline) for e in filed])
 
     def _get_rollback(self, conn: Connection, rollback_id: int) -> Rollback:
         row = (
@@ -474,6 +494,23 @@ class SqlStore:
             except sa_exc.IntegrityError:
                 return False
             return True
+
+    # --- The events' hash chain ---------------------------------------------------------------
+
+    def chain_head(self) -> ChainHead:
+        """The head of the events' hash chain now (one read of its row)."""
+        with translated_errors(self.engine, "read the chain's head"), self.engine.connect() as conn:
+            return ledger.read_head(conn)
+
+    def appended(self) -> tuple[ChainHead, ...]:
+        """The chain's head after each event this thread's last write appended (no query)."""
+        return tuple(getattr(self._thread, "appended", ()))
+
+    def chain(self, after: int = 0, limit: int = 1000, since: datetime | None = None) -> ChainPage:
+        """At most ``limit`` events with an id above ``after`` (``since``: at that time or later),
+        in id order, with the chain's head, in one snapshot (see ``ledger.read_page``)."""
+        with translated_errors(self.engine, "read the chain"), self.engine.connect() as conn:
+            return ledger.read_page(conn, after, limit, since)
 
     # --- Helpers ------------------------------------------------------------------------------
 

@@ -7,7 +7,11 @@ and fails on any difference, and checks that ``releases`` has one column per ``R
 - ``releases``: one column per scalar ``Release`` field. ``commits``, ``changes``, ``approvals``
   and ``feedback`` are JSON text (lists of plain dicts, see ``codec``); ``state`` is the ``State`` value.
 - ``events``: the append-only history, of releases and of environments (``environment`` set). The
-  store inserts rows here and never updates or deletes one.
+  store inserts rows here and never updates or deletes one. Each row carries ``hash`` and
+  ``prev_hash``: the events form one hash chain in id order (``chain``).
+- ``chain_head``: one row (``id`` 1): the chain's last event id, its hash and how many events the
+  chain holds. Every append locks it, reads it and moves it in the appending transaction, so
+  appends from several processes are serialised and never fork the chain.
 - ``locks``: named leases (``name`` -> ``holder`` until ``expires_at``).
 - ``environments``: per pipeline and stage, what people decided: a lock (after a rollback), a
   freeze, a one-time override of the window for one release. No row: nothing decided.
@@ -25,6 +29,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    CheckConstraint,
     Column,
     DateTime,
     Dialect,
@@ -150,9 +155,24 @@ events = Table(
     Column("state_to", Text, nullable=True),
     Column("refs", Text, nullable=False),
     Column("detail", Text, nullable=True),
+    Column("hash", Text, nullable=False),
+    Column("prev_hash", Text, nullable=True),
     Index(None, "release_id", "id"),
     Index(None, "pipeline", "id"),
     sqlite_autoincrement=True,
+)
+
+# The one row (``id`` 1) that says where the events' hash chain ends. ``event_id`` 0 and ``hash``
+# "" while the store holds no event.
+CHAIN_HEAD_ROW = 1
+chain_head = Table(
+    "chain_head",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("events", Integer, nullable=False),
+    Column("event_id", Integer, nullable=False),
+    Column("hash", Text, nullable=False),
+    CheckConstraint("id = 1", name="ck_chain_head_one_row"),
 )
 
 environments = Table(
