@@ -59,6 +59,11 @@ class LeaseLost(PipelineError):
     holder of the lock carries on from what the store says."""
 
 
+class StoreLost(PipelineError):
+    """The store is no longer the one this process opened (its file removed or replaced, its history
+    another): nothing more may be written to it or done on what it said; the service stops."""
+
+
 class ExternalError(PipelineError):
     """A call to Bitbucket, Heroku or the Heroku Data API did not do what was asked.
 

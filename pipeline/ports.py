@@ -387,6 +387,10 @@ class ReleaseStore(Protocol):
         """Rollbacks newest first (``active``: not final)."""
         ...
 
+    def check_intact(self) -> None:
+        """StoreLost when the store is no longer the one this process opened (removed, replaced)."""
+        ...
+
     def record_delivery(self, pipeline: str, request_uuid: str, event: str, at: datetime) -> bool:
         """Note a webhook delivery by its ``X-Request-UUID``; False when it was noted before (a
         repeated delivery). Atomic across processes."""

@@ -19,6 +19,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from pipeline.controller import PassReport, utcnow
+from pipeline.errors import StoreLost
 
 log = logging.getLogger("pipeline.scheduler")
 
@@ -48,6 +49,7 @@ class Scheduler:
         self._lock = threading.Lock()
         self._stopping = False
         self._last_look: float | None = None  # time.monotonic() of the last pass that looked
+        self.fatal: StoreLost | None = None  # why the service must stop, once a pass says so
         self.passes = 0
         self.last_pass_started_at: datetime | None = None
         self.last_pass_at: datetime | None = None
@@ -69,6 +71,10 @@ class Scheduler:
         self.last_pass_started_at = utcnow()
         try:
             report = self._run_pass(True if look else None)
+        except StoreLost as exc:  # no pass may run on another store: the service stops
+            log.critical("%s", exc)
+            self.fatal = exc
+            return
         except Exception:  # one bad pass must not stop the service; the next one tries again
             log.exception("pass failed")
             return

@@ -9,7 +9,7 @@ import click
 
 from pipeline.cli.common import CONFIG_OPTION, COUNT, ID, TIMEOUT, asked, print_json, services_for
 from pipeline.controller import PassReport
-from pipeline.errors import NotFound
+from pipeline.errors import NotFound, StoreLost
 from pipeline.services import SettleTimeout
 
 # --- Passes -------------------------------------------------------------------------------------
@@ -32,12 +32,12 @@ def tick(config_path: Path, settle: bool, timeout: float) -> None:
                 printed.add(line)
                 click.echo(line, err=True)
 
-    if not settle:
-        show(services.tick())
-        return
     try:
+        if not settle:
+            show(services.tick())
+            return
         services.settle(timeout, on_pass=show)
-    except SettleTimeout as exc:
+    except (SettleTimeout, StoreLost) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo("Settled: nothing moves now without a person or the clock.", err=True)
 

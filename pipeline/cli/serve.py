@@ -90,11 +90,13 @@ def serve_until_stopped(
         threading.Thread(target=ready, args=(scheduler, server), daemon=True).start()
     scheduler.start()
     try:
-        stop.wait()
+        stop.wait(until=lambda: scheduler.fatal is not None)
     finally:
         if server is not None:
             server.stop()
         scheduler.shutdown()
+    if scheduler.fatal is not None:
+        raise click.ClickException(f"stopped: {scheduler.fatal}")
     click.echo("Stopped.", err=True)
 
 
@@ -116,6 +118,7 @@ class StopSignal:
     def _on_signal(self, signum: int, frame: Any) -> None:
         self.received = True
 
-    def wait(self) -> None:
-        while not self.received:
+    def wait(self, until: Callable[[], bool] = lambda: False) -> None:
+        """Until a signal comes (or ``until()`` says to stop anyway)."""
+        while not self.received and not until():
             time.sleep(0.2)

@@ -136,8 +136,13 @@ class ReleaseEffects:
 
     def capture_backup(self, release: Release) -> Release:
         app = release.production_app
+        floor = max((b.num for b in self.backups.backups(app)), default=0)
         release = self.history.mark_pending(
-            release, Intent.BACKUP, EventKind.BackupRequested, f"capturing a backup of {app}"
+            release,
+            Intent.BACKUP,
+            EventKind.BackupRequested,
+            f"capturing a backup of {app} (the newest now: #{floor})",
+            {"backup_floor": floor},
         )
         try:
             self.fence()

@@ -252,7 +252,17 @@ class ReleaseObserver:
         since = marked_since(release)
         if since is None:
             return None
-        return next((b for b in self.backups.backups(release.production_app) if b.created_at >= since), None)
+        # Asked for before the answer was lost: only a backup numbered after the newest there was
+        # then (an earlier release's finished a moment before is no answer to this one's request).
+        floor = release.backup_floor
+        return next(
+            (
+                b
+                for b in self.backups.backups(release.production_app)
+                if b.created_at >= since and (floor is None or b.num > floor)
+            ),
+            None,
+        )
 
     def _promotion(self, release: Release) -> tuple[Promotion | None, HerokuRelease | None]:
         app = release.production_app
@@ -265,11 +275,12 @@ class ReleaseObserver:
             target = self.platform.release(app, release_id) if release_id else None
         elif (since := marked_since(release)) is not None:
             # Promoted before a crash: production has a release of the staging slug made since.
+            before = release.previous_release_version or 0
             target = next(
                 (
                     r
                     for r in self.platform.releases(app)
-                    if r.slug_id == release.staging_slug_id and r.created_at >= since
+                    if r.slug_id == release.staging_slug_id and r.created_at >= since and r.version > before
                 ),
                 None,
             )
@@ -281,11 +292,15 @@ class ReleaseObserver:
             return self.platform.release(app, release.rollback_release_id)
         since = marked_since(release)
         wanted = f"Rollback to v{release.previous_release_version}"
+        after = release.production_release_version or 0
         return next(
             (
                 r
                 for r in self.platform.releases(app)
-                if r.description.startswith(wanted) and since is not None and r.created_at >= since
+                if r.description.startswith(wanted)
+                and since is not None
+                and r.created_at >= since
+                and r.version > after
             ),
             None,
         )

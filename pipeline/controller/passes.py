@@ -92,6 +92,7 @@ class Controller:
         last look is ``DETECT_EVERY`` old, so quick passes that follow a build do not spend the
         Bitbucket rate budget (1,000 requests an hour) re-reading an unchanged branch."""
         guard = self.guard
+        self.store.check_intact()  # StoreLost: this process must stop, not write into another store
         if not guard.take():
             return PassReport(
                 skipped=f"another pass of {self.settings.name} is running ({guard.holder_now()})"

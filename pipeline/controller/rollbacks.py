@@ -85,7 +85,9 @@ class RollbackRunner:
                 (
                     r
                     for r in self.platform.releases(rollback.app)
-                    if r.description.startswith(wanted) and r.created_at >= since
+                    if r.description.startswith(wanted)
+                    and r.created_at >= since
+                    and r.version > rollback.from_version
                 ),
                 None,
             )

@@ -183,6 +183,9 @@ class Release:
     description_digest: str | None = None
     # A merge of the release pull request that Bitbucket runs as a task: the URL to poll.
     merge_task: str | None = None
+    # The number of the newest backup there was when this release asked for its own: only a later
+    # one can be the answer to a capture whose answer was lost.
+    backup_floor: int | None = None
 
     def changed(self, changes: ReleaseChanges) -> Release:
         """This release with ``changes`` applied (a new value: releases are frozen)."""
@@ -235,3 +238,4 @@ class ReleaseChanges(TypedDict, total=False):
     feedback: tuple[str, ...]
     description_digest: str | None
     merge_task: str | None
+    backup_floor: int | None

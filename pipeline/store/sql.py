@@ -28,7 +28,7 @@ from sqlalchemy import Connection, Engine, create_engine, delete, event, insert,
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, make_url
 
-from pipeline.errors import NotFound, Permanent, PipelineError, Temporary
+from pipeline.errors import NotFound, Permanent, PipelineError, StoreLost, Temporary
 from pipeline.model import (
     FINAL_STATES,
     EnvironmentState,
@@ -65,6 +65,17 @@ def normalise_url(url: str | URL) -> URL:
 def safe_url(url: str | URL) -> str:
     """The URL as it may be shown or logged: the password, if any, is ``***``."""
     return make_url(url).render_as_string(hide_password=True)
+
+
+def _file_id(path: Path | None) -> tuple[int, int] | None:
+    """(device, inode) of a file, or None when there is no such file (or no file at all)."""
+    if path is None:
+        return None
+    try:
+        found = path.stat()
+    except OSError:
+        return None
+    return (found.st_dev, found.st_ino)
 
 
 def sqlite_path(url: str | URL) -> Path | None:
@@ -160,6 +171,33 @@ class SqlStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._thread = threading.local()  # .appended: the heads the thread's last write left
+        self._file = sqlite_path(engine.url)
+        self._file_id = _file_id(self._file)  # the SQLite file as opened (device, inode)
+        self._root: str | None = None  # the hash of the history's first event, once there is one
+        self._events_seen = 0  # the most events the history was seen to hold
+
+    def check_intact(self) -> None:
+        """StoreLost when the store is not the one this process opened: its SQLite file removed or
+        replaced (a process holding the old one open would write into nothing), its history's first
+        event another, or its history shorter than it was. One small read."""
+        where = self.url
+        current = _file_id(self._file)
+        if self._file_id is None:
+            self._file_id = current  # made after this process opened the store (first use)
+        elif current != self._file_id:
+            raise StoreLost(
+                f"the store's file {self._file} was removed or replaced under this process: stop, put "
+                "the right store back (or point PIPELINE_DATABASE_URL at it), and start again"
+            )
+        page = self.chain(after=0, limit=1)
+        root = page.links[0].hash if page.links else None
+        if (self._root is not None and root != self._root) or page.head.events < self._events_seen:
+            raise StoreLost(
+                f"the store at {where} is not the one this process opened (its history begins or ends "
+                "differently now): stop, put the right store back, and start again"
+            )
+        self._root = self._root or root
+        self._events_seen = page.head.events
 
     @property
     def url(self) -> str:

@@ -134,6 +134,7 @@ releases = Table(
     Column("feedback", Text, nullable=False),
     Column("description_digest", Text, nullable=True),
     Column("merge_task", Text, nullable=True),
+    Column("backup_floor", Integer, nullable=True),
     UniqueConstraint("pipeline", "commit"),
     Index(None, "pipeline", "state"),
     Index(None, "pipeline", "id"),

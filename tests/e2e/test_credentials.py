@@ -33,13 +33,10 @@ def approvers_as_ids(world: World) -> None:
 
 def test_an_api_token_with_its_email_has_every_permission_and_rearms_the_webhook(world: World) -> None:
     run = ok(check(world, "--webhook-url", URL))
-    assert (
-        "ok       BITBUCKET_TOKEN (with BITBUCKET_EMAIL): authenticate: an Atlassian API token of "
-        in run.stdout
-    )
+    assert "ok       BITBUCKET_TOKEN: authenticate: an Atlassian API token of " in run.stdout
     assert "acting as controller" in run.stdout and "MISSING" not in run.stdout
     for need in ("read the repository", "post commit statuses", "merge and decline pull requests"):
-        assert f"BITBUCKET_TOKEN (with BITBUCKET_EMAIL): {need}:" in run.stdout
+        assert f"BITBUCKET_TOKEN: {need}:" in run.stdout
     for need in ("deploy claims-staging", "deploy claims-production", "promote through pipeline claims"):
         assert f"ok       HEROKU_API_KEY: {need}:" in run.stdout
     assert "capture backups of claims-production's database" in run.stdout
@@ -68,9 +65,9 @@ def test_the_readonly_users_token_lacks_the_writes_and_says_so(world: World) -> 
     run = check(world, "--json", env=env)
     assert run.returncode == 1
     found = checks(run)
-    write = found[("BITBUCKET_TOKEN (with BITBUCKET_EMAIL)", "post commit statuses")]
+    write = found[("BITBUCKET_TOKEN", "post commit statuses")]
     assert not write["ok"] and "has read access to whisper/claims; this needs write" in write["detail"]
-    assert found[("BITBUCKET_TOKEN (with BITBUCKET_EMAIL)", "read the repository")]["ok"]
+    assert found[("BITBUCKET_TOKEN", "read the repository")]["ok"]
     assert "cannot post commit statuses" in run.stderr
 
 

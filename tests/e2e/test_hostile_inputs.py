@@ -256,7 +256,8 @@ def test_a_store_of_a_newer_version_is_one_line_saying_what_to_do(config: Path, 
     run = pipeline("history", config=config, env={"PIPELINE_DATABASE_URL": url})
     assert one_line(run, CANNOT_START, prefix="Error: ") == (
         f"Error: cannot start: store: the store at {url} is at revision f00dfeed_newer, which this version "
-        "does not know (it knows up to 0004): upgrade the controller or point PIPELINE_DATABASE_URL elsewhere"
+        f"does not know (it knows up to {newest_revision()}): upgrade the controller or point "
+        "PIPELINE_DATABASE_URL elsewhere"
     )
 
 
@@ -288,3 +289,13 @@ def test_the_default_store_is_still_made_where_it_belongs(config: Path) -> None:
     run = pipeline("history", config=config)
     assert run.returncode == 0 and run.stdout.strip() == "No releases yet.", run.stderr
     assert (config.parent / ".pipeline" / "pipeline.db").is_file()
+
+
+def newest_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    from pipeline.store import alembic_config
+
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None
+    return head

@@ -128,6 +128,7 @@ def full_release() -> Release:
         feedback=("staging:#7", "production:#7?"),
         description_digest="digest-1",
         merge_task="https://api.bitbucket.org/2.0/repositories/acme/shop/pullrequests/12/merge/task-status/t1",
+        backup_floor=41,
     )
 
 

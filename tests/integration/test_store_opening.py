@@ -51,8 +51,8 @@ def test_a_store_at_an_unknown_revision_is_refused_saying_what_to_do(store_url: 
     message = str(caught.value)
     assert message.startswith("store: the store at ")
     assert message.endswith(
-        f"is at revision {FUTURE}, which this version does not know (it knows up to {newest_revision()}): upgrade the "
-        "controller or point PIPELINE_DATABASE_URL elsewhere"
+        f"is at revision {FUTURE}, which this version does not know (it knows up to "
+        f"{newest_revision()}): upgrade the controller or point PIPELINE_DATABASE_URL elsewhere"
     )
     assert revision_of(store_url) == [FUTURE]  # nothing was changed
 

@@ -90,15 +90,22 @@ class Client:
         return self._explained(failure) if isinstance(failure, Permanent) else failure
 
     def _explained(self, exc: Permanent) -> Permanent:
-        """A refused access token that Bitbucket says is of the wrong kind is most likely a user's
-        API token sent without BITBUCKET_EMAIL: say so."""
-        if exc.status == 401 and not self.credential.email and NOT_SUPPORTED in exc.evidence.lower():
-            message = (
-                f"{exc}; BITBUCKET_TOKEN was sent as an access token (Bearer) and Bitbucket does not "
-                "take it so: if it is an Atlassian API token, set BITBUCKET_EMAIL to its account's e-mail"
+        """A refused token, explained for its kind: an access token that Bitbucket says is of the
+        wrong kind is most likely a user's API token sent without BITBUCKET_EMAIL; an API token is
+        refused too when BITBUCKET_EMAIL is not its account's e-mail."""
+        if exc.status != 401:
+            return exc
+        if not self.credential.email and NOT_SUPPORTED in exc.evidence.lower():
+            hint = (
+                "BITBUCKET_TOKEN was sent as an access token (Bearer) and Bitbucket does not take it so: "
+                "if it is an Atlassian API token, set BITBUCKET_EMAIL to its account's e-mail"
             )
-            return type(exc)(SERVICE, message.removeprefix(f"{SERVICE}: "), status=exc.status)
-        return exc
+        elif self.credential.email:
+            hint = f"BITBUCKET_EMAIL ({self.credential.email}) must be the e-mail of the token's account"
+        else:
+            return exc
+        message = f"{exc}; {hint}".removeprefix(f"{SERVICE}: ")
+        return type(exc)(SERVICE, message, status=exc.status)
 
     def _repository(self) -> Any:
         """The library's Repository object (one GET, then kept)."""

@@ -40,8 +40,8 @@ class BitbucketCredential:
 
     @property
     def variables(self) -> str:
-        """The environment variables that hold it, for messages."""
-        return "BITBUCKET_TOKEN (with BITBUCKET_EMAIL)" if self.email else "BITBUCKET_TOKEN"
+        """The environment variable that holds it, for messages (its e-mail is no secret)."""
+        return "BITBUCKET_TOKEN"
 
     def describe(self) -> str:
         """What the credential is taken to be, for people (no secret)."""
