@@ -172,6 +172,11 @@ class ScheduleSettings(_Section):
     poll_interval: PositiveDuration = Field(
         default=timedelta(seconds=30), description="time between two reconcile passes"
     )
+    lease: PositiveDuration = Field(
+        default=timedelta(minutes=5),
+        description="how long a pass holds the store's pass lock without renewing it; a process paused "
+        "longer loses it to another and acts on nothing more",
+    )
     effect_grace: PositiveDuration = Field(
         default=timedelta(minutes=2),
         description="how long something asked of Heroku or Bitbucket whose answer was lost (a crash, "

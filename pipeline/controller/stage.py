@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from pipeline.config import Settings, StageSettings
 from pipeline.domain import CONTROLLER
@@ -25,7 +25,6 @@ from pipeline.ports import ReleaseStore
 
 log = logging.getLogger("pipeline.controller")
 
-LOCK_TTL = timedelta(minutes=5)
 # The lease is taken for lost this long before it runs out, on this process's own clock: the store's
 # clock and ours may differ a little, and a write takes a moment.
 LEASE_MARGIN = 15.0
@@ -34,6 +33,7 @@ LEASE_MARGIN = 15.0
 class StageGuard:
     def __init__(self, settings: Settings, store: ReleaseStore, clock: Callable[[], datetime]) -> None:
         self.settings = settings
+        self.ttl = settings.schedule.lease.total_seconds()
         self.store = store
         self.clock = clock
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -51,7 +51,7 @@ class StageGuard:
 
     def take(self) -> bool:
         """Take the pass lock; a lease left by a dead process on this host is taken over at once
-        (another host's lease runs out after LOCK_TTL)."""
+        (another host's lease runs out after ``schedule.lease``)."""
         now = self.clock()
         if self._acquire(now):
             return True
@@ -68,10 +68,10 @@ class StageGuard:
 
     def _acquire(self, now: datetime) -> bool:
         started = time.monotonic()
-        if not self.store.acquire_lock(self.lock_name, self.holder, now, LOCK_TTL.total_seconds()):
+        if not self.store.acquire_lock(self.lock_name, self.holder, now, self.ttl):
             self._lease_until = 0.0
             return False
-        self._lease_until = started + LOCK_TTL.total_seconds() - LEASE_MARGIN
+        self._lease_until = started + self.ttl - min(LEASE_MARGIN, self.ttl / 4)
         return True
 
     def still_held(self) -> None:

@@ -746,7 +746,7 @@ def test_describe_is_the_resolved_plan_as_json(shipped: Path) -> None:
     }
     assert plan["database_url"] == "postgresql+psycopg://pipeline:***@db:5432/pipeline"
     assert plan["source"]["url"] == "https://bitbucket.example/***"
-    assert plan["schedule"] == {"poll_interval": "30s", "effect_grace": "2m"}
+    assert plan["schedule"] == {"poll_interval": "30s", "lease": "5m", "effect_grace": "2m"}
     assert (
         plan["name"] == "claims" and plan["credentials"] == "from the environment" and plan["actor"] == "ops"
     )
