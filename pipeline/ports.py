@@ -15,9 +15,11 @@ from typing import Any, Protocol
 
 from pipeline.model import (
     Backup,
+    BackupSchedule,
     Change,
     Comment,
     Commit,
+    DatabaseInfo,
     Dyno,
     EnvironmentState,
     Event,
@@ -243,6 +245,18 @@ class Backups(Protocol):
 
     def backups(self, app: str) -> list[Backup]:
         """Every backup of the app's databases, newest first."""
+        ...
+
+    def database_info(self, app: str) -> DatabaseInfo:
+        """The plan, creation time and rollback window of the app's primary database."""
+        ...
+
+    def schedules(self, app: str) -> list[BackupSchedule]:
+        """The daily backup schedules of the app's primary database."""
+        ...
+
+    def set_schedule(self, app: str, hour: int, timezone: str) -> BackupSchedule:
+        """Create or replace the database's daily backup schedule. Idempotent."""
         ...
 
     def public_url(self, app: str, backup_id: str) -> str:

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 from pipeline.adapters import http
 from pipeline.adapters.heroku import two_factor_explained
 from pipeline.errors import NotFound, Permanent
-from pipeline.model import Backup, PermissionCheck
+from pipeline.model import Backup, BackupSchedule, DatabaseInfo, PermissionCheck
 
 SERVICE = "heroku-data"
 CREDENTIAL = "HEROKU_API_KEY"
@@ -59,6 +60,16 @@ def backup(data: Mapping[str, Any]) -> Backup:
         size_bytes=int(data.get("processed_bytes") or 0),
         database=str(data.get("from_name") or ""),
         logs=logs,
+    )
+
+
+def schedule(data: Mapping[str, Any]) -> BackupSchedule:
+    """A transfer schedule from its raw JSON (``hour`` may come as a number or as text)."""
+    return BackupSchedule(
+        uuid=str(data.get("uuid") or ""),
+        name=str(data.get("name") or ""),
+        hour=int(data["hour"]),
+        timezone=str(data.get("timezone") or "UTC"),
     )
 
 
@@ -176,6 +187,51 @@ class HerokuBackups:
         except Permanent as exc:
             return [PermissionCheck(CREDENTIAL, need, False, str(exc))]
         return [PermissionCheck(CREDENTIAL, need, True, f"reads add-on {addon} and its {count} backup(s)")]
+
+    def database_info(self, app: str) -> DatabaseInfo:
+        """The plan, creation time and rollback window of the app's DATABASE, from the Data API's
+        database document (the ``info`` entries ``heroku pg:info`` prints: "Rollback" is ``earliest
+        from 2026-12-02 05:00 UTC``, or ``Unsupported`` on a plan that keeps no window)."""
+        addon_id = self._database(app)
+        what = f"reading the database of {app}"
+        data = self._json("GET", f"{self._data_url}/client/v11/databases/{quote(addon_id, safe='')}", what)
+        with http.reading(SERVICE, what):
+            info = {str(e["name"]): [str(v) for v in e.get("values") or ()] for e in data.get("info") or ()}
+            rollback = (info.get("Rollback") or [""])[0]
+            earliest = None
+            if rollback.lower().startswith("earliest from "):
+                text = rollback[len("earliest from ") :].removesuffix(" UTC").strip()
+                earliest = datetime.strptime(text, "%Y-%m-%d %H:%M").replace(tzinfo=UTC)
+            return DatabaseInfo(
+                addon=str(data.get("name") or addon_id),
+                plan=str(data.get("plan") or ""),
+                created_at=http.parse_optional_time(data.get("created_at")),
+                rollback_earliest=earliest,
+            )
+
+    def schedules(self, app: str) -> list[BackupSchedule]:
+        """The backup schedules of the app's DATABASE (``heroku pg:backups:schedules``)."""
+        addon_id = self._database(app)
+        what = f"listing the backup schedules of {app}"
+        items = self._json("GET", self._schedules_url(addon_id), what)
+        with http.reading(SERVICE, what):
+            return [schedule(s) for s in items]
+
+    def set_schedule(self, app: str, hour: int, timezone: str) -> BackupSchedule:
+        """Create or replace the daily backup schedule of the app's DATABASE, at ``hour`` in
+        ``timezone``, as ``heroku pg:backups:schedule --at 'HH:00 TZ'`` does. Idempotent."""
+        addon_id = self._database(app)
+        what = f"scheduling the backups of {app}"
+        body = {"hour": f"{hour:02d}", "timezone": timezone, "schedule_name": ATTACHMENT_VAR}
+        with self._calling(what):
+            answer = self._session.post(self._schedules_url(addon_id), json=body)
+        if not answer.ok:
+            raise http.error_for(SERVICE, what, answer, credential=CREDENTIAL, secrets=(self._api_key,))
+        with http.reading(SERVICE, what):
+            return schedule(answer.json())
+
+    def _schedules_url(self, addon_id: str) -> str:
+        return f"{self._data_url}/client/v11/databases/{quote(addon_id, safe='')}/transfer-schedules"
 
     def public_url(self, app: str, backup_id: str) -> str:
         """A short-lived signed URL of the backup's ``pg_dump -Fc`` archive (the ``url`` of its

@@ -46,6 +46,7 @@ from pipeline.domain.actions import (
     WaitingOn,
 )
 from pipeline.domain.approval import judge_approvals, last_branch_move
+from pipeline.domain.backups import backup_problem
 from pipeline.domain.gates import window_state
 from pipeline.domain.observation import Observation
 from pipeline.domain.policy import (
@@ -63,7 +64,7 @@ from pipeline.domain.policy import (
 from pipeline.domain.release import decide
 from pipeline.domain.rollback import RollbackObservation, decide_rollback
 from pipeline.domain.text import span_text
-from pipeline.domain.verification import Verifying, backup_problem, checks_summary, dyno_problem, verify
+from pipeline.domain.verification import Verifying, checks_summary, dyno_problem, verify
 from pipeline.model import Approval
 
 __all__ = [

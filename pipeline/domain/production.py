@@ -26,6 +26,7 @@ from pipeline.domain.actions import (
     wait,
 )
 from pipeline.domain.approval import LOSING_EVENTS, approval_events, judge_approvals
+from pipeline.domain.backups import backup_problem
 from pipeline.domain.ends import failed_target, promotion_failed, rejection, supersede
 from pipeline.domain.gates import closed_to, locked, missing_text
 from pipeline.domain.observation import Observation, in_grace
@@ -34,7 +35,6 @@ from pipeline.domain.text import span_text
 from pipeline.domain.verification import (
     Verdict,
     Verifying,
-    backup_problem,
     checks_summary,
     release_actions,
     release_updates,

@@ -1,5 +1,5 @@
 """Verification: each check tried with retries and backoff, then held for its soak; dynos that must
-run the new release first; and whether the newest backup can be trusted.
+run the new release first.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pipeline.domain.actions import Action, ReleaseUpdate, Update, Wait, Waiting
 from pipeline.domain.observation import Observation
 from pipeline.domain.policy import CheckRule, Policy, Verification
 from pipeline.domain.text import iso, span_text
-from pipeline.model import Backup, CheckProgress, CheckResult, Dyno, EventKind, Release
+from pipeline.model import CheckProgress, CheckResult, Dyno, EventKind, Release
 
 
 class Verifying(StrEnum):
@@ -30,20 +30,6 @@ class Verifying(StrEnum):
     @property
     def check_failed(self) -> EventKind:
         return EventKind(f"{self.value}CheckFailed")
-
-
-def backup_problem(backup: Backup | None, max_age: timedelta, now: datetime) -> str | None:
-    """Why the newest production backup cannot be trusted, or None when it can."""
-    if backup is None:
-        return "production has no backup at all"
-    if backup.status != "completed":
-        return f"newest backup {backup.name} is {backup.status}, not completed"
-    finished = backup.finished_at or backup.created_at
-    if now - finished > max_age:
-        return f"newest backup {backup.name} finished {finished.isoformat()}, older than {max_age}"
-    if backup.size_bytes <= 0:
-        return f"newest backup {backup.name} is empty (0 bytes)"
-    return None
 
 
 @dataclass(frozen=True)

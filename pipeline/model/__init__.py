@@ -20,7 +20,9 @@ from pipeline.model.environment import DeployWindows, EnvironmentState, Window
 from pipeline.model.events import Event, EventKind
 from pipeline.model.platform import (
     Backup,
+    BackupSchedule,
     CheckResult,
+    DatabaseInfo,
     Dyno,
     Formation,
     HerokuBuild,
@@ -54,11 +56,13 @@ __all__ = [
     "FINAL_STATES",
     "Approval",
     "Backup",
+    "BackupSchedule",
     "Change",
     "CheckProgress",
     "CheckResult",
     "Comment",
     "Commit",
+    "DatabaseInfo",
     "DeployWindows",
     "Dyno",
     "EnvironmentState",

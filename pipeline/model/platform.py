@@ -79,6 +79,33 @@ class Backup:
     database: str
     logs: tuple[str, ...] = ()
 
+    @property
+    def scheduled(self) -> bool:
+        """Made by the database's backup schedule (``a012``), not asked for (``b012``)."""
+        return self.name.startswith("a")
+
+
+@dataclass(frozen=True)
+class DatabaseInfo:
+    """What ``heroku pg:info`` shows of a database that the backup promise rests on: its plan, when
+    it was made, and the earliest point its rollback window reaches (None: the plan keeps none,
+    as Essential plans do)."""
+
+    addon: str
+    plan: str
+    created_at: datetime | None
+    rollback_earliest: datetime | None
+
+
+@dataclass(frozen=True)
+class BackupSchedule:
+    """A daily backup schedule of a database: the hour it runs in its time zone."""
+
+    uuid: str
+    name: str
+    hour: int
+    timezone: str
+
 
 @dataclass(frozen=True)
 class CheckResult:
